@@ -1,0 +1,45 @@
+"""The hooks a robot plugin implements, declared with pluggy under the project name "ember"."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pluggy
+
+from ember_core.robot import RobotType
+
+PROJECT_NAME = "ember"
+ENTRY_POINT_GROUP = "ember.robots"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What is known about a task when plugins are asked whether their robot can do it.
+
+    `scene` holds coarse scene tags ("aerial", "underwater", "indoor", "outdoor") derived from the
+    task text or the camera image; an empty set means the scene is unknown.
+    """
+
+    task: str
+    scene: frozenset[str] = frozenset()
+
+
+@hookspec
+def ember_robot_types() -> list[RobotType]:
+    """Declare the robot types this plugin provides, each with its capability card.
+
+    Most plugins return one RobotType. A robots.yaml entry picks one of them by id when a plugin
+    returns several.
+    """
+
+
+@hookspec
+def ember_robot_infeasible(robot: RobotType, context: TaskContext) -> str | None:
+    """Say why `robot` cannot work on this task at all, or return None to have no objection.
+
+    Called for every robot of the fleet on every plugin, so a plugin may veto its own robots or
+    others (a site plugin could forbid drones indoors). Return a short reason a fleet manager can
+    read ("cannot operate out of water"); the Selector records it and ranks the robot last.
+    """

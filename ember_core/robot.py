@@ -1,0 +1,95 @@
+"""RobotType: one robot type of the fleet and its capability card, validated on creation."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+
+# Card fields that hold lists of short phrases; the dataset's instruction text shows the first three.
+LIST_FIELDS = ("capabilities", "limitations", "environments", "roles")
+# Optional figures a fleet manager plans with; None means "not stated by the plugin".
+NUMBER_FIELDS = ("payload_kg", "max_speed_mps", "endurance_min", "max_depth_m", "max_altitude_m")
+
+
+class RobotTypeError(ValueError):
+    """A robot type's card is invalid; `field` names the offending card field."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(f"field '{field_name}': {message}")
+        self.field = field_name
+
+
+@dataclass(frozen=True)
+class RobotType:
+    """A robot type: stable id, display name and capability card.
+
+    `capabilities`, `limitations` and `environments` are the facts the model is prompted with;
+    `roles` are the parts this robot typically takes in a multi-robot plan (e.g. "aerial survey").
+    """
+
+    id: str
+    name: str
+    description: str
+    capabilities: tuple[str, ...]
+    limitations: tuple[str, ...]
+    environments: tuple[str, ...]
+    roles: tuple[str, ...] = ()
+    payload_kg: float | None = None
+    max_speed_mps: float | None = None
+    endurance_min: float | None = None
+    max_depth_m: float | None = None
+    max_altitude_m: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not ID_PATTERN.match(self.id):
+            raise RobotTypeError(
+                "id", f"{self.id!r} is not a valid id; use lower_snake_case such as 'underwater_robot'"
+            )
+        for name in ("name", "description"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise RobotTypeError(name, f"expected a non-empty string, got {value!r}")
+            object.__setattr__(self, name, " ".join(value.split()))
+        for name in LIST_FIELDS:
+            object.__setattr__(self, name, _phrases(name, getattr(self, name), required=name != "roles"))
+        for name in NUMBER_FIELDS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise RobotTypeError(name, f"expected a non-negative number or null, got {value!r}")
+            object.__setattr__(self, name, float(value))
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> RobotType:
+        """Return a copy with card fields replaced (the `overrides:` of a robots.yaml entry)."""
+        known = {f.name for f in dataclasses.fields(self)}
+        for key in overrides:
+            if key not in known:
+                raise RobotTypeError(str(key), f"unknown card field; known fields: {', '.join(sorted(known))}")
+        if "id" in overrides and overrides["id"] != self.id:
+            raise RobotTypeError("id", "the id is fixed by the plugin and cannot be overridden")
+        return dataclasses.replace(self, **dict(overrides))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The card as plain JSON-ready data (lists, not tuples)."""
+        data = dataclasses.asdict(self)
+        for name in LIST_FIELDS:
+            data[name] = list(data[name])
+        return data
+
+
+def _phrases(field_name: str, value: Any, required: bool) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise RobotTypeError(field_name, f"expected a list of strings, got {value!r}")
+    if required and not value:
+        raise RobotTypeError(field_name, "expected at least one entry")
+    phrases = []
+    for item in value:
+        if not isinstance(item, str) or not item.strip():
+            raise RobotTypeError(field_name, f"expected non-empty strings, got {item!r}")
+        phrases.append(" ".join(item.split()))
+    return tuple(phrases)

@@ -1,0 +1,1 @@
+"""Ember training: data, the three stages, metrics, plots and distributed helpers."""

@@ -1,0 +1,52 @@
+"""Installs Ember as one ament_python package, `ember_ros`, for pip and colcon alike."""
+from glob import glob
+
+from setuptools import setup
+
+PACKAGE_NAME = "ember_ros"
+SHARE = f"share/{PACKAGE_NAME}"
+
+setup(
+    name=PACKAGE_NAME,
+    version="0.1.0",
+    description="Ember: pick the right robots of a heterogeneous fleet for a task with a tiny VLM",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=["ember_core", "ember_train", "ember_ros", "ember_plugins"],
+    package_dir={"ember_plugins": "plugins"},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE_NAME}"]),
+        (SHARE, ["package.xml", "robots.yaml"]),
+        (f"{SHARE}/launch", glob("launch/*.launch.py")),
+        (f"{SHARE}/config", glob("config/*.yaml")),
+    ],
+    install_requires=[
+        "pluggy>=1.5",
+        "PyYAML>=6.0",
+        "numpy>=1.24",
+        "Pillow>=10.0",
+        "torch>=2.4",
+        "torchvision>=0.19",
+        "timm>=1.0",
+        "transformers>=4.45",
+        "tokenizers>=0.20",
+        "safetensors>=0.4",
+    ],
+    extras_require={
+        "ros": [
+            "ros-kilted-rclpy",
+            "ros-kilted-sensor-msgs",
+            "ros-kilted-std-msgs",
+            "ros-kilted-diagnostic-msgs",
+            "ros-kilted-lifecycle-msgs",
+            "ros-kilted-rmw-fastrtps-cpp",
+            "ros-kilted-ament-index-python",
+        ],
+        "serve": ["fastapi>=0.110", "uvicorn>=0.29"],
+        "dev": ["pytest>=8.0", "colcon-core>=0.15", "colcon-ros>=0.4"],
+    },
+    entry_points={"console_scripts": ["ember = ember_core.cli:main"]},
+    zip_safe=True,
+)
