@@ -119,7 +119,7 @@ def _register(manager: pluggy.PluginManager, plugin: Any, spec: str, where: str)
         manager.register(plugin, name=spec)
         manager.check_pending()
     except pluggy.PluginValidationError as err:
-        hooks = ", ".join(sorted(manager.hook.__dict__))
+        hooks = ", ".join(sorted(name for name, caller in vars(manager.hook).items() if caller.spec))
         raise FleetConfigError(f"{where}: {err} (known hooks: {hooks}; check the spelling)") from err
 
 

@@ -1,0 +1,66 @@
+"""Shared fixtures: plugin modules and robots.yaml files written into a temporary directory."""
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PUBLIC_DATA = REPO.parent / "shared" / "data" / "robot-selection"
+
+SNAKE_PLUGIN = '''
+from ember_core import RobotType, hookimpl
+
+@hookimpl
+def ember_robot_types():
+    return [RobotType(
+        id="snake_robot",
+        name="Snake Robot",
+        description="Slender multi-link robot that slides through pipes and rubble gaps.",
+        capabilities=["pipe navigation", "confined space access", "climbing"],
+        limitations=["slow movement", "no payload"],
+        environments=["pipes", "rubble", "crevices"],
+    )]
+'''
+
+
+@pytest.fixture(autouse=True)
+def _forget_test_plugins(tmp_path_factory: pytest.TempPathFactory):
+    """Plugin modules a test wrote must not stay cached for the next test, which may reuse the name."""
+    yield
+    base = str(tmp_path_factory.getbasetemp())
+    for name, module in list(sys.modules.items()):
+        if (getattr(module, "__file__", None) or "").startswith(base):
+            del sys.modules[name]
+
+
+@pytest.fixture
+def default_robots_lines() -> list[str]:
+    """The entries of the packaged robots.yaml, as YAML lines."""
+    return [line for line in (REPO / "robots.yaml").read_text().splitlines() if line.startswith("  - ")]
+
+
+@pytest.fixture
+def write_robots(tmp_path: Path):
+    """Write robots.yaml (entries as YAML list lines) into tmp_path and return its path."""
+
+    def write(lines: list[str], name: str = "robots.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text("robots:\n" + "\n".join(lines) + "\n", encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def write_plugin(tmp_path: Path):
+    """Write a plugin module into tmp_path (next to robots.yaml) and return its path."""
+
+    def write(module: str, source: str) -> Path:
+        path = tmp_path / f"{module}.py"
+        path.write_text(textwrap.dedent(source), encoding="utf-8")
+        return path
+
+    return write
