@@ -1,0 +1,86 @@
+"""Ember installs as one ament_python package: pip (non-editable) and colcon lay out share/ember_ros."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from ember_core.paths import share_dir
+
+PY_DIR = f"python{sys.version_info.major}.{sys.version_info.minor}"
+SHARE_FILES = ["package.xml", "robots.yaml", "config/selector.yaml"]
+ANCHOR = "share/ament_index/resource_index/packages/ember_ros"
+
+
+@pytest.fixture(scope="module")
+def source_copy(tmp_path_factory) -> Path:
+    """The repository's files without build outputs, so installs never write into the checkout."""
+    target = tmp_path_factory.mktemp("src") / "ember_ros"
+    ignore = shutil.ignore_patterns(".git", ".venv", "build", "install", "log", "*.egg-info", "__pycache__", ".pytest_cache")
+    shutil.copytree(REPO, target, ignore=ignore)
+    return target
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment for an installed copy: no checkout on the path, no robots.yaml override."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "EMBER_ROBOTS", "AMENT_PREFIX_PATH")}
+    env.update(extra)
+    return env
+
+
+def run_installed(executable: Path, site_packages: Path, cwd: Path, *args: str) -> str:
+    env = clean_env(PYTHONPATH=str(site_packages))
+    result = subprocess.run([sys.executable, str(executable), *args], cwd=cwd, env=env,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_checkout_is_its_own_share_dir():
+    assert share_dir() == REPO
+
+
+def test_pip_install_lays_out_share_and_ament_index(source_copy, tmp_path):
+    prefix = tmp_path / "prefix"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--ignore-installed", "--no-deps", "--no-build-isolation", "--prefix", str(prefix), "."],
+        cwd=source_copy, check=True, capture_output=True, text=True,
+    )
+    for name in SHARE_FILES:
+        assert (prefix / "share/ember_ros" / name).is_file(), name
+    assert (prefix / ANCHOR).is_file()
+    scripts = Path(sysconfig.get_path("scripts", vars={"base": str(prefix)}))
+    site_packages = prefix / "lib" / PY_DIR / "site-packages"
+
+    find_share = "from ament_index_python.packages import get_package_share_directory as g; print(g('ember_ros'))"
+    result = subprocess.run([sys.executable, "-c", find_share], env=clean_env(AMENT_PREFIX_PATH=str(prefix)),
+                            capture_output=True, text=True, check=True)
+    assert Path(result.stdout.strip()) == prefix / "share/ember_ros"
+
+    out = run_installed(scripts / "ember", site_packages, tmp_path, "robots", "validate")
+    assert out.startswith(f"OK {prefix / 'share/ember_ros/robots.yaml'}: 5 robots")
+
+
+def test_colcon_build_installs_the_ament_layout_and_executables(source_copy, tmp_path):
+    colcon = Path(sys.executable).with_name("colcon")
+    workspace = tmp_path / "ws"
+    result = subprocess.run(
+        [str(colcon), "--log-base", str(workspace / "log"), "build", "--base-paths", str(source_copy.parent),
+         "--build-base", str(workspace / "build"), "--install-base", str(workspace / "install")],
+        cwd=tmp_path, capture_output=True, text=True, check=False, env=clean_env(),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    install = workspace / "install" / "ember_ros"
+    for name in SHARE_FILES:
+        assert (install / "share/ember_ros" / name).is_file(), name
+    assert (install / ANCHOR).is_file()
+    executable = install / "lib/ember_ros/ember"
+    assert os.access(executable, os.X_OK)
+    out = run_installed(executable, install / "lib" / PY_DIR / "site-packages", tmp_path, "robots", "validate")
+    assert out.startswith(f"OK {install / 'share/ember_ros/robots.yaml'}: 5 robots")

@@ -1,0 +1,36 @@
+"""The README's "add a sixth robot" example, run verbatim: plugin file, robots.yaml line, command."""
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO
+
+
+def _example(label: str) -> str:
+    """The fenced block that follows `<!-- example: LABEL -->` in README.md."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    match = re.search(rf"<!-- example: {re.escape(label)} -->\n```\w*\n(.*?)```", readme, re.S)
+    assert match, f"README.md has no example block labelled {label!r}"
+    return match.group(1)
+
+
+def test_readme_plugin_example_grows_the_fleet_to_six(tmp_path: Path):
+    (tmp_path / "snake_robot.py").write_text(_example("snake_robot.py"), encoding="utf-8")
+    robots_yaml = (REPO / "robots.yaml").read_text(encoding="utf-8").rstrip("\n") + "\n"
+    (tmp_path / "robots.yaml").write_text(robots_yaml + _example("robots.yaml line"), encoding="utf-8")
+
+    command = shlex.split(_example("command").strip())
+    assert command[0] == "ember"
+    executable = Path(sys.executable).with_name("ember")
+    result = subprocess.run([str(executable), *command[1:]], cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "6 robots" in result.stdout
+    assert re.search(r"^5\s+snake_robot\s+Snake Robot\s+pipes, crevices, rubble, ducts$", result.stdout, re.M)
+
+    validate = subprocess.run([str(executable), "robots", "show", "snake_robot", "--robots", "robots.yaml"],
+                              cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert "index 5 of 6" in validate.stdout and "max_speed_mps: 0.2" in validate.stdout
