@@ -16,6 +16,7 @@ setup(
     python_requires=">=3.10",
     packages=["ember_core", "ember_train", "ember_ros", "ember_plugins"],
     package_dir={"ember_plugins": "plugins"},
+    package_data={"ember_core": ["schemas/*.json", "assets/tokenizer/*"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE_NAME}"]),
         (SHARE, ["package.xml", "robots.yaml"]),
@@ -33,6 +34,7 @@ setup(
         "transformers>=4.45",
         "tokenizers>=0.20",
         "safetensors>=0.4",
+        "jsonschema>=4.18",
     ],
     extras_require={
         "ros": [

@@ -1,8 +1,9 @@
-"""The `ember` command line: inspect and validate the robot fleet (more subcommands join later)."""
+"""The `ember` command line: inspect the fleet, select robots for a task, inspect models."""
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from typing import Sequence
 
@@ -35,14 +36,33 @@ def build_parser() -> argparse.ArgumentParser:
     validate = robot_commands.add_parser("validate", help="load a robots.yaml and all its plugins, report errors")
     validate.add_argument("file", metavar="FILE", nargs="?", default=None, help="robots.yaml to check (default: the one in use)")
     validate.set_defaults(handler=_validate)
+
+    select = commands.add_parser("select", parents=[fleet_file], help="rank the fleet's robots for a task")
+    select.add_argument("--task", required=True, help="what the robots should do")
+    select.add_argument("--image", metavar="PATH", default=None, help="camera image of the scene (optional)")
+    select.add_argument("--top-k", type=int, default=5, help="how many ranked robots to return (default 5)")
+    select.add_argument("--no-reasoning", dest="reasoning", action="store_false", help="skip generating reasoning and plan")
+    select.add_argument("--model", metavar="DIR", default=None, help="model directory written by save_pretrained")
+    select.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:1 ... (default auto)")
+    select.add_argument("--json", action="store_true", help="print the selection document (JSON)")
+    select.set_defaults(handler=_select)
+
+    model = commands.add_parser("model", help="inspect models")
+    model_commands = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    info = model_commands.add_parser("info", parents=[fleet_file], help="parameter counts per part, config and fleet")
+    info.add_argument("--model", metavar="DIR", default=None, help="model directory (default: a random-init model of --preset)")
+    info.add_argument("--preset", default="embervlm-37m", help="preset to describe when no --model is given")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(handler=_model_info)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s - %(message)s", stream=sys.stderr)
     try:
         return args.handler(args)
-    except (FleetConfigError, UnknownRobotError) as err:
+    except (FleetConfigError, UnknownRobotError, FileNotFoundError, ValueError) as err:
         print(f"ember: error: {err}", file=sys.stderr)
         return 1
 
@@ -81,6 +101,66 @@ def _show(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     fleet: Fleet = load_fleet(args.file)
     print(f"OK {find_robots_file(args.file)}: {fleet.num_robots} robots ({', '.join(fleet.ids)}), hash {fleet.hash[:12]}")
+    return 0
+
+
+def _select(args: argparse.Namespace) -> int:
+    from ember_core.selector import Selector  # torch and transformers load only for model commands
+
+    selector = Selector(args.model, robots_file=args.robots, device=args.device)
+    document = selector.select(args.task, args.image, top_k=args.top_k, return_reasoning=args.reasoning)
+    if args.json:
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+    else:
+        print(render_selection(document))
+    return 0 if document["status"] == "ok" else 1
+
+
+def render_selection(document: dict) -> str:
+    """The selection document as a ranked table, reasoning and plan for a terminal."""
+    lines = [f"Task: {document['task']}", f"Model: {document['model']['name']} ({document['model']['sha']}), "
+             f"fleet of {len(document['fleet']['robots'])} ({document['fleet']['hash'][:12]})"]
+    if document["status"] != "ok":
+        return "\n".join(lines + [f"Status: {document['status']}: {'; '.join(document['errors'])}"])
+    lines.append(f"{'rank':<5} {'robot':<20} {'confidence':>10}  selected")
+    for c in document["candidates"]:
+        note = f"  (infeasible: {'; '.join(c['infeasible'])})" if c["infeasible"] else ""
+        lines.append(f"{c['rank']:<5} {c['robot_type']:<20} {c['confidence']:>10.3f}  {'yes' if c['selected'] else 'no'}{note}")
+    reasoning = document["reasoning"]
+    if reasoning is not None:
+        state = "valid" if reasoning["reasoning_valid"] else "INVALID: " + "; ".join(reasoning["problems"])
+        lines += [f"Reasoning ({state}):"] + [f"  {step}" for step in reasoning["steps"]]
+    plan = document["plan"]
+    if plan is not None:
+        lines.append("Plan:" if plan["subtasks"] else "Plan: none")
+        lines += [f"  {s['order']}. {s['robot_type']}: {s['description']}" for s in plan["subtasks"]]
+        if plan["problems"]:
+            lines.append(f"  plan problems: {'; '.join(plan['problems'])}")
+    lines.append("Latency (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in document["latency_ms"].items()))
+    return "\n".join(lines)
+
+
+def _model_info(args: argparse.Namespace) -> int:
+    from ember_core.model.checkpoint import EmberModel
+    from ember_core.model.config import preset
+
+    fleet = load_fleet(args.robots)
+    if args.model:
+        bundle = EmberModel.from_pretrained(args.model, fleet=fleet)
+    else:
+        bundle = EmberModel.build(preset(args.preset), fleet)
+    counts = bundle.model.parameter_counts()
+    info = {"name": bundle.name, "sha": bundle.sha, "parameters": counts, "config": bundle.model.config.to_dict(),
+            "fleet": {"robots": fleet.ids, "hash": fleet.hash}, "vocab_size": len(bundle.tokenizer),
+            "temperature": bundle.temperature}
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{bundle.name}: {counts['total'] / 1e6:.1f}M parameters, vocabulary {len(bundle.tokenizer)}")
+    for part, count in counts.items():
+        if part != "total":
+            print(f"  {part:<15} {count / 1e6:8.2f}M")
+    print(f"Fleet: {', '.join(fleet.ids)} (hash {fleet.hash[:12]}); calibration temperature {bundle.temperature:g}")
     return 0
 
 

@@ -1,11 +1,15 @@
 """Shared fixtures: plugin modules and robots.yaml files written into a temporary directory."""
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+# Tests never reach a model hub: a hub name that is not cached fails at once instead of retrying.
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLIC_DATA = REPO.parent / "shared" / "data" / "robot-selection"

@@ -1,0 +1,135 @@
+"""EmberVLM: vision encoder -> projector -> language model -> robot head, composed in one nn.Module."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from transformers import PreTrainedTokenizerBase
+
+from ember_core.model import language as _language  # noqa: F401  (registers the language parts)
+from ember_core.model import vision as _vision  # noqa: F401  (registers the vision parts)
+from ember_core.model.config import EmberVLMConfig
+from ember_core.model.heads import RobotHead
+from ember_core.model.language import hidden_size
+from ember_core.model.registry import create_part
+from ember_core.model.tokenizer import special_token_ids, validate_embeddings
+
+
+class EmberVLM(nn.Module):
+    """Scores every robot of a fleet for an image + task prompt and generates reasoning text.
+
+    Token sequences carry `<|image|>` placeholders (as many as `vision.num_tokens`) whose embeddings
+    are replaced by visual tokens, or by the learned `no_image` vector for text-only requests. The
+    robot head reads the last hidden state at `<|robot_selection|>`. Robot cards (token ids set with
+    `set_cards`) are embedded by the same LM for the capability-aware part of the head.
+    """
+
+    def __init__(self, config: EmberVLMConfig, num_robots: int, tokenizer: PreTrainedTokenizerBase):
+        super().__init__()
+        self.config = config
+        self.special_ids = special_token_ids(tokenizer)
+        self.eos_token_id = int(tokenizer.eos_token_id)
+        self.language_model = create_part(
+            "language", config.language_model, name_or_path=config.lm_name_or_path, vocab_size=len(tokenizer),
+            layers=config.lm_layers, hidden=config.lm_hidden, heads=config.lm_heads, context=config.lm_context,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        )
+        validate_embeddings(self.language_model, tokenizer)
+        width = hidden_size(self.language_model)
+        self.vision = create_part(
+            "vision", config.vision_encoder, out_dim=width, image_size=config.image_size,
+            weights=config.vision_weights, frozen=config.freeze_vision,
+        )
+        self.no_image = nn.Parameter(torch.zeros(width))
+        self.robot_head = RobotHead(
+            width, num_robots, config.head_hidden, config.head_mid, config.head_dropout, config.card_dim,
+        )
+        self.register_buffer("card_input_ids", torch.zeros(num_robots, 1, dtype=torch.long), persistent=False)
+        self.register_buffer("card_attention_mask", torch.ones(num_robots, 1, dtype=torch.long), persistent=False)
+        self._card_cache: torch.Tensor | None = None
+
+    @property
+    def num_robots(self) -> int:
+        return self.robot_head.num_robots
+
+    @property
+    def image_token_id(self) -> int:
+        return self.special_ids["<|image|>"]
+
+    @property
+    def selection_token_id(self) -> int:
+        return self.special_ids["<|robot_selection|>"]
+
+    def set_cards(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
+        """The token ids of each robot's capability card, in fleet order: (N, L) each."""
+        if input_ids.shape[0] != self.num_robots:
+            raise ValueError(f"got {input_ids.shape[0]} robot cards for a head of {self.num_robots} robots")
+        device = self.no_image.device
+        self.card_input_ids = input_ids.to(device)
+        self.card_attention_mask = attention_mask.to(device)
+        self._card_cache = None
+
+    def train(self, mode: bool = True) -> EmberVLM:
+        self._card_cache = None  # the LM changes while training; cached card embeddings would go stale
+        return super().train(mode)
+
+    def card_embeddings(self) -> torch.Tensor:
+        """(N, H): mean last hidden state over each card's tokens; cached while in eval mode."""
+        if self._card_cache is not None and not self.training:
+            return self._card_cache
+        embeds = self.language_model.get_input_embeddings()(self.card_input_ids)
+        hidden = self.language_model(
+            inputs_embeds=embeds, attention_mask=self.card_attention_mask, output_hidden_states=True, use_cache=False,
+        ).hidden_states[-1]
+        mask = self.card_attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        if not self.training:
+            self._card_cache = pooled
+        return pooled
+
+    def embed(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None = None,
+              has_image: torch.Tensor | None = None) -> torch.Tensor:
+        """Token embeddings with the `<|image|>` positions filled by visual tokens or `no_image`.
+
+        pixel_values (B, 3, S, S) or None; has_image (B,) bool marks rows whose pixels are real.
+        """
+        embeds = self.language_model.get_input_embeddings()(input_ids)
+        slots = input_ids == self.image_token_id
+        per_row = slots.sum(1)
+        if bool((per_row != 0).any()) and bool((per_row != self.vision.num_tokens).any()):
+            raise ValueError(f"each sequence needs exactly {self.vision.num_tokens} <|image|> tokens, got {per_row.tolist()}")
+        fill = self.no_image.to(embeds.dtype).expand(input_ids.shape[0], self.vision.num_tokens, -1)
+        if pixel_values is not None:
+            visual = self.vision(pixel_values).to(embeds.dtype)
+            real = torch.ones(input_ids.shape[0], dtype=torch.bool, device=input_ids.device) if has_image is None else has_image
+            fill = torch.where(real.view(-1, 1, 1), visual, fill)
+        embeds = embeds.clone()
+        embeds[slots] = fill[per_row > 0].reshape(-1, embeds.shape[-1])
+        return embeds
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: torch.Tensor | None = None,
+                has_image: torch.Tensor | None = None, use_cache: bool = False) -> dict[str, torch.Tensor]:
+        """Robot logits (B, N) from the `<|robot_selection|>` state, LM logits (B, T, V), and the KV cache."""
+        positions = (input_ids == self.selection_token_id).int()
+        if bool((positions.sum(1) != 1).any()):
+            raise ValueError("each sequence needs exactly one <|robot_selection|> token")
+        output = self.language_model(
+            inputs_embeds=self.embed(input_ids, pixel_values, has_image), attention_mask=attention_mask,
+            output_hidden_states=True, use_cache=use_cache,
+        )
+        hidden = output.hidden_states[-1]
+        rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+        selection_state = hidden[rows, positions.argmax(1)]
+        result = self.robot_head(selection_state, self.card_embeddings().to(selection_state.dtype))
+        result["lm_logits"] = output.logits
+        if use_cache:
+            result["past_key_values"] = output.past_key_values
+        return result
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters per part (the LM's tied output embedding counted once)."""
+        parts = {"vision": self.vision.backbone, "projector": self.vision.projector,
+                 "language_model": self.language_model, "robot_head": self.robot_head}
+        counts = {name: sum(p.numel() for p in module.parameters()) for name, module in parts.items()}
+        counts["other"] = self.no_image.numel()
+        counts["total"] = sum(p.numel() for p in self.parameters())
+        return counts

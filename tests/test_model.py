@@ -1,0 +1,190 @@
+"""EmberVLM parts and composition: registry, shapes and gradients, freezing, persistence, fleet changes, decoding."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from conftest import SNAKE_PLUGIN
+from ember_core import Fleet, load_fleet
+from ember_core.model.checkpoint import EmberModel, load_checkpoint
+from ember_core.model.config import EmberVLMConfig, preset
+from ember_core.model.generation import greedy_continue
+from ember_core.model.prompt import REASONING_START, selection_prompt
+from ember_core.model.registry import create_part, list_parts
+from ember_core.model.vision import VisionEncoder
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Fleet:
+    return load_fleet()
+
+
+@pytest.fixture(scope="module")
+def tiny(fleet) -> EmberModel:
+    torch.manual_seed(0)
+    return EmberModel.build(preset("tiny"), fleet)
+
+
+def batch(bundle: EmberModel, tasks: list[str]) -> dict[str, torch.Tensor]:
+    texts = [selection_prompt(t, bundle.fleet, bundle.model.vision.num_tokens) for t in tasks]
+    encoded = bundle.tokenizer(texts, padding=True, return_tensors="pt")
+    size = bundle.model.config.image_size
+    return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"],
+            "pixel_values": torch.rand(len(tasks), 3, size, size), "has_image": torch.tensor([True, False][: len(tasks)])}
+
+
+def test_registry_lists_and_creates_parts():
+    assert {"repvit_m0_9", "repvit_m1_1"} <= set(list_parts("vision"))
+    assert list_parts("language") == ["gpt2", "pretrained"]
+    with pytest.raises(ValueError, match="unknown vision part 'resnet50'; registered: repvit_m0_9"):
+        create_part("vision", "resnet50")
+    with pytest.raises(ValueError, match="unknown part kind 'audio'"):
+        list_parts("audio")
+
+
+@pytest.mark.parametrize("name", list_parts("vision"))
+def test_every_vision_part_gives_lm_width_tokens_and_gradients(name):
+    encoder = create_part("vision", name, out_dim=24, image_size=64)
+    tokens = encoder(torch.rand(2, 3, 64, 64))
+    assert tokens.shape == (2, encoder.num_tokens, 24) and encoder.num_tokens == 4
+    tokens.sum().backward()
+    assert all(p.grad is not None for p in encoder.parameters() if p.requires_grad)
+
+
+def test_language_parts_from_config_and_from_a_local_directory(tmp_path):
+    built = create_part("language", "gpt2", vocab_size=100, layers=1, hidden=16, heads=2, context=32,
+                        bos_token_id=0, eos_token_id=0)
+    logits = built(input_ids=torch.tensor([[1, 2, 3]])).logits
+    assert logits.shape == (1, 3, 100)
+    logits.sum().backward()
+    built.save_pretrained(tmp_path / "lm")
+    loaded = create_part("language", "pretrained", name_or_path=str(tmp_path / "lm"))
+    assert torch.equal(loaded.transformer.wte.weight, built.transformer.wte.weight)
+    with pytest.raises(ValueError, match="'no/such-model' .*could not be loaded"):
+        create_part("language", "pretrained", name_or_path="no/such-model")
+
+
+def test_frozen_vision_keeps_batchnorm_in_eval_and_gets_no_gradients():
+    encoder = VisionEncoder("repvit_m0_9", out_dim=16, image_size=32, frozen=True)
+    encoder.train()
+    norms = [m for m in encoder.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and not any(m.training for m in norms)
+    before = [m.running_mean.clone() for m in norms]
+    encoder(torch.rand(2, 3, 32, 32)).sum().backward()
+    assert all(torch.equal(a, m.running_mean) for a, m in zip(before, norms))
+    assert all(p.grad is None for p in encoder.backbone.parameters())
+    assert encoder.projector.training and all(p.grad is not None for p in encoder.projector.parameters())
+
+
+def test_vision_weights_load_from_a_local_file(tmp_path):
+    source = VisionEncoder("repvit_m0_9", out_dim=8, image_size=32)
+    save_file({k: v.contiguous() for k, v in source.backbone.state_dict().items()}, str(tmp_path / "repvit.safetensors"))
+    loaded = VisionEncoder("repvit_m0_9", out_dim=8, image_size=32, weights=str(tmp_path / "repvit.safetensors"))
+    for key, tensor in source.backbone.state_dict().items():
+        assert torch.equal(tensor, loaded.backbone.state_dict()[key]), key
+    save_file({"unrelated": torch.zeros(1)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(ValueError, match="not repvit_m0_9 weights"):
+        VisionEncoder("repvit_m0_9", out_dim=8, image_size=32, weights=str(tmp_path / "other.safetensors"))
+
+
+def test_forward_and_backward_reach_every_part(tiny):
+    tiny.model.train()
+    inputs = batch(tiny, ["Inspect a pipeline under the sea", "Carry boxes in a warehouse"])
+    out = tiny.model(**inputs)
+    assert out["robot_logits"].shape == (2, 5)
+    assert out["card_logits"].shape == out["mlp_logits"].shape == (2, 5)
+    assert out["lm_logits"].shape == (*inputs["input_ids"].shape, len(tiny.tokenizer))
+    (out["robot_logits"].sum() + out["lm_logits"].mean()).backward()
+    for name, part in [("vision", tiny.model.vision), ("lm", tiny.model.language_model), ("head", tiny.model.robot_head)]:
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters()), name
+    tiny.model.zero_grad()
+    tiny.model.eval()
+
+
+def test_the_image_changes_the_scores(tiny):
+    inputs = batch(tiny, ["Inspect the area"])
+    with torch.no_grad():
+        text_only = tiny.model(inputs["input_ids"], inputs["attention_mask"])["robot_logits"]
+        with_image = tiny.model(inputs["input_ids"], inputs["attention_mask"], inputs["pixel_values"],
+                                torch.tensor([True]))["robot_logits"]
+    assert not torch.allclose(text_only, with_image)
+
+
+def test_save_and_load_round_trip_gives_identical_outputs(tiny, tmp_path):
+    tiny.temperature = 1.7
+    path = tiny.save_pretrained(tmp_path / "model")
+    assert {p.name for p in path.iterdir()} >= {"config.json", "model.safetensors", "fleet.json", "calibration.json", "tokenizer.json"}
+    loaded = EmberModel.from_pretrained(path)
+    assert loaded.fleet.hash == tiny.fleet.hash and loaded.temperature == 1.7
+    inputs = batch(tiny, ["Inspect a bridge", "Deliver parcels"])
+    tiny.model.eval()
+    with torch.no_grad():
+        for key in ("robot_logits", "lm_logits"):
+            assert torch.equal(tiny.model(**inputs)[key], loaded.model(**inputs)[key]), key
+    tiny.temperature = 1.0
+
+
+def test_saving_replaces_a_model_directory_atomically(tiny, tmp_path):
+    path = tiny.save_pretrained(tmp_path / "model")
+    (path / "stale.txt").write_text("from an older save")
+    tiny.save_pretrained(path)
+    assert not (path / "stale.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_five_robot_checkpoint_loads_into_a_six_robot_fleet(tiny, tmp_path, write_plugin, write_robots, default_robots_lines, caplog):
+    path = tiny.save_pretrained(tmp_path / "model")
+    write_plugin("snake_robot", SNAKE_PLUGIN)
+    six = load_fleet(write_robots(["  - plugin: snake_robot"] + default_robots_lines))
+    with caplog.at_level(logging.WARNING, logger="ember.model"):
+        loaded = EmberModel.from_pretrained(path, fleet=six)
+    assert "Fleet differs from the checkpoint's: added ['snake_robot']" in caplog.text
+    assert loaded.model.robot_head.known.tolist() == [False, True, True, True, True, True]
+    inputs = batch(tiny, ["Inspect a pipe"])
+    with torch.no_grad():
+        old = tiny.model(**inputs)["mlp_logits"]
+        new = loaded.model(**inputs)
+    assert torch.allclose(new["mlp_logits"][:, 1:], old)
+    assert torch.equal(new["robot_logits"][:, 0], new["card_logits"][:, 0])
+
+
+def test_load_checkpoint_skips_mismatched_tensors_with_the_seed_log_lines(tiny, caplog):
+    state = {k: v.clone() for k, v in tiny.model.state_dict().items()}
+    state["robot_head.mlp.6.weight"] = torch.zeros(1, 16)
+    state["robot_head.mlp.6.bias"] = torch.zeros(1)
+    target = EmberModel.build(preset("tiny"), tiny.fleet).model
+    with caplog.at_level(logging.WARNING, logger="ember.model"):
+        skipped = load_checkpoint(target, state)
+    assert skipped == ["robot_head.mlp.6.weight", "robot_head.mlp.6.bias"]
+    assert "Skipped 2 mismatched layer(s) - will be randomly initialized:" in caplog.text
+    assert "  - robot_head.mlp.6.weight: checkpoint torch.Size([1, 16]) vs model torch.Size([5, 16])" in caplog.text
+    assert torch.equal(target.vision.projector[0].weight, tiny.model.vision.projector[0].weight)
+
+
+def test_kv_cached_greedy_decoding_equals_uncached(tiny):
+    model, tokenizer = tiny.model.eval(), tiny.tokenizer
+    inputs = batch(tiny, ["Survey a collapsed parking garage for cracks"])
+    ids, mask = inputs["input_ids"][:1], inputs["attention_mask"][:1]
+    start = tokenizer.convert_tokens_to_ids(REASONING_START)
+    with torch.no_grad():
+        past = model(ids, mask, use_cache=True)["past_key_values"]
+        cached, _, _ = greedy_continue(model.language_model, past, mask, [start], 12, stop_ids=set())
+        # Reference: re-run the whole sequence for every new token, no cache.
+        sequence, uncached = torch.cat([ids, torch.tensor([[start]])], dim=1), []
+        prompt_embeds = model.embed(ids)
+        for _ in range(12):
+            tail = model.language_model.get_input_embeddings()(sequence[:, ids.shape[1]:])
+            logits = model.language_model(inputs_embeds=torch.cat([prompt_embeds, tail], 1), use_cache=False).logits
+            uncached.append(int(logits[0, -1].argmax()))
+            sequence = torch.cat([sequence, torch.tensor([[uncached[-1]]])], dim=1)
+    assert cached == uncached and len(cached) == 12
+
+
+def test_default_config_is_the_seeds_size(fleet):
+    counts = EmberModel.build(EmberVLMConfig(), fleet).model.parameter_counts()
+    assert 30e6 <= counts["total"] <= 45e6, counts
+    assert 28e6 <= counts["language_model"] <= 32e6 and 4e6 <= counts["vision"] <= 6e6

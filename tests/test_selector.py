@@ -1,0 +1,176 @@
+"""The Selector contract and the `ember select` / `ember model info` commands, on a tiny saved model."""
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ember_core import load_fleet
+from ember_core.cli import main
+from ember_core.images import InvalidInputError
+from ember_core.model.checkpoint import EmberModel
+from ember_core.model.config import preset
+from ember_core.selection import validate_document
+from ember_core.selector import Selector
+
+TASK = "Survey a collapsed parking garage for cracks"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    return EmberModel.build(preset("tiny"), load_fleet()).save_pretrained(tmp_path_factory.mktemp("m") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def selector(model_dir) -> Selector:
+    return Selector(model_dir, device="cpu")
+
+
+@pytest.mark.parametrize("top_k", [1, 3, 5, 9])
+def test_select_robots_is_sorted_bounded_and_respects_top_k(selector, top_k):
+    candidates = selector.select_robots(None, TASK, top_k=top_k, return_reasoning=False)
+    assert len(candidates) == min(top_k, 5)
+    confidences = [c["confidence"] for c in candidates]
+    assert confidences == sorted(confidences, reverse=True)
+    assert all(0.0 <= c <= 1.0 for c in confidences)
+    assert [c["rank"] for c in candidates] == list(range(1, len(candidates) + 1))
+    assert {"robot_type", "robot_id", "confidence", "reasoning"} <= set(candidates[0])
+    assert candidates[0]["selected"]
+
+
+def test_select_document_is_schema_valid_with_reasoning_plan_and_latencies(selector):
+    document = selector.select(TASK, top_k=5)
+    validate_document(document)
+    assert document["status"] == "ok" and len(document["candidates"]) == 5
+    assert sorted(c["robot_id"] for c in document["candidates"]) == sorted(load_fleet().ids)
+    reasoning = document["reasoning"]
+    # A random-init model generates noise: it must be reported as invalid, never replaced by a template.
+    assert reasoning["reasoning_valid"] is False and reasoning["problems"]
+    assert document["plan"] is not None
+    assert set(document["latency_ms"]) == {"preprocess", "model", "reasoning"} and document["latency_ms"]["reasoning"] > 0
+
+
+def test_reasoning_is_generated_text_from_the_model(selector):
+    """Same request twice gives the same generated text (greedy), and it comes from the LM's tokens."""
+    first = selector.select(TASK, top_k=2)["reasoning"]["text"]
+    assert first == selector.select(TASK, top_k=2)["reasoning"]["text"]
+    assert selector.select(TASK, top_k=2, return_reasoning=False)["reasoning"] is None
+
+
+def test_image_inputs_pil_array_and_path_agree(selector, tmp_path):
+    rng = np.random.default_rng(0)
+    array = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    Image.fromarray(array).save(tmp_path / "scene.png")
+    results = [selector.select_robots(image, TASK, return_reasoning=False)
+               for image in (Image.fromarray(array), array, str(tmp_path / "scene.png"))]
+    assert results[0] == results[1] == results[2]
+    text_only = selector.select_robots(None, TASK, return_reasoning=False)
+    assert [c["confidence"] for c in text_only] != [c["confidence"] for c in results[0]]
+
+
+def test_batch_call_matches_single_calls(selector):
+    tasks = [TASK, "Clean the hull of a ship in the harbour", "Deliver medicine to the third floor"]
+    batched = selector.select_batch(tasks, top_k=5, return_reasoning=False)
+    for task, document in zip(tasks, batched):
+        single = selector.select(task, top_k=5, return_reasoning=False)
+        assert [c["robot_id"] for c in document["candidates"]] == [c["robot_id"] for c in single["candidates"]]
+        assert np.allclose([c["confidence"] for c in document["candidates"]],
+                           [c["confidence"] for c in single["candidates"]], atol=1e-5)
+
+
+def test_calibration_temperature_is_applied(model_dir):
+    cold = EmberModel.from_pretrained(model_dir)
+    cold.temperature = 100.0
+    flat = Selector(cold, device="cpu").select_robots(None, TASK, return_reasoning=False)
+    assert all(abs(c["confidence"] - 0.5) < 0.05 for c in flat)
+
+
+BAD_INPUTS = {
+    "empty task": ("   ", None, "task is empty"),
+    "10 kB task": ("inspect " * 1300, None, "the limit is 2000"),
+    "wrong array shape": (TASK, np.zeros((4, 4, 2), dtype=np.uint8), r"got shape \(4, 4, 2\)"),
+    "float array": (TASK, np.zeros((4, 4, 3), dtype=np.float32), "must be uint8"),
+    "missing image file": (TASK, "/no/such/image.png", "does not exist"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_raises_in_select_robots_and_is_a_document_in_select(selector, case):
+    task, image, message = BAD_INPUTS[case]
+    with pytest.raises(InvalidInputError, match=message):
+        selector.select_robots(image, task)
+    document = selector.select(task, image)
+    validate_document(document)
+    assert document["status"] == "invalid_input" and document["candidates"] == []
+    assert re.search(message, document["errors"][0])
+
+
+def test_corrupt_image_file_is_invalid_input(selector, tmp_path):
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    with pytest.raises(InvalidInputError, match="broken.jpg is not a readable image"):
+        selector.select_robots(str(tmp_path / "broken.jpg"), TASK)
+
+
+def test_unknown_model_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not an Ember model directory"):
+        Selector(tmp_path / "nope", device="cpu")
+
+
+def test_plugin_vetoes_rank_a_robot_last_with_its_reason(model_dir, write_plugin, write_robots, default_robots_lines):
+    write_plugin("site_cart", '''
+        from ember_core import RobotType, hookimpl
+
+        @hookimpl
+        def ember_robot_types():
+            return [RobotType(id="cart", name="Cart", description="Site cart.", capabilities=["carry"],
+                              limitations=["flat floors only"], environments=["indoor"])]
+
+        @hookimpl
+        def ember_robot_infeasible(robot, context):
+            if robot.id == "drone" and "indoors" in context.task:
+                return "drones are not allowed indoors at this site"
+    ''')
+    fleet = load_fleet(write_robots(default_robots_lines + ["  - plugin: site_cart"]))
+    selector = Selector(model_dir, fleet=fleet, device="cpu")
+    document = selector.select("Move boxes indoors", top_k=6, return_reasoning=False)
+    last = document["candidates"][-1]
+    assert last["robot_id"] == "drone" and not last["selected"]
+    assert last["infeasible"] == ["drones are not allowed indoors at this site"]
+    outdoors = selector.select("Move boxes outdoors", top_k=6, return_reasoning=False)
+    assert all(not c["infeasible"] for c in outdoors["candidates"])
+
+
+def test_cli_select_json_prints_a_valid_document_ranking_the_whole_fleet(model_dir, capsys):
+    assert main(["select", "--task", TASK, "--json", "--model", str(model_dir)]) == 0
+    document = json.loads(capsys.readouterr().out)
+    validate_document(document)
+    assert len(document["candidates"]) == 5 and len(document["reasoning"]["steps"]) <= 4
+    assert document["reasoning"]["reasoning_valid"] or document["reasoning"]["problems"]
+    assert document["plan"] is not None
+
+
+def test_cli_select_table_and_no_reasoning(model_dir, capsys):
+    assert main(["select", "--task", TASK, "--model", str(model_dir), "--no-reasoning", "--top-k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"Task: {TASK}") and "rank  robot" in out and "Reasoning" not in out
+
+
+def test_cli_select_without_model_warns_that_output_is_meaningless(caplog, capsys):
+    with caplog.at_level(logging.WARNING, logger="ember.selector"):
+        assert main(["select", "--task", TASK, "--no-reasoning", "--json"]) == 0
+    assert "RANDOMLY INITIALISED" in caplog.text
+    assert "random init" in json.loads(capsys.readouterr().out)["model"]["name"]
+
+
+def test_cli_model_info_reports_the_default_size_by_part(capsys):
+    assert main(["model", "info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert 30e6 <= info["parameters"]["total"] <= 45e6
+    assert set(info["parameters"]) == {"vision", "projector", "language_model", "robot_head", "other", "total"}
+    assert info["fleet"]["robots"][1] == "underwater_robot" and info["config"]["preset"] == "embervlm-37m"
