@@ -1,7 +1,7 @@
 """Installs Ember as one ament_python package, `ember_ros`, for pip and colcon alike."""
 from glob import glob
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 PACKAGE_NAME = "ember_ros"
 SHARE = f"share/{PACKAGE_NAME}"
@@ -14,7 +14,8 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
-    packages=["ember_core", "ember_train", "ember_ros", "ember_plugins"],
+    packages=find_packages(include=["ember_core", "ember_core.*", "ember_train", "ember_train.*", "ember_ros", "ember_ros.*"])
+    + ["ember_plugins"],
     package_dir={"ember_plugins": "plugins"},
     package_data={"ember_core": ["schemas/*.json", "assets/tokenizer/*"]},
     data_files=[
@@ -31,7 +32,7 @@ setup(
         "torch>=2.4",
         "torchvision>=0.19",
         "timm>=1.0",
-        "transformers>=4.45",
+        "transformers>=5.0",
         "tokenizers>=0.20",
         "safetensors>=0.4",
         "jsonschema>=4.18",

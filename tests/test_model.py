@@ -184,6 +184,24 @@ def test_kv_cached_greedy_decoding_equals_uncached(tiny):
     assert cached == uncached and len(cached) == 12
 
 
+def test_a_pretrained_lm_directory_brings_its_tokenizer_and_is_resized_for_the_special_tokens(tmp_path, fleet, caplog):
+    """A hub-style LM directory (weights + tokenizer without Ember's tokens) becomes the model's LM."""
+    from transformers import AutoTokenizer
+
+    from ember_core.model.tokenizer import DEFAULT_TOKENIZER_DIR
+
+    AutoTokenizer.from_pretrained(DEFAULT_TOKENIZER_DIR).save_pretrained(tmp_path / "lm")
+    lm = GPT2LMHeadModel(GPT2Config(vocab_size=50257, n_embd=32, n_layer=1, n_head=2, n_positions=1024))
+    lm.save_pretrained(tmp_path / "lm")
+    config = preset("tiny", language_model="pretrained", lm_name_or_path=str(tmp_path / "lm"))
+    with caplog.at_level(logging.INFO, logger="ember.model"):
+        bundle = EmberModel.build(config, fleet)
+    assert "Current embedding size: 50257" in caplog.text and "Embedding resize successful: 50262" in caplog.text
+    assert torch.equal(bundle.model.language_model.transformer.wte.weight[:50257], lm.transformer.wte.weight)
+    out = bundle.model.eval()(**batch(bundle, ["Inspect a dam"]))
+    assert out["robot_logits"].shape == (1, 5)
+
+
 def test_default_config_is_the_seeds_size(fleet):
     counts = EmberModel.build(EmberVLMConfig(), fleet).model.parameter_counts()
     assert 30e6 <= counts["total"] <= 45e6, counts

@@ -36,6 +36,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def run_installed(executable: Path, site_packages: Path, cwd: Path, *args: str) -> str:
     env = clean_env(PYTHONPATH=str(site_packages))
+    env["HF_HUB_OFFLINE"] = "1"
     result = subprocess.run([sys.executable, str(executable), *args], cwd=cwd, env=env,
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
@@ -65,6 +66,13 @@ def test_pip_install_lays_out_share_and_ament_index(source_copy, tmp_path):
 
     out = run_installed(scripts / "ember", site_packages, tmp_path, "robots", "validate")
     assert out.startswith(f"OK {prefix / 'share/ember_ros/robots.yaml'}: 5 robots")
+    # The model package, its packaged tokenizer and the selection schema are installed too.
+    for name in ("ember_core/model/vlm.py", "ember_core/assets/tokenizer/tokenizer.json",
+                 "ember_core/schemas/selection.schema.json", "ember_plugins/drone.py"):
+        assert (site_packages / name).is_file(), name
+    out = run_installed(scripts / "ember", site_packages, tmp_path, "select", "--task", "Inspect a bridge",
+                        "--no-reasoning", "--json")
+    assert '"schema": "ember.selection/1"' in out
 
 
 def test_colcon_build_installs_the_ament_layout_and_executables(source_copy, tmp_path):

@@ -43,8 +43,14 @@ class EmberModel:
 
     @classmethod
     def build(cls, config: EmberVLMConfig, fleet: Fleet) -> EmberModel:
-        """A randomly initialised model for `fleet` (for training, or tests)."""
-        tokenizer = load_tokenizer(config.tokenizer)
+        """A new model for `fleet`: random init, except parts whose config names pretrained weights.
+
+        A pretrained language model brings its own tokenizer unless `config.tokenizer` names one.
+        """
+        source = config.tokenizer
+        if source is None and config.language_model == "pretrained":
+            source = config.lm_name_or_path
+        tokenizer = load_tokenizer(source)
         bundle = cls(EmberVLM(config, fleet.num_robots, tokenizer), tokenizer, fleet, name=f"{config.preset} (random init)")
         bundle.refresh_cards()
         return bundle
