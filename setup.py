@@ -36,6 +36,10 @@ setup(
         "tokenizers>=0.20",
         "safetensors>=0.4",
         "jsonschema>=4.18",
+        "matplotlib>=3.7",
+        "tqdm>=4.60",
+        "wandb>=0.17",
+        "scikit-learn>=1.3",
     ],
     extras_require={
         "ros": [

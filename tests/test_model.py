@@ -136,6 +136,20 @@ def test_saving_replaces_a_model_directory_atomically(tiny, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
+def test_a_failed_save_leaves_the_previous_model_untouched(tiny, tmp_path, monkeypatch):
+    path = tiny.save_pretrained(tmp_path / "model")
+    before = (path / "model.safetensors").read_bytes()
+
+    def disk_full(directory):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(tiny.tokenizer, "save_pretrained", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        tiny.save_pretrained(path)
+    assert (path / "model.safetensors").read_bytes() == before and (path / "tokenizer.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
 def test_five_robot_checkpoint_loads_into_a_six_robot_fleet(tiny, tmp_path, write_plugin, write_robots, default_robots_lines, caplog):
     path = tiny.save_pretrained(tmp_path / "model")
     write_plugin("snake_robot", SNAKE_PLUGIN)

@@ -5,8 +5,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import torch
 from safetensors.torch import save_model
 from transformers import PreTrainedTokenizerBase
 
+from ember_core.atomic import atomic_directory
 from ember_core.fleet import Fleet
 from ember_core.model.config import CONFIG_FILE, EmberVLMConfig
 from ember_core.model.prompt import card_text
@@ -62,22 +61,20 @@ class EmberModel:
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write config, weights, fleet, tokenizer and calibration; atomically replaces `directory`."""
-        target = Path(directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-        try:
-            self.model.config.save(staging)
-            # save_model stores a tied tensor (the LM's input/output embedding) once.
-            save_model(self.model, str(staging / WEIGHTS_FILE))
-            fleet_record = {"ids": self.fleet.ids, "names": self.fleet.names, "hash": self.fleet.hash,
-                            "robots": [robot.to_dict() for robot in self.fleet]}
-            (staging / FLEET_FILE).write_text(json.dumps(fleet_record, indent=2) + "\n", encoding="utf-8")
-            (staging / CALIBRATION_FILE).write_text(json.dumps({"temperature": self.temperature}) + "\n", encoding="utf-8")
-            self.tokenizer.save_pretrained(staging)
-            _replace_dir(staging, target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return target
+        with atomic_directory(directory) as staging:
+            self.write_files(staging)
+        return Path(directory)
+
+    def write_files(self, directory: Path) -> None:
+        """The files of a saved model, written into an existing (staging) directory."""
+        self.model.config.save(directory)
+        # save_model stores a tied tensor (the LM's input/output embedding) once.
+        save_model(self.model, str(directory / WEIGHTS_FILE))
+        fleet_record = {"ids": self.fleet.ids, "names": self.fleet.names, "hash": self.fleet.hash,
+                        "robots": [robot.to_dict() for robot in self.fleet]}
+        (directory / FLEET_FILE).write_text(json.dumps(fleet_record, indent=2) + "\n", encoding="utf-8")
+        (directory / CALIBRATION_FILE).write_text(json.dumps({"temperature": self.temperature}) + "\n", encoding="utf-8")
+        self.tokenizer.save_pretrained(directory)
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, fleet: Fleet | None = None) -> EmberModel:
@@ -157,17 +154,6 @@ def load_checkpoint(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> l
     if missing:
         log.warning("%d tensor(s) not in the checkpoint keep their initialisation: %s", len(missing), missing[:5])
     return [line.split(":")[0] for line in mismatched]
-
-
-def _replace_dir(staging: Path, target: Path) -> None:
-    """Move a fully written directory into place; the old one is removed only after the swap."""
-    if target.exists():
-        retired = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, retired)
-        os.replace(staging, target)
-        shutil.rmtree(retired)
-    else:
-        os.replace(staging, target)
 
 
 def _file_sha(path: Path) -> str:
