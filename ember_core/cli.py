@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--preset", default="embervlm-37m", help="preset to describe when no --model is given")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(handler=_model_info)
+
+    from ember_train.cli import add_commands  # argparse only; training code loads when a command runs
+
+    add_commands(commands)
     return parser
 
 

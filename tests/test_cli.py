@@ -1,6 +1,7 @@
 """The `ember robots` subcommands: list (table and JSON), show, validate, and their errors."""
 from __future__ import annotations
 
+import argparse
 import json
 
 import pytest
@@ -63,13 +64,17 @@ def test_validate_reports_ok_and_errors(capsys, write_robots, default_robots_lin
 
 def test_flags_are_never_type_bool():
     """argparse's type=bool turns the string "False" into True; flags must be store_true/false."""
+    seen = []
+
     def walk(parser):
         for action in parser._actions:
             assert action.type is not bool, action.dest
-            for sub in getattr(action, "choices", None) or {}:
-                if hasattr(action.choices[sub], "_actions"):
-                    walk(action.choices[sub])
+            seen.append(action.dest)
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    walk(sub)
     walk(build_parser())
+    assert {"json", "reasoning", "mixed_precision", "images"} <= set(seen)
 
 
 def test_missing_subcommand_is_a_usage_error(capsys):

@@ -97,8 +97,10 @@ def test_forward_and_backward_reach_every_part(tiny):
     out = tiny.model(**inputs)
     assert out["robot_logits"].shape == (2, 5)
     assert out["card_logits"].shape == out["mlp_logits"].shape == (2, 5)
-    assert out["lm_logits"].shape == (*inputs["input_ids"].shape, len(tiny.tokenizer))
-    (out["robot_logits"].sum() + out["lm_logits"].mean()).backward()
+    assert out["hidden_states"].shape == (*inputs["input_ids"].shape, 32)
+    token_logits = tiny.model.token_logits(out["hidden_states"][:, -3:])
+    assert token_logits.shape == (2, 3, len(tiny.tokenizer))
+    (out["robot_logits"].sum() + token_logits.mean()).backward()
     for name, part in [("vision", tiny.model.vision), ("lm", tiny.model.language_model), ("head", tiny.model.robot_head)]:
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters()), name
     tiny.model.zero_grad()
@@ -123,7 +125,7 @@ def test_save_and_load_round_trip_gives_identical_outputs(tiny, tmp_path):
     inputs = batch(tiny, ["Inspect a bridge", "Deliver parcels"])
     tiny.model.eval()
     with torch.no_grad():
-        for key in ("robot_logits", "lm_logits"):
+        for key in ("robot_logits", "hidden_states"):
             assert torch.equal(tiny.model(**inputs)[key], loaded.model(**inputs)[key]), key
     tiny.temperature = 1.0
 

@@ -108,22 +108,29 @@ class EmberVLM(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: torch.Tensor | None = None,
                 has_image: torch.Tensor | None = None, use_cache: bool = False) -> dict[str, torch.Tensor]:
-        """Robot logits (B, N) from the `<|robot_selection|>` state, LM logits (B, T, V), and the KV cache."""
+        """Robot logits (B, N) from the `<|robot_selection|>` state, the LM's last hidden states (B, T, H),
+        and with `use_cache` the KV cache. Vocabulary logits are left to `token_logits`, for the few
+        positions that need them: (B, T, 50k) floats for a whole batch would be gigabytes.
+        """
         positions = (input_ids == self.selection_token_id).int()
         if bool((positions.sum(1) != 1).any()):
             raise ValueError("each sequence needs exactly one <|robot_selection|> token")
         output = self.language_model(
             inputs_embeds=self.embed(input_ids, pixel_values, has_image), attention_mask=attention_mask,
-            output_hidden_states=True, use_cache=use_cache,
+            output_hidden_states=True, use_cache=use_cache, logits_to_keep=1,
         )
         hidden = output.hidden_states[-1]
         rows = torch.arange(input_ids.shape[0], device=input_ids.device)
         selection_state = hidden[rows, positions.argmax(1)]
         result = self.robot_head(selection_state, self.card_embeddings().to(selection_state.dtype))
-        result["lm_logits"] = output.logits
+        result["hidden_states"] = hidden
         if use_cache:
             result["past_key_values"] = output.past_key_values
         return result
+
+    def token_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Vocabulary logits for hidden states (any leading shape), through the LM's output layer."""
+        return self.language_model.get_output_embeddings()(hidden)
 
     def parameter_counts(self) -> dict[str, int]:
         """Parameters per part (the LM's tied output embedding counted once)."""

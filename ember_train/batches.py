@@ -1,0 +1,88 @@
+"""Turning TaskRecords into model batches: token ids, LM labels, robot targets and scene pixels."""
+from __future__ import annotations
+
+import random
+from typing import Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from ember_core.images import to_pixels, to_rgb
+from ember_core.model.checkpoint import EmberModel
+from ember_core.model.prompt import ACTION_PLAN, REASONING_END, REASONING_START, selection_prompt
+from ember_train.data import TaskRecord
+from ember_train.losses import IGNORE_INDEX
+from ember_train.scenes import render_scene
+from ember_train.targets import plan_target, reasoning_target
+
+
+class SelectionDataset(Dataset):
+    """One item per record: the prompt (and, with `with_reasoning`, the generated targets to learn).
+
+    Records without an image get the scene rendered from their task text. `image_dropout` hides the
+    image of that fraction of items (drawn again each epoch, see `set_epoch`) so the model also
+    learns the text-only path that `ember select --task` without `--image` takes.
+    """
+
+    def __init__(self, records: Sequence[TaskRecord], bundle: EmberModel, with_reasoning: bool = True,
+                 image_dropout: float = 0.0, seed: int = 0, use_images: bool = True):
+        self.records = list(records)
+        self.tokenizer = bundle.tokenizer
+        self.fleet = bundle.fleet
+        self.image_size = bundle.model.config.image_size
+        self.image_tokens = bundle.model.vision.num_tokens
+        self.with_reasoning = with_reasoning
+        self.image_dropout = image_dropout
+        self.use_images = use_images
+        self.seed = seed
+        self.epoch = 0
+        self._scenes: dict[str, torch.Tensor] = {}
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        record = self.records[index]
+        prompt = self.tokenizer(selection_prompt(record.task, self.fleet, self.image_tokens))["input_ids"]
+        labels = [IGNORE_INDEX] * len(prompt)
+        if self.with_reasoning:
+            continuation = (REASONING_START + reasoning_target(record.task, record.robots, self.fleet) + REASONING_END
+                            + ACTION_PLAN + plan_target(record.plan, self.fleet) + self.tokenizer.eos_token)
+            extra = self.tokenizer(continuation)["input_ids"]
+            # The start marker is fed at inference, not predicted; everything after it is learned.
+            labels += [IGNORE_INDEX] + extra[1:]
+            prompt = prompt + extra
+        targets = torch.zeros(len(self.fleet))
+        targets[[self.fleet.index(robot) for robot in record.robots]] = 1.0
+        shown = self.use_images and random.Random(f"{self.seed}:{self.epoch}:{index}").random() >= self.image_dropout
+        return {"input_ids": torch.tensor(prompt), "labels": torch.tensor(labels), "targets": targets,
+                "pixel_values": self._pixels(record) if shown else torch.zeros(3, self.image_size, self.image_size),
+                "has_image": torch.tensor(shown)}
+
+    def _pixels(self, record: TaskRecord) -> torch.Tensor:
+        key = record.image or record.task
+        if key not in self._scenes:
+            image = to_rgb(record.image) if record.image else render_scene(record.task, self.image_size)
+            self._scenes[key] = to_pixels(image, self.image_size)
+        return self._scenes[key]
+
+
+def collate(items: list[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad token ids (pad id) and labels (ignored) to the longest item; stack the rest."""
+    length = max(item["input_ids"].numel() for item in items)
+    batch = {
+        "input_ids": torch.full((len(items), length), pad_id, dtype=torch.long),
+        "labels": torch.full((len(items), length), IGNORE_INDEX, dtype=torch.long),
+        "attention_mask": torch.zeros((len(items), length), dtype=torch.long),
+    }
+    for row, item in enumerate(items):
+        size = item["input_ids"].numel()
+        batch["input_ids"][row, :size] = item["input_ids"]
+        batch["labels"][row, :size] = item["labels"]
+        batch["attention_mask"][row, :size] = 1
+    for key in ("targets", "pixel_values", "has_image"):
+        batch[key] = torch.stack([item[key] for item in items])
+    return batch

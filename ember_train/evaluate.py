@@ -1,0 +1,51 @@
+"""Scoring records with a model and turning the scores into the Stage 3 metrics."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ember_core.model.checkpoint import EmberModel
+from ember_train.batches import SelectionDataset, collate
+from ember_train.data import TaskRecord
+from ember_train.metrics import compute_metrics
+
+
+@dataclass
+class Scores:
+    """Raw robot logits and gold targets for a set of records, (n, N) each."""
+
+    logits: np.ndarray
+    targets: np.ndarray
+
+    def probabilities(self, temperature: float = 1.0) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-self.logits / temperature))
+
+    def metrics(self, names: Sequence[str], temperature: float = 1.0, threshold: float = 0.5) -> dict[str, float]:
+        return compute_metrics(self.probabilities(temperature), self.targets, names, threshold)
+
+
+@torch.no_grad()
+def score_records(bundle: EmberModel, records: Sequence[TaskRecord], batch_size: int = 32,
+                  device: torch.device | str = "cpu", use_images: bool = True, autocast_dtype: torch.dtype | None = None) -> Scores:
+    """Robot logits for every record (rendered scenes unless `use_images` is False), in eval mode."""
+    model = bundle.model
+    was_training = model.training
+    model.eval()
+    dataset = SelectionDataset(records, bundle, with_reasoning=False, use_images=use_images)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
+                        collate_fn=partial(collate, pad_id=bundle.tokenizer.pad_token_id))
+    logits, targets = [], []
+    device = torch.device(device)
+    for batch in loader:
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            out = model(batch["input_ids"].to(device), batch["attention_mask"].to(device),
+                        batch["pixel_values"].to(device), batch["has_image"].to(device))
+        logits.append(out["robot_logits"].float().cpu())
+        targets.append(batch["targets"])
+    model.train(was_training)
+    return Scores(torch.cat(logits).numpy(), torch.cat(targets).numpy())

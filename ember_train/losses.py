@@ -1,0 +1,71 @@
+"""Stage 3 losses: focal loss with label smoothing and class weights for robots, LM loss for reasoning.
+
+Total = 0.6 * selection + 0.4 * reasoning, the seed's split. The selection part is the focal loss
+of the blended robot logits plus half the focal loss of the card-only logits, so that the card
+scorer that rates robots added after training is trained as a scorer in its own right.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+SELECTION_WEIGHT = 0.6
+REASONING_WEIGHT = 0.4
+CARD_AUX_WEIGHT = 0.5
+IGNORE_INDEX = -100
+
+
+def focal_loss(logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0, label_smoothing: float = 0.1,
+               class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Multi-label focal loss (Lin et al. 2017) on per-robot sigmoids.
+
+    Targets are smoothed towards 0.5 (y * (1 - s) + s / 2); the focusing factor (1 - p_t)^gamma uses
+    the hard target, so well-classified robots weigh less; `class_weights` (N,) scales each robot's
+    column. With gamma=0, s=0 and no weights this is plain binary cross-entropy.
+    """
+    targets = targets.to(logits.dtype)
+    smoothed = targets * (1 - label_smoothing) + label_smoothing / 2
+    bce = F.binary_cross_entropy_with_logits(logits, smoothed, reduction="none")
+    probability = torch.sigmoid(logits)
+    p_true = probability * targets + (1 - probability) * (1 - targets)
+    loss = (1 - p_true) ** gamma * bce
+    if class_weights is not None:
+        loss = loss * class_weights.to(loss.dtype)
+    return loss.mean()
+
+
+def class_weights(targets: torch.Tensor, clip: float = 10.0) -> torch.Tensor:
+    """Per-robot weights from train-set frequencies: mean positive count / robot's count, clipped.
+
+    A robot that is suitable for few tasks (the Humanoid in the public data: 19 of 250) gets a
+    larger weight; a robot never positive in training gets `clip` rather than infinity.
+    """
+    counts = targets.float().sum(0)
+    weights = counts.mean() / counts.clamp(min=1e-6)
+    return weights.clamp(max=clip)
+
+
+def reasoning_loss(hidden: torch.Tensor, labels: torch.Tensor,
+                   token_logits: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Next-token cross-entropy on the reasoning and plan tokens only (labels -100 elsewhere).
+
+    Vocabulary logits are computed only at the positions that predict a labelled token.
+    """
+    targets = labels[:, 1:]
+    learned = targets != IGNORE_INDEX
+    if not bool(learned.any()):
+        return hidden.sum() * 0.0
+    logits = token_logits(hidden[:, :-1][learned])
+    return F.cross_entropy(logits.float(), targets[learned])
+
+
+def stage3_loss(outputs: dict[str, torch.Tensor], targets: torch.Tensor, labels: torch.Tensor,
+                weights: torch.Tensor | None, token_logits: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The total loss and its parts, from EmberVLM outputs, robot targets (B, N) and LM labels (B, T)."""
+    selection = focal_loss(outputs["robot_logits"].float(), targets, class_weights=weights)
+    selection = selection + CARD_AUX_WEIGHT * focal_loss(outputs["card_logits"].float(), targets, class_weights=weights)
+    reasoning = reasoning_loss(outputs["hidden_states"], labels, token_logits)
+    total = SELECTION_WEIGHT * selection + REASONING_WEIGHT * reasoning
+    return {"loss": total, "selection_loss": selection.detach(), "reasoning_loss": reasoning.detach()}

@@ -1,0 +1,222 @@
+"""Robot-selection metrics for a multi-label fleet: top-1 accuracy, set overlap, per-robot P/R/F1, ECE, AP."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+ECE_BINS = 15
+PER_ROBOT_STATS = ("precision", "recall", "f1")
+
+
+def metric_key(name: str) -> str:
+    """The metric-name form of a robot display name: spaces become underscores ("Underwater Robot" -> "Underwater_Robot")."""
+    return name.replace(" ", "_")
+
+
+def _check_probs(probs: np.ndarray) -> np.ndarray:
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2:
+        raise ValueError(f"probs must have shape (samples, robots), got shape {probs.shape}")
+    if not np.all(np.isfinite(probs)) or probs.min(initial=0.0) < 0.0 or probs.max(initial=0.0) > 1.0:
+        raise ValueError("probs must be finite probabilities in [0, 1]; pass sigmoid(logits), not raw logits")
+    return probs
+
+
+def _check_inputs(probs: np.ndarray, targets: np.ndarray, names: Sequence[str] | None = None):
+    probs = _check_probs(probs)
+    targets = np.asarray(targets)
+    if targets.shape != probs.shape:
+        raise ValueError(f"targets shape {targets.shape} does not match probs shape {probs.shape}")
+    if not np.isin(targets, (0, 1)).all():
+        raise ValueError("targets must hold only 0/1 (one column per robot, 1 = robot suits the task)")
+    gold = targets.astype(bool)
+    empty = np.flatnonzero(~gold.any(axis=1))
+    if empty.size:
+        raise ValueError(
+            f"targets rows {empty[:10].tolist()} have no suitable robot; every task needs at least one gold robot"
+        )
+    if names is not None:
+        if len(names) != probs.shape[1]:
+            raise ValueError(f"got {len(names)} robot names for {probs.shape[1]} probability columns; pass the fleet's names")
+        keys = [metric_key(n) for n in names]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"robot names {list(names)} collide once spaces become underscores; rename one")
+    return probs, gold
+
+
+def predicted_sets(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Boolean (n, N) mask of the robots selected per task: every robot with p >= threshold, plus the top-1.
+
+    The Selector always selects its best robot, so a predicted set is never empty even when no
+    probability reaches the threshold. Ties for top-1 go to the robot earlier in fleet order.
+    """
+    probs = _check_probs(probs)
+    sets = probs >= threshold
+    if probs.shape[0]:
+        sets[np.arange(probs.shape[0]), probs.argmax(axis=1)] = True
+    return sets
+
+
+@dataclass(frozen=True)
+class ReliabilityBins:
+    """Per-bin statistics of equal-width confidence bins over [0, 1]; empty bins hold 0 accuracy and confidence."""
+
+    edges: np.ndarray  # (bins + 1,)
+    counts: np.ndarray  # (bins,) samples per bin
+    accuracy: np.ndarray  # (bins,) fraction correct per bin
+    confidence: np.ndarray  # (bins,) mean confidence per bin
+
+
+def reliability_bins(confidences: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> ReliabilityBins:
+    """Bin confidences into `bins` equal-width bins [lo, hi); a confidence of exactly 1.0 goes in the last bin."""
+    conf = np.asarray(confidences, dtype=np.float64).ravel()
+    hit = np.asarray(correct, dtype=np.float64).ravel()
+    if conf.shape != hit.shape:
+        raise ValueError(f"confidences ({conf.size}) and correct ({hit.size}) must have the same length")
+    if not np.all(np.isfinite(conf)) or conf.min(initial=0.0) < 0.0 or conf.max(initial=0.0) > 1.0:
+        raise ValueError("confidences must be finite and in [0, 1]")
+    if bins < 1:
+        raise ValueError(f"bins must be >= 1, got {bins}")
+    index = np.minimum((conf * bins).astype(np.int64), bins - 1)
+    counts = np.bincount(index, minlength=bins).astype(np.float64)
+    seen = counts > 0
+    accuracy = np.zeros(bins)
+    confidence = np.zeros(bins)
+    accuracy[seen] = np.bincount(index, weights=hit, minlength=bins)[seen] / counts[seen]
+    confidence[seen] = np.bincount(index, weights=conf, minlength=bins)[seen] / counts[seen]
+    return ReliabilityBins(np.linspace(0.0, 1.0, bins + 1), counts, accuracy, confidence)
+
+
+def expected_calibration_error(confidences: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> float:
+    """ECE = sum over equal-width bins of |bin| / n * |accuracy(bin) - mean confidence(bin)|.
+
+    Confidence 0.0 falls in the first bin and 1.0 in the last. No samples gives 0.0 (nothing is
+    miscalibrated), so an empty evaluation split does not crash a training loop.
+    """
+    rb = reliability_bins(confidences, correct, bins)
+    total = rb.counts.sum()
+    if total == 0:
+        return 0.0
+    return float(np.sum(rb.counts / total * np.abs(rb.accuracy - rb.confidence)))
+
+
+def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
+    """AP of one robot: mean over its positives of the precision at the positive's rank.
+
+    Samples are ranked by descending score; equal scores keep their input order (stable sort), so
+    AP is deterministic. Raises if `labels` has no positive, where AP is undefined.
+    """
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    hits = np.asarray(labels).astype(bool).ravel()
+    if scores.shape != hits.shape:
+        raise ValueError(f"scores ({scores.size}) and labels ({hits.size}) must have the same length")
+    if not hits.any():
+        raise ValueError("average precision needs at least one positive label")
+    ranks = np.flatnonzero(hits[np.argsort(-scores, kind="stable")]) + 1
+    return float(np.mean(np.arange(1, ranks.size + 1) / ranks))
+
+
+def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    return np.divide(num, den, out=np.zeros(num.shape, dtype=np.float64), where=den > 0)
+
+
+def compute_metrics(
+    probs: np.ndarray, targets: np.ndarray, names: Sequence[str], threshold: float = 0.5
+) -> dict[str, float]:
+    """All robot-selection metrics for n tasks over a fleet of N robots.
+
+    Definitions (gold set = robots with target 1; predicted set = `predicted_sets(probs, threshold)`):
+      accuracy: fraction of tasks whose top-1 robot is in the gold set.
+      exact_set_accuracy: fraction of tasks whose predicted set equals the gold set.
+      multi_robot_iou: mean Jaccard |pred & gold| / |pred | gold| over tasks.
+      {Robot}_precision / _recall / _f1: from the predicted sets, one robot at a time. A robot never
+        predicted has precision 0, one never in a gold set has recall 0, and F1 is 0 when both are 0,
+        so no value is ever NaN.
+      macro_f1: mean per-robot F1 over the robots that occur in a gold set or a predicted set; a robot
+        absent from both has nothing to score and is left out rather than counted as 0.
+      expected_calibration_error: ECE (15 bins) of the top-1 confidence against "top-1 is in the gold set".
+      mean_average_precision: mean `average_precision` of each robot's scores over the robots with
+        at least one positive.
+      num_samples: n.
+    `{Robot}` is the display name with spaces turned into underscores (`metric_key`).
+    """
+    probs, gold = _check_inputs(probs, targets, names)
+    n = probs.shape[0]
+    if n == 0:
+        raise ValueError("compute_metrics got no samples; check the evaluation split is not empty")
+    top1 = probs.argmax(axis=1)
+    top1_hit = gold[np.arange(n), top1]
+    pred = predicted_sets(probs, threshold)
+
+    both = pred & gold
+    tp = both.sum(axis=0)
+    precision = _safe_ratio(tp, pred.sum(axis=0))
+    recall = _safe_ratio(tp, gold.sum(axis=0))
+    f1 = _safe_ratio(2 * precision * recall, precision + recall)
+    present = pred.any(axis=0) | gold.any(axis=0)
+    has_positive = gold.any(axis=0)
+
+    out: dict[str, float] = {
+        "accuracy": float(top1_hit.mean()),
+        "macro_f1": float(f1[present].mean()),
+    }
+    for j, name in enumerate(names):
+        key = metric_key(name)
+        out[f"{key}_precision"] = float(precision[j])
+        out[f"{key}_recall"] = float(recall[j])
+        out[f"{key}_f1"] = float(f1[j])
+    out["expected_calibration_error"] = expected_calibration_error(probs[np.arange(n), top1], top1_hit, ECE_BINS)
+    # gold is never empty, so the union is never empty either.
+    out["multi_robot_iou"] = float(np.mean(both.sum(axis=1) / (pred | gold).sum(axis=1)))
+    out["exact_set_accuracy"] = float(np.mean((pred == gold).all(axis=1)))
+    out["mean_average_precision"] = float(
+        np.mean([average_precision(probs[:, j], gold[:, j]) for j in np.flatnonzero(has_positive)])
+    )
+    out["num_samples"] = float(n)
+    return out
+
+
+def confusion_matrix(probs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """(N, N) multi-label confusion matrix: rows = gold robot, columns = top-1 prediction.
+
+    Each task adds a total of 1. If its top-1 robot is in its gold set, the task counts as that
+    robot's hit: +1 on the diagonal cell (top-1, top-1). Otherwise the miss is shared equally by
+    its gold robots: +1/|gold| in row g, column top-1, for every gold robot g. Row sums are thus
+    the "gold mass" per robot and the diagonal the correctly chosen tasks.
+    """
+    probs, gold = _check_inputs(probs, targets)
+    n, robots = probs.shape
+    matrix = np.zeros((robots, robots), dtype=np.float64)
+    top1 = probs.argmax(axis=1) if n else np.zeros(0, dtype=np.int64)
+    for i in range(n):
+        if gold[i, top1[i]]:
+            matrix[top1[i], top1[i]] += 1.0
+        else:
+            rows = np.flatnonzero(gold[i])
+            matrix[rows, top1[i]] += 1.0 / rows.size
+    return matrix
+
+
+def format_metrics(metrics: Mapping[str, float], names: Sequence[str], header: str) -> str:
+    """The console block printed after an evaluation, e.g. header "Validation metrics (Epoch 0, Step 534):"."""
+
+    def line(key: str, indent: int = 2) -> str:
+        if key not in metrics:
+            raise ValueError(f"metrics has no {key!r}; pass the dict compute_metrics returned for these robot names")
+        return f"{' ' * indent}{key}: {metrics[key]:.4f}"
+
+    lines = [header, line("accuracy"), line("macro_f1"), "", "  Per-Robot Performance:"]
+    for j, name in enumerate(names):
+        if j:
+            lines.append("")
+        lines.extend(line(f"{metric_key(name)}_{stat}", indent=4) for stat in PER_ROBOT_STATS)
+    lines.append("")
+    lines.extend(
+        line(key)
+        for key in ("expected_calibration_error", "multi_robot_iou", "exact_set_accuracy", "mean_average_precision")
+    )
+    if "num_samples" in metrics:
+        lines.append(f"  num_samples: {int(metrics['num_samples'])}")
+    return "\n".join(lines)

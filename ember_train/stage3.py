@@ -1,0 +1,232 @@
+"""Stage 3, fleet selection: train the robot head and the reasoning text on robot-selection data."""
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ember_core.model.checkpoint import EmberModel
+from ember_core.model.config import preset
+from ember_core.robots_file import load_fleet
+from ember_train.augment import augment
+from ember_train.batches import SelectionDataset, collate
+from ember_train.calibration import fit_temperature
+from ember_train.checkpointing import save_checkpoint
+from ember_train.data import load_records, split_records
+from ember_train.evaluate import Scores, score_records
+from ember_train.losses import class_weights, stage3_loss
+from ember_train.metrics import confusion_matrix, format_metrics
+from ember_train.plots import plot_calibration, plot_confusion, plot_final_report, plot_radar, plot_training_curves
+from ember_train.tracking import Tracker
+
+log = logging.getLogger("ember.train")
+PRECISIONS = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class Stage3Args:
+    """The knobs of a Stage 3 run; names follow the seed's command line. A "step" is one batch."""
+
+    robot_data: str
+    output_dir: str = "outputs"
+    stage3_robot_epochs: int = 30
+    batch_size: int = 32
+    learning_rate: float = 2e-4
+    gradient_accumulation: int = 4
+    eval_steps: int = 500
+    save_steps: int = 500
+    mixed_precision: str = "no"
+    model_config: str = "embervlm-37m"
+    init_from: str | None = None
+    robots: str | None = None
+    wandb: str = "offline"
+    seed: int = 0
+    augment_factor: int = 3
+    image_dropout: float = 0.3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.05
+    device: str = "auto"
+    max_steps: int | None = None
+
+
+class Stage3Trainer:
+    """Owns the data, model, optimizer and outputs of one Stage 3 run (single process)."""
+
+    def __init__(self, args: Stage3Args):
+        self.args = args
+        _seed_everything(args.seed)
+        self.device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                                   "cpu" if args.device == "auto" else args.device)
+        if args.mixed_precision not in PRECISIONS:
+            raise ValueError(f"--mixed_precision must be one of {', '.join(PRECISIONS)}, got {args.mixed_precision!r}")
+        self.autocast_dtype = PRECISIONS[args.mixed_precision]
+        self.fleet = load_fleet(args.robots)
+        records = load_records(args.robot_data, self.fleet)
+        self.splits = split_records(records, seed=args.seed)
+        self.train_records = augment(self.splits.train, factor=args.augment_factor, seed=args.seed)
+        log.info("=" * 60)
+        log.info("Stage 3: Robot Fleet Selection Training")
+        log.info("=" * 60)
+        log.info("Data: %d tasks -> train %d (x%d augmented = %d), val %d, test %d", len(records),
+                 len(self.splits.train), args.augment_factor, len(self.train_records), len(self.splits.val), len(self.splits.test))
+        if args.init_from:
+            log.info("Loading model from checkpoint: %s", args.init_from)
+            self.bundle = EmberModel.from_pretrained(args.init_from, fleet=self.fleet)
+        else:
+            self.bundle = EmberModel.build(preset(args.model_config), self.fleet)
+        self.model = self.bundle.model.to(self.device)
+        self.names = self.fleet.names
+        self.stage_dir = Path(args.output_dir) / "stage3"
+        self.plots_dir = self.stage_dir / "visualizations"
+        self.history: list[dict[str, float]] = []
+        self.best_f1 = -1.0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.step = 0
+
+    def train(self) -> dict[str, Any]:
+        args = self.args
+        dataset = SelectionDataset(self.train_records, self.bundle, image_dropout=args.image_dropout, seed=args.seed)
+        generator = torch.Generator().manual_seed(args.seed)
+        loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, generator=generator,
+                            collate_fn=partial(collate, pad_id=self.bundle.tokenizer.pad_token_id))
+        targets = torch.zeros(len(self.train_records), len(self.fleet))
+        for row, record in enumerate(self.train_records):
+            targets[row, [self.fleet.index(robot) for robot in record.robots]] = 1.0
+        weights = class_weights(targets).to(self.device)
+        log.info("Class weights: %s", {n: round(float(w), 3) for n, w in zip(self.names, weights)})
+        optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad],
+                                      lr=args.learning_rate, weight_decay=args.weight_decay)
+        updates = math.ceil(len(loader) / args.gradient_accumulation) * args.stage3_robot_epochs
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(_warmup_cosine, total=updates,
+                                                                         warmup=int(updates * args.warmup_ratio)))
+        tracker = Tracker(args.wandb, Path(args.output_dir), "stage3_robot_selection", asdict(args))
+        state = {"epoch": 0, "wandb_run_id": tracker.run_id, "args": asdict(args)}
+        try:
+            for epoch in range(args.stage3_robot_epochs):
+                state["epoch"] = epoch
+                dataset.set_epoch(epoch)
+                self._train_epoch(epoch, loader, weights, optimizer, scheduler, tracker, state)
+                self._evaluate(epoch, tracker, plots=True)
+                if args.max_steps and self.step >= args.max_steps:
+                    break
+            save_checkpoint(self.bundle, self.stage_dir, self.step, optimizer, scheduler, state)
+            return self._finish(tracker)
+        finally:
+            tracker.finish()
+
+    def _train_epoch(self, epoch: int, loader: DataLoader, weights: torch.Tensor, optimizer, scheduler,
+                     tracker: Tracker, state: dict) -> None:
+        args = self.args
+        self.model.train()
+        bar = tqdm(loader, desc=f"Robot Selection Epoch {epoch}", dynamic_ncols=True)
+        for index, batch in enumerate(bar):
+            started = time.perf_counter()
+            batch = {key: value.to(self.device) for key, value in batch.items()}
+            with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+                outputs = self.model(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], batch["has_image"])
+            losses = stage3_loss(outputs, batch["targets"], batch["labels"], weights, self.model.token_logits)
+            (losses["loss"] / args.gradient_accumulation).backward()
+            if (index + 1) % args.gradient_accumulation == 0 or index + 1 == len(loader):
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            seconds = time.perf_counter() - started
+            scalars = {"loss": losses["loss"].item(), "selection_loss": float(losses["selection_loss"]),
+                       "reasoning_loss": float(losses["reasoning_loss"]), "learning_rate": scheduler.get_last_lr()[0],
+                       "samples_per_second": batch["input_ids"].shape[0] / seconds, "step_time": seconds}
+            self.history.append({"step": self.step, "loss": scalars["loss"]})
+            tracker.log({f"stage3/{key}": value for key, value in scalars.items()}, self.step)
+            bar.set_postfix(loss=f"{scalars['loss']:.4f}", lr=f"{scalars['learning_rate']:.2e}",
+                            samples_s=f"{scalars['samples_per_second']:.1f}")
+            if self.step % args.eval_steps == 0:
+                self._evaluate(epoch, tracker, plots=False)
+                self.model.train()
+            if self.step % args.save_steps == 0:
+                save_checkpoint(self.bundle, self.stage_dir, self.step, optimizer, scheduler, state)
+            if args.max_steps and self.step >= args.max_steps:
+                break
+
+    def _scores(self, records) -> Scores:
+        return score_records(self.bundle, records, self.args.batch_size, self.device, autocast_dtype=self.autocast_dtype)
+
+    def _evaluate(self, epoch: int, tracker: Tracker, plots: bool) -> dict[str, float]:
+        scores = self._scores(self.splits.val)
+        metrics = scores.metrics(self.names)
+        print(format_metrics(metrics, self.names, f"Validation metrics (Epoch {epoch}, Step {self.step}):"), flush=True)
+        self.history.append({"step": self.step, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]})
+        tracker.log({f"stage3/{key}": value for key, value in metrics.items()}, self.step)
+        if metrics["macro_f1"] > self.best_f1:
+            self.best_f1 = metrics["macro_f1"]
+            self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        if plots:
+            tracker.log_images(self._epoch_plots(epoch, scores, metrics), self.step)
+        return metrics
+
+    def _epoch_plots(self, epoch: int, scores: Scores, metrics: dict[str, float]) -> dict[str, Path]:
+        probs = scores.probabilities()
+        confidence, correct = _top1(probs, scores.targets)
+        return {
+            "stage3/confusion_matrix": plot_confusion(confusion_matrix(probs, scores.targets), self.names,
+                                                      self.plots_dir / f"confusion_matrix_epoch{epoch}.png", f"Confusion (epoch {epoch})"),
+            "stage3/robot_radar": plot_radar(metrics, self.names, self.plots_dir / f"robot_radar_epoch{epoch}.png",
+                                             f"Per-robot performance (epoch {epoch})"),
+            "stage3/calibration": plot_calibration(confidence, correct, self.plots_dir / f"calibration_epoch{epoch}.png",
+                                                   f"Calibration (epoch {epoch})"),
+        }
+
+    def _finish(self, tracker: Tracker) -> dict[str, Any]:
+        """Best weights, a temperature fitted on validation, the test evaluation, the report plots."""
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        val = self._scores(self.splits.val)
+        temperature = fit_temperature(torch.from_numpy(val.logits), torch.from_numpy(val.targets))
+        before = val.metrics(self.names)["expected_calibration_error"]
+        after = val.metrics(self.names, temperature)["expected_calibration_error"]
+        log.info("Calibration: temperature %.3f, validation ECE %.4f -> %.4f", temperature, before, after)
+        self.bundle.temperature = temperature
+        best_dir = self.bundle.save_pretrained(self.stage_dir / "best")
+        summary: dict[str, Any] = {"best_dir": str(best_dir), "temperature": temperature, "val_ece_before": before,
+                                   "val_ece_after": after, "val": val.metrics(self.names, temperature)}
+        test_records = self.splits.test or self.splits.val
+        test = self._scores(test_records)
+        summary["test"] = test.metrics(self.names, temperature)
+        print(format_metrics(summary["test"], self.names, f"Test metrics (best checkpoint, {len(test_records)} tasks):"), flush=True)
+        tracker.log({f"stage3/test_{key}": value for key, value in summary["test"].items()}, self.step)
+        probs = test.probabilities(temperature)
+        confidence, correct = _top1(probs, test.targets)
+        report = plot_final_report(summary["test"], self.names, confusion_matrix(probs, test.targets), confidence, correct,
+                                   self.plots_dir / "final_evaluation_report.png", "Stage 3 final evaluation (test split)")
+        curves = plot_training_curves(self.history, self.plots_dir / "training_curves.png")
+        tracker.log_images({"stage3/final_evaluation_report": report, "stage3/training_curves": curves}, self.step)
+        return summary
+
+
+def _top1(probs: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    best = probs.argmax(1)
+    rows = np.arange(len(probs))
+    return probs[rows, best], targets[rows, best].astype(bool)
+
+
+def _warmup_cosine(update: int, total: int, warmup: int) -> float:
+    if update < warmup:
+        return (update + 1) / (warmup + 1)
+    progress = (update - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

@@ -1,0 +1,53 @@
+"""Temperature scaling: an over-confident head gets T > 1 and lower ECE; a calibrated one keeps T near 1."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ember_train.calibration import MAX_TEMPERATURE, fit_temperature
+from ember_train.metrics import expected_calibration_error
+
+
+def _synthetic(scale: float, seed: int = 0, shape=(2000, 5)):
+    """Logits = scale x true log-odds, labels drawn from the true probabilities."""
+    rng = np.random.default_rng(seed)
+    log_odds = rng.normal(0.0, 1.5, shape)
+    labels = (rng.random(shape) < 1.0 / (1.0 + np.exp(-log_odds))).astype(np.float64)
+    return scale * log_odds, labels
+
+
+def _ece(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
+    # Every (task, robot) sigmoid output against its own label: what the BCE fit calibrates.
+    probs = 1.0 / (1.0 + np.exp(-logits / temperature))
+    return expected_calibration_error(probs.ravel(), labels.ravel())
+
+
+def test_over_confident_head_is_softened():
+    logits, labels = _synthetic(scale=4.0)
+    temperature = fit_temperature(torch.from_numpy(logits), torch.from_numpy(labels))
+    before, after = _ece(logits, labels, 1.0), _ece(logits, labels, temperature)
+    print(f"T = {temperature:.4f}  ECE before = {before:.4f}  after = {after:.4f}")
+    assert temperature > 1.0
+    assert temperature == pytest.approx(4.0, rel=0.1)
+    assert after < before
+
+
+def test_calibrated_head_keeps_temperature_near_one():
+    logits, labels = _synthetic(scale=1.0, seed=1)
+    temperature = fit_temperature(torch.from_numpy(logits).float(), torch.from_numpy(labels).float())
+    assert temperature == pytest.approx(1.0, abs=0.1)
+
+
+def test_empty_input_and_bad_input():
+    assert fit_temperature(torch.zeros(0, 5), torch.zeros(0, 5)) == 1.0
+    with pytest.raises(ValueError, match="targets"):
+        fit_temperature(torch.zeros(3, 5), torch.zeros(3, 4))
+    with pytest.raises(ValueError, match="NaN"):
+        fit_temperature(torch.tensor([[float("nan"), 0.0]]), torch.tensor([[1.0, 0.0]]))
+
+
+def test_degenerate_logits_are_clamped():
+    # Logits pointing the wrong way: the loss keeps falling as T grows, so the fit hits the cap.
+    temperature = fit_temperature(torch.tensor([[5.0, -5.0]]), torch.tensor([[0.0, 1.0]]))
+    assert temperature == MAX_TEMPERATURE
