@@ -1,0 +1,68 @@
+"""Stage 3 losses on hand-computed cases: focal factor, label smoothing, class weights, masked LM loss."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ember_train.losses import IGNORE_INDEX, class_weights, focal_loss, reasoning_loss, stage3_loss
+
+LOGITS = torch.tensor([[2.0, -1.0]])
+TARGETS = torch.tensor([[1.0, 0.0]])
+
+
+def bce(logit: float, target: float) -> float:
+    p = 1 / (1 + math.exp(-logit))
+    return -(target * math.log(p) + (1 - target) * math.log(1 - p))
+
+
+def test_without_focus_smoothing_or_weights_it_is_binary_cross_entropy():
+    expected = (bce(2.0, 1.0) + bce(-1.0, 0.0)) / 2
+    assert focal_loss(LOGITS, TARGETS, gamma=0.0, label_smoothing=0.0).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_focal_factor_down_weights_well_classified_robots():
+    p1, p2 = 1 / (1 + math.exp(-2.0)), 1 / (1 + math.exp(1.0))
+    expected = ((1 - p1) ** 2 * bce(2.0, 1.0) + p2 ** 2 * bce(-1.0, 0.0)) / 2
+    assert focal_loss(LOGITS, TARGETS, gamma=2.0, label_smoothing=0.0).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_label_smoothing_moves_targets_towards_one_half():
+    # 0.1 smoothing: target 1 -> 0.95, target 0 -> 0.05.
+    expected = (bce(2.0, 0.95) + bce(-1.0, 0.05)) / 2
+    assert focal_loss(LOGITS, TARGETS, gamma=0.0, label_smoothing=0.1).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_class_weights_scale_each_robot_column():
+    weights = torch.tensor([3.0, 0.5])
+    expected = (3.0 * bce(2.0, 1.0) + 0.5 * bce(-1.0, 0.0)) / 2
+    got = focal_loss(LOGITS, TARGETS, gamma=0.0, label_smoothing=0.0, class_weights=weights).item()
+    assert got == pytest.approx(expected, rel=1e-6)
+
+
+def test_class_weights_from_frequencies():
+    targets = torch.tensor([[1, 0, 0], [1, 0, 0], [1, 1, 0], [1, 0, 0]], dtype=torch.float)
+    weights = class_weights(targets)
+    # counts 4, 1, 0 -> mean 5/3; the never-positive robot is clipped.
+    assert weights.tolist() == pytest.approx([5 / 12, 5 / 3, 10.0])
+
+
+def test_reasoning_loss_only_counts_labelled_tokens():
+    vocab = 7
+    hidden = torch.randn(1, 4, vocab)
+    labels = torch.tensor([[IGNORE_INDEX, IGNORE_INDEX, 3, 5]])
+    identity = lambda h: h  # noqa: E731  (hidden already holds the vocabulary logits here)
+    expected = torch.nn.functional.cross_entropy(hidden[0, 1:3], torch.tensor([3, 5]))
+    assert reasoning_loss(hidden, labels, identity).item() == pytest.approx(expected.item(), rel=1e-6)
+    unlabelled = torch.full((1, 4), IGNORE_INDEX)
+    assert reasoning_loss(hidden, unlabelled, identity).item() == 0.0
+
+
+def test_total_is_sixty_forty():
+    outputs = {"robot_logits": LOGITS, "card_logits": LOGITS, "hidden_states": torch.randn(1, 3, 5)}
+    labels = torch.tensor([[IGNORE_INDEX, 1, 2]])
+    losses = stage3_loss(outputs, TARGETS, labels, None, lambda h: h)
+    selection = 1.5 * focal_loss(LOGITS, TARGETS)
+    assert losses["selection_loss"].item() == pytest.approx(selection.item(), rel=1e-6)
+    assert losses["loss"].item() == pytest.approx(0.6 * selection.item() + 0.4 * losses["reasoning_loss"].item(), rel=1e-6)
