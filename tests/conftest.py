@@ -40,6 +40,14 @@ def _forget_test_plugins(tmp_path_factory: pytest.TempPathFactory):
             del sys.modules[name]
 
 
+@pytest.fixture(scope="session")
+def fleet():
+    """The default five-robot fleet from the packaged robots.yaml."""
+    from ember_core import load_fleet
+
+    return load_fleet()
+
+
 @pytest.fixture
 def default_robots_lines() -> list[str]:
     """The entries of the packaged robots.yaml, as YAML lines."""

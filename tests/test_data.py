@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PUBLIC_DATA
-from ember_core import Fleet, load_fleet
+from ember_core import Fleet
 from ember_train.augment import augment
 from ember_train.data import (
     MULTI_FILE,
@@ -26,11 +26,6 @@ from ember_train.data import (
 from ember_train.scenes import scene_tags
 
 needs_public = pytest.mark.skipif(not PUBLIC_DATA.is_dir(), reason=f"public dataset not found at {PUBLIC_DATA}")
-
-
-@pytest.fixture(scope="module")
-def fleet() -> Fleet:
-    return load_fleet()
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,6 @@ from ember_core import Fleet, RobotType, RobotTypeError, TaskContext, UnknownRob
 DEFAULT_IDS = ["drone", "underwater_robot", "humanoid", "robot_with_wheels", "robot_with_legs"]
 
 
-@pytest.fixture(scope="module")
-def fleet() -> Fleet:
-    return load_fleet()
-
-
 def test_default_fleet_has_the_five_builtin_robots_in_robots_yaml_order(fleet):
     assert fleet.ids == DEFAULT_IDS
     assert fleet.names == ["Drone", "Underwater Robot", "Humanoid", "Robot with Wheels", "Robot with Legs"]

@@ -9,18 +9,13 @@ from safetensors.torch import save_file
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from conftest import SNAKE_PLUGIN
-from ember_core import Fleet, load_fleet
+from ember_core import load_fleet
 from ember_core.model.checkpoint import EmberModel, load_checkpoint
 from ember_core.model.config import EmberVLMConfig, preset
 from ember_core.model.generation import greedy_continue
 from ember_core.model.prompt import REASONING_START, selection_prompt
 from ember_core.model.registry import create_part, list_parts
 from ember_core.model.vision import VisionEncoder
-
-
-@pytest.fixture(scope="module")
-def fleet() -> Fleet:
-    return load_fleet()
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import PUBLIC_DATA
-from ember_core import Fleet, RobotType, UnknownRobotError, load_fleet
+from ember_core import Fleet, RobotType, UnknownRobotError
 from ember_core.reasoning import (
     Subtask,
     format_plan,
@@ -21,11 +21,6 @@ GARAGE_PLAN = """1. Drone: Survey the collapsed garage from above
 2. Robot with Legs: Walk the ramps and inspect the cracks
 2. Humanoid: Open the stairwell doors
 3. Robot with Wheels: Carry the crack gauges to the entrance"""
-
-
-@pytest.fixture(scope="module")
-def fleet() -> Fleet:
-    return load_fleet()
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import json
 import jsonschema
 import pytest
 
-from ember_core import Fleet, RobotType, load_fleet
+from ember_core import Fleet, RobotType
 from ember_core.reasoning import format_plan, format_reasoning, parse_plan, parse_reasoning, subtasks_from_records
 from ember_core.selection import (
     SCHEMA_PATH,
@@ -18,11 +18,6 @@ from ember_core.selection import (
     Selection,
     validate_document,
 )
-
-
-@pytest.fixture(scope="module")
-def fleet() -> Fleet:
-    return load_fleet()
 
 
 @pytest.fixture(scope="module")

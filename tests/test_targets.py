@@ -4,7 +4,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ember_core import load_fleet
 from ember_core.model.checkpoint import EmberModel
 from ember_core.model.config import preset
 from ember_core.model.prompt import REASONING_START
@@ -13,11 +12,6 @@ from ember_train.batches import SelectionDataset, collate
 from ember_train.data import TaskRecord
 from ember_train.losses import IGNORE_INDEX
 from ember_train.targets import plan_target, reasoning_target
-
-
-@pytest.fixture(scope="module")
-def fleet():
-    return load_fleet()
 
 
 @pytest.fixture(scope="module")
