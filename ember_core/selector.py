@@ -18,7 +18,7 @@ from ember_core.images import ImageInput, InvalidInputError, to_pixels, to_rgb
 from ember_core.model.checkpoint import EmberModel
 from ember_core.model.config import preset
 from ember_core.model.generation import greedy_continue
-from ember_core.model.prompt import ACTION_PLAN, REASONING_END, REASONING_START, selection_prompt
+from ember_core.model.prompt import ACTION_PLAN, REASONING_END, REASONING_START, decision_text, selection_prompt
 from ember_core.reasoning import Plan, Reasoning, parse_plan, parse_reasoning
 from ember_core.robots_file import load_fleet
 from ember_core.selection import Candidate, ImageInfo, Selection, validate_document
@@ -183,8 +183,14 @@ class Selector:
             attention[row, : item.input_ids.numel()] = 1
         pixels, has_image = self._pixels(items)
         with self._autocast():
-            logits = model(input_ids.to(self.device), attention.to(self.device), pixels, has_image)["robot_logits"]
+            logits = model(input_ids.to(self.device), attention.to(self.device), pixels, has_image,
+                           **self._task_inputs(items))["robot_logits"]
         return torch.sigmoid(logits.float() / self.bundle.temperature).cpu()
+
+    def _task_inputs(self, items: list[_Prepared]) -> dict[str, torch.Tensor]:
+        """Sentence-encoder inputs of the tasks, for models that have one."""
+        encoded = self.bundle.task_inputs([item.task for item in items])
+        return {f"task_{key}": value.to(self.device) for key, value in encoded.items()}
 
     def _pixels(self, items: list[_Prepared]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         if all(item.pixels is None for item in items):
@@ -214,10 +220,12 @@ class Selector:
         input_ids = item.input_ids.unsqueeze(0).to(self.device)
         attention = torch.ones_like(input_ids)
         pixels, has_image = self._pixels([item])
+        # The LM is told the head's decision and explains it (see ember_core/model/prompt.py).
+        given = tokenizer(decision_text(selected, self.fleet))["input_ids"] + [ids[REASONING_START]]
         with self._autocast():
-            past = model(input_ids, attention, pixels, has_image, use_cache=True)["past_key_values"]
+            past = model(input_ids, attention, pixels, has_image, use_cache=True, **self._task_inputs([item]))["past_key_values"]
             steps, past, attention = greedy_continue(
-                model.language_model, past, attention, [ids[REASONING_START]], config.max_reasoning_tokens,
+                model.language_model, past, attention, given, config.max_reasoning_tokens,
                 {ids[REASONING_END], tokenizer.eos_token_id},
             )
             plan_ids, _, _ = greedy_continue(

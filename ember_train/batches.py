@@ -9,7 +9,7 @@ from torch.utils.data import Dataset
 
 from ember_core.images import to_pixels, to_rgb
 from ember_core.model.checkpoint import EmberModel
-from ember_core.model.prompt import ACTION_PLAN, REASONING_END, REASONING_START, selection_prompt
+from ember_core.model.prompt import ACTION_PLAN, REASONING_END, REASONING_START, decision_text, selection_prompt
 from ember_train.data import TaskRecord
 from ember_train.losses import IGNORE_INDEX
 from ember_train.scenes import render_scene
@@ -27,6 +27,7 @@ class SelectionDataset(Dataset):
     def __init__(self, records: Sequence[TaskRecord], bundle: EmberModel, with_reasoning: bool = True,
                  image_dropout: float = 0.0, seed: int = 0, use_images: bool = True):
         self.records = list(records)
+        self.bundle = bundle
         self.tokenizer = bundle.tokenizer
         self.fleet = bundle.fleet
         self.image_size = bundle.model.config.image_size
@@ -49,18 +50,22 @@ class SelectionDataset(Dataset):
         prompt = self.tokenizer(selection_prompt(record.task, self.fleet, self.image_tokens))["input_ids"]
         labels = [IGNORE_INDEX] * len(prompt)
         if self.with_reasoning:
-            continuation = (REASONING_START + reasoning_target(record.task, record.robots, self.fleet) + REASONING_END
-                            + ACTION_PLAN + plan_target(record.plan, self.fleet) + self.tokenizer.eos_token)
-            extra = self.tokenizer(continuation)["input_ids"]
-            # The start marker is fed at inference, not predicted; everything after it is learned.
-            labels += [IGNORE_INDEX] + extra[1:]
-            prompt = prompt + extra
+            # The decision and the start marker are fed at inference, not predicted; what follows is learned.
+            given = self.tokenizer(decision_text(list(record.robots), self.fleet) + REASONING_START)["input_ids"]
+            learned = self.tokenizer(reasoning_target(record.task, record.robots, self.fleet) + REASONING_END
+                                     + ACTION_PLAN + plan_target(record.plan, self.fleet) + self.tokenizer.eos_token)["input_ids"]
+            labels += [IGNORE_INDEX] * len(given) + learned
+            prompt = prompt + given + learned
         targets = torch.zeros(len(self.fleet))
         targets[[self.fleet.index(robot) for robot in record.robots]] = 1.0
         shown = self.use_images and random.Random(f"{self.seed}:{self.epoch}:{index}").random() >= self.image_dropout
-        return {"input_ids": torch.tensor(prompt), "labels": torch.tensor(labels), "targets": targets,
+        item = {"input_ids": torch.tensor(prompt), "labels": torch.tensor(labels), "targets": targets,
                 "pixel_values": self._pixels(record) if shown else torch.zeros(3, self.image_size, self.image_size),
                 "has_image": torch.tensor(shown)}
+        task = self.bundle.task_inputs([record.task])
+        if task:
+            item["task_input_ids"] = task["input_ids"][0]
+        return item
 
     def _pixels(self, record: TaskRecord) -> torch.Tensor:
         key = record.image or record.task
@@ -85,4 +90,21 @@ def collate(items: list[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torc
         batch["attention_mask"][row, :size] = 1
     for key in ("targets", "pixel_values", "has_image"):
         batch[key] = torch.stack([item[key] for item in items])
+    if "task_input_ids" in items[0]:
+        # Sentence-encoder ids pad with 0, the [PAD] id of BERT-style tokenizers; the mask hides them.
+        task_length = max(item["task_input_ids"].numel() for item in items)
+        batch["task_input_ids"] = torch.zeros((len(items), task_length), dtype=torch.long)
+        batch["task_attention_mask"] = torch.zeros((len(items), task_length), dtype=torch.long)
+        for row, item in enumerate(items):
+            size = item["task_input_ids"].numel()
+            batch["task_input_ids"][row, :size] = item["task_input_ids"]
+            batch["task_attention_mask"][row, :size] = 1
     return batch
+
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "pixel_values", "has_image", "task_input_ids", "task_attention_mask")
+
+
+def model_inputs(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """The batch entries EmberVLM.forward takes, on `device`."""
+    return {key: batch[key].to(device) for key in MODEL_INPUTS if key in batch}

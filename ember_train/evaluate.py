@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ember_core.model.checkpoint import EmberModel
-from ember_train.batches import SelectionDataset, collate
+from ember_train.batches import SelectionDataset, collate, model_inputs
 from ember_train.data import TaskRecord
 from ember_train.metrics import compute_metrics
 
@@ -43,8 +43,7 @@ def score_records(bundle: EmberModel, records: Sequence[TaskRecord], batch_size:
     device = torch.device(device)
     for batch in loader:
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            out = model(batch["input_ids"].to(device), batch["attention_mask"].to(device),
-                        batch["pixel_values"].to(device), batch["has_image"].to(device))
+            out = model(**model_inputs(batch, device))
         logits.append(out["robot_logits"].float().cpu())
         targets.append(batch["targets"])
     model.train(was_training)

@@ -19,7 +19,7 @@ from ember_core.model.checkpoint import EmberModel
 from ember_core.model.config import preset
 from ember_core.robots_file import load_fleet
 from ember_train.augment import augment
-from ember_train.batches import SelectionDataset, collate
+from ember_train.batches import SelectionDataset, collate, model_inputs
 from ember_train.calibration import fit_temperature
 from ember_train.checkpointing import save_checkpoint
 from ember_train.data import load_records, split_records
@@ -133,7 +133,7 @@ class Stage3Trainer:
             started = time.perf_counter()
             batch = {key: value.to(self.device) for key, value in batch.items()}
             with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-                outputs = self.model(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], batch["has_image"])
+                outputs = self.model(**model_inputs(batch, self.device))
             losses = stage3_loss(outputs, batch["targets"], batch["labels"], weights, self.model.token_logits)
             (losses["loss"] / args.gradient_accumulation).backward()
             if (index + 1) % args.gradient_accumulation == 0 or index + 1 == len(loader):

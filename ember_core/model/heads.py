@@ -1,11 +1,15 @@
 """Robot selection head: the seed's per-robot MLP blended with a capability-card scorer.
 
-Two scorers read the hidden state at `<|robot_selection|>`:
-- `mlp`: the seed's head, 384 -> 384 (ReLU, dropout) -> 96 (ReLU, dropout) -> N, one logit per robot
+Two scorers read the hidden state at `<|robot_selection|>` (and, in presets with a sentence
+encoder, the task's sentence embedding):
+- `mlp`: the seed's head, in -> 384 (ReLU, dropout) -> 96 (ReLU, dropout) -> N, one logit per robot
   the checkpoint was trained with. It learns fleet-specific detail but knows robots only by index.
-- `card`: a bilinear match between the selection state and each robot's capability-card embedding
-  (the LM's mean hidden state over the card text), `scale * cos(Wq h, Wk c_i) + bias`. It scores
-  any robot that has a card, including one added by a plugin after training.
+- `card`: a match between the request and each robot's capability-card embedding,
+  `scale * cos(query, Wk c_i) + bias`. The card embedding c_i comes from the sentence encoder when
+  the preset has one, else from the LM (mean hidden state over the card text). The query is the
+  (projected) task embedding plus a learned map of the LM state, which carries the image. With a
+  sentence encoder the maps start as the identity, so an untrained card scorer is the zero-shot
+  task-card similarity. It scores any robot that has a card, including one added after training.
 
 For robot i the logit is `g * mlp_i + (1 - g) * card_i` when the MLP has a trained row for it
 (`known[i]`), else `card_i` alone; g = sigmoid(gate) is learned. Loading a 5-robot checkpoint into
@@ -21,16 +25,25 @@ import torch.nn.functional as F
 
 
 class RobotHead(nn.Module):
-    def __init__(self, in_dim: int, num_robots: int, hidden: int = 384, mid: int = 96,
-                 dropout: float = 0.1, card_dim: int = 128):
+    def __init__(self, state_dim: int, num_robots: int, hidden: int = 384, mid: int = 96,
+                 dropout: float = 0.1, card_dim: int = 128, text_dim: int = 0):
         super().__init__()
         self.mlp = nn.Sequential(
-            nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(state_dim + text_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(hidden, mid), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(mid, num_robots),
         )
-        self.query = nn.Linear(in_dim, card_dim)
-        self.key = nn.Linear(in_dim, card_dim)
+        self.text_dim = text_dim
+        if text_dim:
+            card_dim = text_dim
+            self.query = _identity(text_dim)
+            self.key = _identity(text_dim)
+            self.context = nn.Linear(state_dim, card_dim)
+            nn.init.zeros_(self.context.weight)
+            nn.init.zeros_(self.context.bias)
+        else:
+            self.query = nn.Linear(state_dim, card_dim)
+            self.key = nn.Linear(state_dim, card_dim)
         self.card_scale = nn.Parameter(torch.tensor(10.0))
         self.card_bias = nn.Parameter(torch.tensor(0.0))
         self.gate = nn.Parameter(torch.tensor(0.0))
@@ -40,13 +53,27 @@ class RobotHead(nn.Module):
     def num_robots(self) -> int:
         return int(self.known.numel())
 
-    def forward(self, selection_state: torch.Tensor, card_embeddings: torch.Tensor) -> dict[str, torch.Tensor]:
-        """selection_state (B, H), card_embeddings (N, H) -> logits (B, N) and the two parts."""
-        mlp_logits = self.mlp(selection_state)
-        query = F.normalize(self.query(selection_state), dim=-1)
+    def forward(self, selection_state: torch.Tensor, card_embeddings: torch.Tensor,
+                task_embedding: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """selection_state (B, H), card_embeddings (N, C), task_embedding (B, T) -> logits (B, N) and parts."""
+        if self.text_dim:
+            if task_embedding is None:
+                raise ValueError("this head needs the task's sentence embedding (the preset has a text encoder)")
+            mlp_logits = self.mlp(torch.cat([selection_state, task_embedding], dim=-1))
+            query = self.query(task_embedding) + self.context(selection_state)
+        else:
+            mlp_logits = self.mlp(selection_state)
+            query = self.query(selection_state)
         keys = F.normalize(self.key(card_embeddings), dim=-1)
-        card_logits = self.card_scale * query @ keys.T + self.card_bias
+        card_logits = self.card_scale * F.normalize(query, dim=-1) @ keys.T + self.card_bias
         gate = torch.sigmoid(self.gate)
         blended = gate * mlp_logits + (1 - gate) * card_logits
         logits = torch.where(self.known, blended, card_logits)
         return {"robot_logits": logits, "mlp_logits": mlp_logits, "card_logits": card_logits}
+
+
+def _identity(dim: int) -> nn.Linear:
+    layer = nn.Linear(dim, dim)
+    nn.init.eye_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer

@@ -5,7 +5,7 @@ from typing import Any, Callable
 
 import torch.nn as nn
 
-KINDS = ("vision", "language")
+KINDS = ("vision", "language", "text")
 _REGISTRY: dict[str, dict[str, Callable[..., nn.Module]]] = {kind: {} for kind in KINDS}
 
 

