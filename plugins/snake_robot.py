@@ -1,0 +1,37 @@
+"""Snake Robot: an example plugin shipped outside the default fleet, for pipes, ducts and rubble gaps.
+
+It is not named in the default robots.yaml; add `- plugin: ember_plugins.snake_robot` to a fleet's
+robots.yaml to use it (tests/data/robots_with_snake.yaml does).
+"""
+from __future__ import annotations
+
+from ember_core import RobotType, TaskContext, hookimpl
+
+SNAKE_ROBOT = RobotType(
+    id="snake_robot",
+    name="Snake Robot",
+    description="Slender tethered multi-link robot that slides through dry pipes, ducts, crevices and rubble gaps.",
+    capabilities=[
+        "confined space navigation",
+        "pipe and duct inspection",
+        "search in rubble gaps",
+        "climbing inside vertical pipes",
+    ],
+    limitations=["slow movement", "negligible payload", "short tether range", "dry environments only"],
+    environments=["dry pipes", "ducts", "crevices", "rubble gaps", "wall cavities", "crawl spaces"],
+    roles=["confined space inspection", "void search in rubble", "threading lines and cables"],
+    max_speed_mps=0.1,
+)
+
+
+@hookimpl
+def ember_robot_types() -> list[RobotType]:
+    return [SNAKE_ROBOT]
+
+
+@hookimpl
+def ember_robot_infeasible(robot: RobotType, context: TaskContext) -> str | None:
+    # A dry-land crawler: it can neither fly nor swim, so an aerial or underwater scene rules it out.
+    if robot.id == SNAKE_ROBOT.id and context.scene & {"aerial", "underwater"}:
+        return f"{robot.name} crawls on dry surfaces only and cannot fly or swim"
+    return None

@@ -1,0 +1,85 @@
+"""The hand-written task sets in tests/data: novel phrasings for the default fleet, and snake-robot tasks."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import PUBLIC_DATA
+from ember_core import Fleet, TaskContext, load_fleet
+from ember_train.data import TaskRecord, load_jsonl, load_public, task_key
+
+DATA = Path(__file__).resolve().parent / "data"
+NOVEL_FILE = DATA / "novel_tasks.jsonl"
+SNAKE_FILE = DATA / "snake_tasks.jsonl"
+SNAKE_FLEET_FILE = DATA / "robots_with_snake.yaml"
+
+
+@pytest.fixture(scope="module")
+def snake_fleet() -> Fleet:
+    return load_fleet(SNAKE_FLEET_FILE)
+
+
+@pytest.fixture(scope="module")
+def novel(fleet: Fleet) -> list[TaskRecord]:
+    return load_jsonl(NOVEL_FILE, fleet)
+
+
+@pytest.fixture(scope="module")
+def snake_tasks(snake_fleet: Fleet) -> list[TaskRecord]:
+    return load_jsonl(SNAKE_FILE, snake_fleet)
+
+
+def _data_lines(path: Path) -> int:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return sum(1 for line in lines if line.strip() and not line.lstrip().startswith("#"))
+
+
+def test_files_start_with_a_comment_and_hold_no_duplicate_task(novel, snake_tasks):
+    for path, records in ((NOVEL_FILE, novel), (SNAKE_FILE, snake_tasks)):
+        assert path.read_text(encoding="utf-8").startswith("#"), f"{path.name}: start with a '#' comment line"
+        # load_jsonl merges lines with the same task_key, so fewer records than lines means a duplicate.
+        assert len(records) == _data_lines(path), f"{path.name}: two lines hold the same task"
+
+
+def test_novel_tasks_cover_every_robot_of_the_default_fleet(novel, fleet):
+    assert len(novel) >= 70
+    counts = {robot_id: sum(robot_id in record.robots for record in novel) for robot_id in fleet.ids}
+    assert all(count >= 10 for count in counts.values()), counts
+
+
+def test_snake_robot_is_acceptable_in_every_snake_task(snake_tasks, snake_fleet):
+    assert len(snake_tasks) >= 20
+    assert snake_fleet.ids[-1] == "snake_robot"
+    missing = [record.task for record in snake_tasks if "snake_robot" not in record.robots]
+    assert not missing
+
+
+def test_no_task_is_a_public_task(novel, snake_tasks, fleet):
+    if not PUBLIC_DATA.is_dir():
+        pytest.skip(f"public dataset not found at {PUBLIC_DATA}")
+    public = {task_key(record.task) for record in load_public(PUBLIC_DATA, fleet)}
+    copied = [record.task for record in novel + snake_tasks if task_key(record.task) in public]
+    assert not copied
+
+
+def test_snake_plugin_has_a_full_card_and_is_not_in_the_default_fleet(snake_fleet, fleet):
+    snake = snake_fleet.robot("Snake Robot")
+    assert snake.id == "snake_robot" and snake_fleet.index("snake_robot") == 5
+    assert snake.description and snake.capabilities and snake.limitations and snake.environments and snake.roles
+    assert snake.max_speed_mps is not None and snake.max_speed_mps > 0
+    assert "Snake Robot:" in snake_fleet.render_cards()
+    assert "snake_robot" not in fleet
+
+
+@pytest.mark.parametrize("tag", ["aerial", "underwater"])
+def test_snake_plugin_vetoes_only_itself_in_an_aerial_or_underwater_scene(snake_fleet, tag):
+    vetoes = snake_fleet.infeasible(TaskContext(task="x", scene=frozenset({tag})))
+    assert "snake_robot" in vetoes
+    others = [reason for robot_id, reasons in vetoes.items() if robot_id != "snake_robot" for reason in reasons]
+    assert not any("Snake Robot" in reason for reason in others)
+
+
+@pytest.mark.parametrize("scene", [frozenset(), frozenset({"indoor"}), frozenset({"outdoor", "rough_terrain"})])
+def test_snake_plugin_has_no_objection_on_dry_land(snake_fleet, scene):
+    assert "snake_robot" not in snake_fleet.infeasible(TaskContext(task="x", scene=scene))
