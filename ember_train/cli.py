@@ -44,6 +44,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--split", choices=("train", "val", "test", "all"), default="test",
                           help="which split to score (splits are by task with --seed, as in training; default test)")
     evaluate.add_argument("--seed", type=int, default=0, help="split seed used in training (default 0)")
+    evaluate.add_argument("--robots", metavar="FILE", default=None,
+                          help="robots.yaml of the fleet to evaluate with (robots the model was not trained on are scored from their cards)")
     evaluate.add_argument("--no-images", dest="images", action="store_false",
                           help="score text only (no rendered scene), as `ember select` without --image does")
     evaluate.add_argument("--batch_size", type=int, default=32)
@@ -86,7 +88,7 @@ def _eval(args: argparse.Namespace) -> int:
     from ember_train.evaluate import score_records
     from ember_train.metrics import format_metrics
 
-    bundle = EmberModel.from_pretrained(args.model, fleet=load_fleet())
+    bundle = EmberModel.from_pretrained(args.model, fleet=load_fleet(args.robots))
     records = load_records(args.data, bundle.fleet)
     splits = split_records(records, seed=args.seed)
     chosen = records if args.split == "all" else getattr(splits, args.split)

@@ -42,7 +42,7 @@ def _wrap(name: str, width: int = 11) -> str:
     return textwrap.fill(name, width)
 
 
-def _save(fig: Figure, path: str | os.PathLike) -> Path:
+def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
     """Write `fig` as PNG via a temp file in the target directory, so readers never see a half-written file."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -138,7 +138,7 @@ def plot_confusion(matrix: np.ndarray, names: Sequence[str], path: str | os.Path
     except BaseException:
         plt.close(fig)
         raise
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_radar(metrics: Mapping[str, float], names: Sequence[str], path: str | os.PathLike, title: str) -> Path:
@@ -151,7 +151,7 @@ def plot_radar(metrics: Mapping[str, float], names: Sequence[str], path: str | o
     except BaseException:
         plt.close(fig)
         raise
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_calibration(
@@ -165,7 +165,7 @@ def plot_calibration(
     except BaseException:
         plt.close(fig)
         raise
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _series(history: Sequence[Mapping[str, float]], key: str) -> tuple[list[float], list[float]]:
@@ -212,7 +212,7 @@ def plot_training_curves(history: Sequence[Mapping[str, float]], path: str | os.
     except BaseException:
         plt.close(fig)
         raise
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _draw_tables(summary_ax: Axes, robots_ax: Axes, metrics: Mapping[str, float], names: Sequence[str]) -> None:
@@ -265,4 +265,4 @@ def plot_final_report(
     except BaseException:
         plt.close(fig)
         raise
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -23,6 +23,8 @@ from ember_core.robot import RobotType
 
 log = logging.getLogger("ember.model")
 WEIGHTS_FILE = "model.safetensors"
+# The trained model shipped inside the package (built by `make default-model`).
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "assets" / "default_model"
 FLEET_FILE = "fleet.json"
 CALIBRATION_FILE = "calibration.json"
 # Tensors whose first dimension is one row per robot of the fleet.

