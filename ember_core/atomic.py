@@ -39,4 +39,5 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(handle, "w", encoding="utf-8") as stream:
         stream.write(text)
+    os.chmod(temporary, 0o644)  # mkstemp makes it owner-only; a report or pointer file is for everyone
     os.replace(temporary, path)

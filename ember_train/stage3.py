@@ -22,7 +22,7 @@ from ember_train.augment import augment
 from ember_train.batches import SelectionDataset, collate, model_inputs
 from ember_train.calibration import fit_temperature
 from ember_train.checkpointing import save_checkpoint
-from ember_train.data import load_records, split_records
+from ember_train.data import Splits, kfold, load_records, split_records
 from ember_train.evaluate import Scores, score_records
 from ember_train.losses import class_weights, stage3_loss
 from ember_train.metrics import confusion_matrix, format_metrics
@@ -57,6 +57,8 @@ class Stage3Args:
     warmup_ratio: float = 0.05
     device: str = "auto"
     max_steps: int | None = None
+    kfold: int | None = None
+    fold: int = 0
 
 
 class Stage3Trainer:
@@ -72,7 +74,13 @@ class Stage3Trainer:
         self.autocast_dtype = PRECISIONS[args.mixed_precision]
         self.fleet = load_fleet(args.robots)
         records = load_records(args.robot_data, self.fleet)
-        self.splits = split_records(records, seed=args.seed)
+        if args.kfold:
+            # Cross-validation: fold `fold` is the test set; validation is carved from the rest.
+            rest, held_out = kfold(records, args.kfold, args.seed)[args.fold]
+            inner = split_records(rest, seed=args.seed, val_fraction=0.1, test_fraction=0.0)
+            self.splits = Splits(train=inner.train, val=inner.val, test=held_out)
+        else:
+            self.splits = split_records(records, seed=args.seed)
         self.train_records = augment(self.splits.train, factor=args.augment_factor, seed=args.seed)
         log.info("=" * 60)
         log.info("Stage 3: Robot Fleet Selection Training")

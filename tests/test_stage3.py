@@ -160,3 +160,14 @@ def test_init_from_warm_starts_with_the_saved_weights(run, tmp_path, caplog):
     assert "Embedding size matches tokenizer" in caplog.text
     saved = EmberModel.from_pretrained(best).model.state_dict()
     assert all(torch.equal(tensor, saved[key]) for key, tensor in trainer.model.state_dict().items())
+
+
+def test_kfold_cross_validation_trains_one_model_per_fold(tmp_path, capsys):
+    data = write_dataset(tmp_path / "tasks.jsonl")
+    assert main(["train", "--stage", "3", "--robot_data", str(data), "--output_dir", str(tmp_path / "cv"),
+                 "--model_config", "tiny", "--kfold", "2", "--max_steps", "2", "--batch_size", "8",
+                 "--stage3_robot_epochs", "1", "--wandb", "disabled"]) == 0
+    result = json.loads((tmp_path / "cv" / "kfold.json").read_text())
+    assert len(result["folds"]) == 2 and sum(f["num_samples"] for f in result["folds"]) == 34
+    assert (tmp_path / "cv" / "fold1" / "stage3" / "best" / "model.safetensors").is_file()
+    assert "2-fold cross-validation (grouped by task)" in capsys.readouterr().out

@@ -73,9 +73,10 @@ PRESETS: dict[str, EmberVLMConfig] = {
     # The seed's model: RepViT-M0.9 + a 6-layer, 384-wide GPT-2 ("tinyllm-30m"); ~37M with a 50k vocabulary.
     "embervlm-37m": EmberVLMConfig(),
     # The model Ember ships: frozen all-MiniLM-L6-v2 for tasks and cards, a small reasoning LM, RepViT at
-    # 128 px; about 12M stored parameters (25 MB in fp16) and fast enough to train on a CPU.
+    # 64 px (scene type, not detail: 2x2 visual tokens); about 12M stored parameters (25 MB in fp16),
+    # trainable on a CPU.
     "embervlm-edge": EmberVLMConfig(
-        preset="embervlm-edge", image_size=128, lm_layers=2, lm_hidden=128, lm_heads=4,
+        preset="embervlm-edge", image_size=64, lm_layers=2, lm_hidden=128, lm_heads=4,
         text_encoder="minilm", max_reasoning_tokens=160, max_plan_tokens=96,
     ),
     # A model small enough for unit tests: seconds on a CPU, same code paths.

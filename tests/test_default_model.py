@@ -1,0 +1,56 @@
+"""The model shipped with Ember: loaded by default, recorded metrics reproduce, the image matters."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import PUBLIC_DATA
+from ember_core.cli import main
+from ember_core.model.checkpoint import DEFAULT_MODEL_DIR, EmberModel
+from ember_core.selector import Selector
+from ember_train.data import load_records, split_records
+from ember_train.evaluate import score_records
+from ember_train.scenes import render_scene
+
+RECORDED = json.loads((DEFAULT_MODEL_DIR / "evaluation.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def selector() -> Selector:
+    return Selector(device="cpu")
+
+
+def test_the_shipped_model_is_small_and_loaded_when_no_model_is_given(selector):
+    size = sum(path.stat().st_size for path in DEFAULT_MODEL_DIR.iterdir())
+    assert size <= 30e6
+    assert selector.bundle.name == f"embervlm-edge:{DEFAULT_MODEL_DIR.name}"
+
+
+def test_done_criterion_flooded_pump_station_is_underwater_first(capsys):
+    assert main(["select", "--task", "Inspect the intake pipe of a flooded pump station for blockages", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["candidates"][0]["robot_id"] == "underwater_robot"
+
+
+@pytest.mark.parametrize("mode", ["rendered_scenes", "text_only"])
+def test_recorded_public_test_metrics_reproduce(mode, fleet):
+    if not PUBLIC_DATA.is_dir():
+        pytest.skip(f"public dataset not found at {PUBLIC_DATA}")
+    bundle = EmberModel.from_pretrained(DEFAULT_MODEL_DIR, fleet=fleet)
+    test = split_records(load_records(PUBLIC_DATA, fleet), seed=0).test
+    assert len(test) == RECORDED["num_tasks"]
+    metrics = score_records(bundle, test, use_images=mode == "rendered_scenes").metrics(fleet.names, bundle.temperature)
+    for key, value in RECORDED[mode].items():
+        assert metrics[key] == pytest.approx(value, abs=1e-3), key
+
+
+def test_the_scene_image_changes_the_ranking(selector):
+    """An ambiguous task ranks differently under water than in the sky."""
+    task = "Inspect the structure for cracks"
+    under_water = selector.select_robots(render_scene("a reef deep under the sea"), task, return_reasoning=False)
+    in_the_sky = selector.select_robots(render_scene("aerial view from the sky above a tower"), task, return_reasoning=False)
+    water = {c["robot_id"]: c["confidence"] for c in under_water}
+    sky = {c["robot_id"]: c["confidence"] for c in in_the_sky}
+    assert water["underwater_robot"] > sky["underwater_robot"]
+    assert [c["robot_id"] for c in under_water] != [c["robot_id"] for c in in_the_sky]
