@@ -21,6 +21,7 @@ def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         yield staging
+        _make_readable(staging)
         if target.exists():
             retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
             os.replace(target, retired / target.name)
@@ -41,3 +42,10 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         stream.write(text)
     os.chmod(temporary, 0o644)  # mkstemp makes it owner-only; a report or pointer file is for everyone
     os.replace(temporary, path)
+
+
+def _make_readable(directory: Path) -> None:
+    """mkdtemp (and some writers) create owner-only entries; a saved model is for every user."""
+    directory.chmod(0o755)
+    for path in directory.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)

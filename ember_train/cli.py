@@ -41,6 +41,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--seed", type=int, help="seed for splits, augmentation, init and shuffling")
     train.add_argument("--augment_factor", type=int, help="training set size multiplier by augmentation (default 3)")
     train.add_argument("--image_dropout", type=float, help="fraction of samples trained without their image")
+    train.add_argument("--head_lr_multiplier", type=float, help="robot head learning rate = learning_rate x this (default 10)")
     train.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     train.add_argument("--max_steps", type=int, help="stop after N batches (smoke tests)")
     train.add_argument("--kfold", type=int, help="cross-validate: train K models, each tested on one fold of tasks")

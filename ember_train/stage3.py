@@ -54,6 +54,7 @@ class Stage3Args:
     augment_factor: int = 3
     image_dropout: float = 0.3
     weight_decay: float = 0.01
+    head_lr_multiplier: float = 10.0
     warmup_ratio: float = 0.05
     device: str = "auto"
     max_steps: int | None = None
@@ -112,8 +113,14 @@ class Stage3Trainer:
             targets[row, [self.fleet.index(robot) for robot in record.robots]] = 1.0
         weights = class_weights(targets).to(self.device)
         log.info("Class weights: %s", {n: round(float(w), 3) for n, w in zip(self.names, weights)})
-        optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad],
-                                      lr=args.learning_rate, weight_decay=args.weight_decay)
+        # Per-part learning rates (nanoVLM style): the small head starts from scratch and needs more
+        # than the pretrained-or-large parts; a multiplier of 0 freezes it.
+        head = [p for p in self.model.robot_head.parameters() if p.requires_grad]
+        head_ids = {id(p) for p in head}
+        rest = [p for p in self.model.parameters() if p.requires_grad and id(p) not in head_ids]
+        optimizer = torch.optim.AdamW([{"params": rest, "lr": args.learning_rate},
+                                       {"params": head, "lr": args.learning_rate * args.head_lr_multiplier}],
+                                      weight_decay=args.weight_decay)
         updates = math.ceil(len(loader) / args.gradient_accumulation) * args.stage3_robot_epochs
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(_warmup_cosine, total=updates,
                                                                          warmup=int(updates * args.warmup_ratio)))

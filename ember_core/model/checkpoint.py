@@ -15,7 +15,7 @@ from transformers import PreTrainedTokenizerBase
 from ember_core.atomic import atomic_directory
 from ember_core.fleet import Fleet
 from ember_core.model.config import CONFIG_FILE, EmberVLMConfig
-from ember_core.model.prompt import card_text
+from ember_core.model.prompt import card_phrases, card_text
 from ember_core.model.tokenizer import load_tokenizer
 from ember_core.model.vlm import EmberVLM
 from ember_core.model.weights import load_state_dict_file
@@ -58,10 +58,13 @@ class EmberModel:
 
     def refresh_cards(self) -> None:
         """Tokenise the fleet's capability cards into the model (after building or changing the fleet)."""
-        texts = [card_text(robot) for robot in self.fleet]
-        encoded = self.tokenizer(texts, padding=True, return_tensors="pt")
+        encoded = self.tokenizer([card_text(robot) for robot in self.fleet], padding=True, return_tensors="pt")
         cards = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
-        cards.update({f"text_{key}": value for key, value in self.task_inputs(texts).items()})
+        phrases = [(index, phrase) for index, robot in enumerate(self.fleet) for phrase in card_phrases(robot)]
+        text = self.task_inputs([phrase for _, phrase in phrases])
+        if text:
+            cards.update({"text_input_ids": text["input_ids"], "text_attention_mask": text["attention_mask"],
+                          "text_owner": torch.tensor([index for index, _ in phrases])})
         self.model.set_cards(cards)
 
     def task_inputs(self, texts: list[str]) -> dict[str, torch.Tensor]:

@@ -28,6 +28,11 @@ def card_text(robot: RobotType) -> str:
     )
 
 
+def card_phrases(robot: RobotType) -> list[str]:
+    """The facts of a card one by one, as the sentence encoder embeds them."""
+    return [*robot.capabilities, *robot.environments, *robot.roles, robot.description]
+
+
 def selection_prompt(task: str, fleet: Fleet, image_tokens: int) -> str:
     """Image slots, the fleet's cards (the dataset's instruction text), the task, then `<|robot_selection|>`.
 

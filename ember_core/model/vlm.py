@@ -52,6 +52,7 @@ class EmberVLM(nn.Module):
         # Card token ids, set by `set_cards`: for the LM, and for the sentence encoder when there is one.
         for name in ("card_input_ids", "card_attention_mask", "card_text_input_ids", "card_text_attention_mask"):
             self.register_buffer(name, torch.ones(num_robots, 1, dtype=torch.long), persistent=False)
+        self.register_buffer("card_text_owner", torch.arange(num_robots), persistent=False)
         self._card_cache: torch.Tensor | None = None
 
     @property
@@ -75,7 +76,8 @@ class EmberVLM(nn.Module):
 
     def set_cards(self, cards: dict[str, torch.Tensor]) -> None:
         """Token ids of each robot's capability card in fleet order, (N, L) each: `input_ids` and
-        `attention_mask` for the LM, plus `text_input_ids`/`text_attention_mask` with a text encoder."""
+        `attention_mask` for the LM; with a text encoder also `text_input_ids`/`text_attention_mask`
+        (M, L) for the card phrases and `text_owner` (M,), the robot index of each phrase."""
         if cards["input_ids"].shape[0] != self.num_robots:
             raise ValueError(f"got {cards['input_ids'].shape[0]} robot cards for a head of {self.num_robots} robots")
         device = self.no_image.device
@@ -153,7 +155,8 @@ class EmberVLM(nn.Module):
             if task_input_ids is None:
                 raise ValueError("this model has a text encoder: pass task_input_ids/task_attention_mask")
             task_embedding = self.text_encoder(task_input_ids, task_attention_mask).to(selection_state.dtype)
-        result = self.robot_head(selection_state, self.card_embeddings().to(selection_state.dtype), task_embedding)
+        owner = self.card_text_owner if self.text_encoder is not None else None
+        result = self.robot_head(selection_state, self.card_embeddings().to(selection_state.dtype), task_embedding, owner)
         result["hidden_states"] = hidden
         if use_cache:
             result["past_key_values"] = output.past_key_values
