@@ -34,8 +34,6 @@ demo: install
 	$(VENV)/bin/ember robots validate
 	$(VENV)/bin/ember robots list
 	$(VENV)/bin/ember robots show underwater_robot
-	$(VENV)/bin/ember model info
-	$(VENV)/bin/ember select --task "Inspect the intake pipe of a flooded pump station for blockages"
 
 default-model: install
 	$(VENV)/bin/ember train $(DEFAULT_MODEL_TRAIN)
@@ -44,9 +42,6 @@ default-model: install
 	$(VENV)/bin/ember eval --model $(SHIPPED) --data tests/data/novel_tasks.jsonl --split all --no-images \
 		--train_data $(PUBLIC_DATA) --report $(DEFAULT_MODEL_OUT)/report-novel
 	$(VENV)/bin/ember eval --model $(SHIPPED) --data tests/data/snake_tasks.jsonl --split all --no-images \
-		--robots tests/data/robots_with_snake.yaml
-	$(VENV)/bin/ember eval --model $(SHIPPED) --data $(PUBLIC_DATA) --split test --robots tests/data/robots_with_snake.yaml
-	$(VENV)/bin/ember eval --model $(SHIPPED) --data tests/data/novel_tasks.jsonl --split all --no-images \
 		--robots tests/data/robots_with_snake.yaml
 
 clean:

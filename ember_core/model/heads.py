@@ -5,14 +5,13 @@ encoder, the task's sentence embedding):
 - `mlp`: the seed's head, in -> 384 (ReLU, dropout) -> 96 (ReLU, dropout) -> N, one logit per robot
   the checkpoint was trained with. It learns fleet-specific detail but knows robots only by index.
 - `card`: a match between the request and each robot's capability card,
-  `scale * cos(query, c_i) + bias`. Without a sentence encoder c_i is the LM's mean hidden state
+  `scale * cos(query, Wk c_i) + bias`. Without a sentence encoder c_i is the LM's mean hidden state
   over the card text. With one, each card phrase (capability, environment, role, description) is
   embedded on its own and the robot's similarity is the mean of its two best-matching phrases: a
   task matches one or two facts of a card, and a whole-card embedding blurs them (measured zero-shot
-  on the novel-phrasing set: 0.55 hit@1 with phrases vs 0.48 with whole cards). The pretrained
-  sentence space is used as it is (no learned query/key maps: trained on the public tasks they
-  lowered novel-phrasing hit@1 from 0.55 to 0.44); only a map of the LM state, which carries the
-  image, is added to the query, starting at zero, so an untrained card scorer is the zero-shot
+  on the novel-phrasing set: 0.55 hit@1 with phrases vs 0.48 with whole cards). The query is the
+  (projected) task embedding plus a learned map of the LM state, which carries the image. With a
+  sentence encoder the maps start as the identity, so an untrained card scorer is the zero-shot
   task-card similarity. It scores any robot that has a card, including one added after training.
 
 For robot i the logit is `g * mlp_i + (1 - g) * card_i` when the MLP has a trained row for it
@@ -39,7 +38,10 @@ class RobotHead(nn.Module):
         )
         self.text_dim = text_dim
         if text_dim:
-            self.context = nn.Linear(state_dim, text_dim)
+            card_dim = text_dim
+            self.query = _identity(text_dim)
+            self.key = _identity(text_dim)
+            self.context = nn.Linear(state_dim, card_dim)
             nn.init.zeros_(self.context.weight)
             nn.init.zeros_(self.context.bias)
         else:
@@ -66,12 +68,11 @@ class RobotHead(nn.Module):
             if task_embedding is None:
                 raise ValueError("this head needs the task's sentence embedding (the preset has a text encoder)")
             mlp_logits = self.mlp(torch.cat([selection_state, task_embedding], dim=-1))
-            query = task_embedding + self.context(selection_state)
-            keys = card_embeddings
+            query = self.query(task_embedding) + self.context(selection_state)
         else:
             mlp_logits = self.mlp(selection_state)
             query = self.query(selection_state)
-            keys = F.normalize(self.key(card_embeddings), dim=-1)
+        keys = F.normalize(self.key(card_embeddings), dim=-1)
         similarity = F.normalize(query, dim=-1) @ keys.T
         if card_owner is not None:
             similarity = torch.stack([_top2_mean(similarity[:, card_owner == robot]) for robot in range(self.num_robots)], 1)
@@ -80,6 +81,13 @@ class RobotHead(nn.Module):
         blended = gate * mlp_logits + (1 - gate) * card_logits
         logits = torch.where(self.known, blended, card_logits)
         return {"robot_logits": logits, "mlp_logits": mlp_logits, "card_logits": card_logits}
+
+
+def _identity(dim: int) -> nn.Linear:
+    layer = nn.Linear(dim, dim)
+    nn.init.eye_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
 
 
 def _top2_mean(similarity: torch.Tensor) -> torch.Tensor:
