@@ -51,8 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     model = commands.add_parser("model", help="inspect models")
     model_commands = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
     info = model_commands.add_parser("info", parents=[fleet_file], help="parameter counts per part, config and fleet")
-    info.add_argument("--model", metavar="DIR", default=None, help="model directory (default: a random-init model of --preset)")
-    info.add_argument("--preset", default="embervlm-37m", help="preset to describe when no --model is given")
+    info.add_argument("--model", metavar="DIR", default=None, help="model directory (default: the model shipped with Ember)")
+    info.add_argument("--preset", default=None, help="describe a random-init model of this preset instead (e.g. embervlm-37m)")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(handler=_model_info)
 
@@ -147,14 +147,16 @@ def render_selection(document: dict) -> str:
 
 
 def _model_info(args: argparse.Namespace) -> int:
-    from ember_core.model.checkpoint import EmberModel
-    from ember_core.model.config import preset
+    from ember_core.model.checkpoint import DEFAULT_MODEL_DIR, EmberModel
+    from ember_core.model.config import CONFIG_FILE, preset
 
     fleet = load_fleet(args.robots)
-    if args.model:
-        bundle = EmberModel.from_pretrained(args.model, fleet=fleet)
-    else:
+    if args.preset:
         bundle = EmberModel.build(preset(args.preset), fleet)
+    elif args.model or (DEFAULT_MODEL_DIR / CONFIG_FILE).is_file():
+        bundle = EmberModel.from_pretrained(args.model or DEFAULT_MODEL_DIR, fleet=fleet)
+    else:
+        bundle = EmberModel.build(preset("embervlm-37m"), fleet)
     counts = bundle.model.parameter_counts()
     info = {"name": bundle.name, "sha": bundle.sha, "parameters": counts, "config": bundle.model.config.to_dict(),
             "fleet": {"robots": fleet.ids, "hash": fleet.hash}, "vocab_size": len(bundle.tokenizer),

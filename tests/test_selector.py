@@ -161,7 +161,8 @@ def test_cli_select_table_and_no_reasoning(model_dir, capsys):
     assert out.startswith(f"Task: {TASK}") and "rank  robot" in out and "Reasoning" not in out
 
 
-def test_cli_select_without_model_warns_that_output_is_meaningless(caplog, capsys):
+def test_cli_select_without_any_model_warns_that_output_is_meaningless(caplog, capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr("ember_core.selector.DEFAULT_MODEL_DIR", tmp_path / "not-installed")
     with caplog.at_level(logging.WARNING, logger="ember.selector"):
         assert main(["select", "--task", TASK, "--no-reasoning", "--json"]) == 0
     assert "RANDOMLY INITIALISED" in caplog.text
@@ -169,7 +170,7 @@ def test_cli_select_without_model_warns_that_output_is_meaningless(caplog, capsy
 
 
 def test_cli_model_info_reports_the_default_size_by_part(capsys):
-    assert main(["model", "info", "--json"]) == 0
+    assert main(["model", "info", "--preset", "embervlm-37m", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert 30e6 <= info["parameters"]["total"] <= 45e6
     assert set(info["parameters"]) == {"vision", "projector", "language_model", "robot_head", "other", "total"}
