@@ -34,6 +34,8 @@ demo: install
 	$(VENV)/bin/ember robots validate
 	$(VENV)/bin/ember robots list
 	$(VENV)/bin/ember robots show underwater_robot
+	$(VENV)/bin/ember model info
+	$(VENV)/bin/ember select --task "Inspect the intake pipe of a flooded pump station for blockages"
 
 default-model: install
 	$(VENV)/bin/ember train $(DEFAULT_MODEL_TRAIN)
