@@ -102,7 +102,7 @@ class Selector:
             except InvalidInputError as err:
                 documents[i] = self._error(rid, tasks[i], "invalid_input", str(err), image_infos[i])
         if prepared:
-            for (i, item), document in zip(prepared, self._run([p for _, p in prepared], top_k, return_reasoning)):
+            for (i, _), document in zip(prepared, self._run([p for _, p in prepared], top_k, return_reasoning)):
                 documents[i] = document
         return documents  # type: ignore[return-value]
 
