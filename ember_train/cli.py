@@ -26,7 +26,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--stage", type=int, choices=STAGES, required=True, help="training stage to run")
     train.add_argument("--robot_data", metavar="DIR", help="public dataset directory, a .jsonl file, or a directory of .jsonl files")
     train.add_argument("--output_dir", help="where stage3/ (checkpoints, visualizations) is written")
-    train.add_argument("--model_config", help="model preset to build (embervlm-37m, tiny)")
+    train.add_argument("--model_config", help="model preset to build: embervlm-37m (default), embervlm-edge, tiny")
     train.add_argument("--init_from", metavar="DIR", help="warm-start from a saved model or checkpoint directory")
     train.add_argument("--robots", metavar="FILE", help="robots.yaml of the fleet to train for")
     train.add_argument("--stage3_robot_epochs", type=int, help="epochs over the training split (default 30)")
