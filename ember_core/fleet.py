@@ -121,7 +121,8 @@ class Fleet:
     def summary(self) -> list[dict]:
         """The fleet as JSON-ready records {id, name, capabilities, limitations, environments}."""
         keys = ("id", "name", "capabilities", "limitations", "environments")
-        return [{key: robot.to_dict()[key] for key in keys} for robot in self.robots]
+        cards = [robot.to_dict() for robot in self.robots]
+        return [{key: card[key] for key in keys} for card in cards]
 
     def __repr__(self) -> str:
         return f"Fleet({', '.join(self.ids)})"

@@ -7,10 +7,11 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-import numpy as np
 import yaml
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from ember_core.fleet import Fleet
     from ember_core.model.checkpoint import EmberModel
     from ember_train.data import TaskRecord
@@ -92,6 +93,8 @@ CV_KEYS = ("accuracy", "exact_set_accuracy", "multi_robot_iou", "macro_f1", "mea
 
 def _cross_validate(values: dict[str, Any], args_type, trainer_type) -> int:
     """Train one model per fold (outputs in <output_dir>/fold{i}/) and summarise the held-out metrics."""
+    import numpy as np  # only here: `ember robots list` builds this parser too and should start fast
+
     output = Path(values.get("output_dir") or "outputs")
     folds = []
     for fold in range(values["kfold"]):
