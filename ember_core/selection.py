@@ -22,7 +22,11 @@ LATENCY_KEYS = ("preprocess", "model", "reasoning")
 
 @dataclass(frozen=True)
 class Candidate:
-    """One robot in the ranking; `infeasible` holds the reasons plugins gave why it cannot do the task."""
+    """One robot in the ranking; `infeasible` holds the reasons plugins gave why it cannot do the task.
+
+    `availability` is what the fleet manager's status says of the robot (available, busy, offline), or
+    unknown when no status names it; busy and offline robots rank after free ones and are not selected.
+    """
 
     rank: int
     robot_id: str
@@ -31,6 +35,7 @@ class Candidate:
     selected: bool
     infeasible: list[str] = field(default_factory=list)
     reasoning: list[str] | None = None  # the step lines, only for robots the Step 4 decision names
+    availability: str = "unknown"
 
     def __post_init__(self) -> None:
         if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
@@ -48,6 +53,7 @@ class Candidate:
             "selected": self.selected,
             "infeasible": list(self.infeasible),
             "reasoning": None if self.reasoning is None else list(self.reasoning),
+            "availability": self.availability,
         }
 
 
@@ -82,6 +88,7 @@ class Selection:
     reasoning: Reasoning | None
     plan: Plan | None
     latency_ms: dict[str, float]
+    task_id: str | None = None  # the fleet manager's task id, echoed when the request carried one
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -108,6 +115,7 @@ class Selection:
         model_name: str,
         model_sha: str,
         image: ImageInfo | None = None,
+        task_id: str | None = None,
     ) -> Selection:
         """A non-ok result: no candidates, no reasoning or plan, zero latencies."""
         if status == "ok":
@@ -128,6 +136,7 @@ class Selection:
             reasoning=None,
             plan=None,
             latency_ms={key: 0.0 for key in LATENCY_KEYS},
+            task_id=task_id,
         )
 
     def to_document(self) -> dict[str, Any]:
@@ -135,6 +144,7 @@ class Selection:
         return {
             "schema": SCHEMA_VERSION,
             "request_id": self.request_id,
+            "task_id": self.task_id,
             "task": self.task,
             "status": self.status,
             "errors": list(self.errors),

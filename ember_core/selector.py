@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import torch
 
+from ember_core.availability import RANK_ORDER, FleetStatus
 from ember_core.fleet import Fleet
 from ember_core.hookspecs import TaskContext
 from ember_core.images import ImageInput, InvalidInputError, to_pixels, to_rgb
@@ -36,6 +37,7 @@ class _Prepared:
 
     request_id: str
     task: str
+    task_id: str | None
     input_ids: torch.Tensor  # (L,)
     pixels: torch.Tensor | None  # (3, S, S)
     image: ImageInfo | None
@@ -79,30 +81,39 @@ class Selector:
     # ---- public API -------------------------------------------------------------------------
 
     def select(self, task: str, image: ImageInput = None, top_k: int = 5, return_reasoning: bool = True,
-               request_id: str | None = None, image_info: ImageInfo | None = None) -> dict[str, Any]:
+               request_id: str | None = None, image_info: ImageInfo | None = None,
+               fleet_status: FleetStatus | None = None, task_id: str | None = None) -> dict[str, Any]:
         """The selection document for one request; bad input gives status "invalid_input", never raises."""
-        return self.select_batch([task], [image], top_k, return_reasoning, [request_id], [image_info])[0]
+        return self.select_batch([task], [image], top_k, return_reasoning, [request_id], [image_info],
+                                 fleet_status, [task_id])[0]
 
     def select_batch(self, tasks: Sequence[str], images: Sequence[ImageInput] | None = None, top_k: int = 5,
                      return_reasoning: bool = True, request_ids: Sequence[str | None] | None = None,
-                     image_infos: Sequence[ImageInfo | None] | None = None) -> list[dict[str, Any]]:
-        """Documents for several requests; the robot scores of all valid requests run in one batch."""
+                     image_infos: Sequence[ImageInfo | None] | None = None, fleet_status: FleetStatus | None = None,
+                     task_ids: Sequence[str | None] | None = None) -> list[dict[str, Any]]:
+        """Documents for several requests; the robot scores of all valid requests run in one batch.
+
+        `fleet_status` (the fleet manager's view of which robots are busy or offline) moves those
+        robots below the free ones and keeps them from being selected; each candidate records it.
+        """
         count = len(tasks)
         images = list(images) if images is not None else [None] * count
         request_ids = list(request_ids) if request_ids is not None else [None] * count
         image_infos = list(image_infos) if image_infos is not None else [None] * count
-        if not len(images) == len(request_ids) == len(image_infos) == count:
-            raise ValueError("tasks, images, request_ids and image_infos must have the same length")
+        task_ids = list(task_ids) if task_ids is not None else [None] * count
+        if not len(images) == len(request_ids) == len(image_infos) == len(task_ids) == count:
+            raise ValueError("tasks, images, request_ids, image_infos and task_ids must have the same length")
         documents: list[dict[str, Any] | None] = [None] * count
         prepared: list[tuple[int, _Prepared]] = []
         for i in range(count):
             rid = request_ids[i] or uuid.uuid4().hex
             try:
-                prepared.append((i, self._prepare(rid, tasks[i], images[i], image_infos[i], top_k)))
+                prepared.append((i, self._prepare(rid, tasks[i], task_ids[i], images[i], image_infos[i], top_k)))
             except InvalidInputError as err:
-                documents[i] = self._error(rid, tasks[i], "invalid_input", str(err), image_infos[i])
+                documents[i] = self.error_document(rid, tasks[i], "invalid_input", str(err), image_infos[i], task_ids[i])
         if prepared:
-            for (i, _), document in zip(prepared, self._run([p for _, p in prepared], top_k, return_reasoning)):
+            items = [p for _, p in prepared]
+            for (i, _), document in zip(prepared, self._run(items, top_k, return_reasoning, fleet_status or FleetStatus())):
                 documents[i] = document
         return documents  # type: ignore[return-value]
 
@@ -112,8 +123,8 @@ class Selector:
 
         Raises InvalidInputError on bad input (empty or too long task, unreadable image).
         """
-        item = self._prepare(uuid.uuid4().hex, task_description, image, None, top_k)
-        document = self._run([item], top_k, return_reasoning)[0]
+        item = self._prepare(uuid.uuid4().hex, task_description, None, image, None, top_k)
+        document = self._run([item], top_k, return_reasoning, FleetStatus())[0]
         reasoning = document["reasoning"] or {}
         return [
             {**candidate, "reasoning_valid": reasoning.get("reasoning_valid"),
@@ -123,8 +134,8 @@ class Selector:
 
     # ---- steps -----------------------------------------------------------------------------
 
-    def _prepare(self, request_id: str, task: Any, image: ImageInput, image_info: ImageInfo | None,
-                 top_k: int) -> _Prepared:
+    def _prepare(self, request_id: str, task: Any, task_id: str | None, image: ImageInput,
+                 image_info: ImageInfo | None, top_k: int) -> _Prepared:
         start = time.perf_counter()
         if not isinstance(task, str) or not task.strip():
             raise InvalidInputError("task is empty; describe what the robots should do")
@@ -139,7 +150,7 @@ class Selector:
         text = selection_prompt(task, self.fleet, model.vision.num_tokens)
         input_ids = self.bundle.tokenizer(text, return_tensors="pt")["input_ids"][0]
         info = image_info if image_info is not None or rgb is None else ImageInfo(stamp=None, frame_id="", age_ms=None)
-        return _Prepared(request_id, task, input_ids, pixels, info, (time.perf_counter() - start) * 1000)
+        return _Prepared(request_id, task, task_id, input_ids, pixels, info, (time.perf_counter() - start) * 1000)
 
     def _autocast(self):
         if self.device.type == "cuda":
@@ -147,14 +158,15 @@ class Selector:
         return nullcontext()
 
     @torch.no_grad()
-    def _run(self, items: list[_Prepared], top_k: int, return_reasoning: bool) -> list[dict[str, Any]]:
+    def _run(self, items: list[_Prepared], top_k: int, return_reasoning: bool,
+             fleet_status: FleetStatus) -> list[dict[str, Any]]:
         start = time.perf_counter()
         probabilities = self._score(items)
         model_ms = (time.perf_counter() - start) * 1000 / len(items)
         documents = []
         for item, probs in zip(items, probabilities):
             vetoes = self.fleet.infeasible(TaskContext(task=item.task))
-            candidates = self._rank(probs, vetoes)
+            candidates = self._rank(probs, vetoes, fleet_status)
             reasoning, plan, reasoning_ms = None, None, 0.0
             if return_reasoning:
                 began = time.perf_counter()
@@ -168,6 +180,7 @@ class Selector:
                 model_name=self.bundle.name, model_sha=self.bundle.sha, top_k=top_k,
                 candidates=candidates[:top_k], reasoning=reasoning, plan=plan,
                 latency_ms={"preprocess": item.preprocess_ms, "model": model_ms, "reasoning": reasoning_ms},
+                task_id=item.task_id,
             )
             document = selection.to_document()
             validate_document(document)
@@ -203,17 +216,22 @@ class Selector:
         has_image = torch.tensor([item.pixels is not None for item in items])
         return pixels.to(self.device), has_image.to(self.device)
 
-    def _rank(self, probabilities: torch.Tensor, vetoes: dict[str, list[str]]) -> list[Candidate]:
-        """Feasible robots by confidence, then vetoed ones; rank 1 and those above threshold are selected."""
-        order = sorted(range(len(self.fleet)), key=lambda i: (self.fleet.ids[i] in vetoes, -float(probabilities[i])))
-        candidates = []
+    def _rank(self, probabilities: torch.Tensor, vetoes: dict[str, list[str]], status: FleetStatus) -> list[Candidate]:
+        """Free feasible robots by confidence, then busy, offline and vetoed ones.
+
+        The first free feasible robot and every other one above the confidence threshold are selected.
+        """
+        order = sorted(range(len(self.fleet)), key=lambda i: (
+            self.fleet.ids[i] in vetoes, RANK_ORDER[status.of(self.fleet.ids[i])], -float(probabilities[i])))
+        candidates: list[Candidate] = []
         for rank, index in enumerate(order, start=1):
             robot = self.fleet.robots[index]
             confidence = float(probabilities[index])
-            feasible = robot.id not in vetoes
-            selected = feasible and (rank == 1 or confidence >= self.confidence_threshold)
+            eligible = robot.id not in vetoes and status.selectable(robot.id)
+            selected = eligible and (not any(c.selected for c in candidates) or confidence >= self.confidence_threshold)
             candidates.append(Candidate(rank=rank, robot_id=robot.id, robot_type=robot.name, confidence=confidence,
-                                        selected=selected, infeasible=vetoes.get(robot.id, [])))
+                                        selected=selected, infeasible=vetoes.get(robot.id, []),
+                                        availability=status.of(robot.id)))
         return candidates
 
     def _explain(self, item: _Prepared, selected: list[str]) -> tuple[Reasoning, Plan]:
@@ -239,7 +257,10 @@ class Selector:
         plan = parse_plan(tokenizer.decode(plan_ids, skip_special_tokens=True), self.fleet, allow_empty=True)
         return reasoning, plan
 
-    def _error(self, request_id: str, task: Any, status: str, message: str, image: ImageInfo | None) -> dict[str, Any]:
+    def error_document(self, request_id: str, task: Any, status: str, message: str, image: ImageInfo | None = None,
+                       task_id: str | None = None) -> dict[str, Any]:
+        """A schema-valid non-ok document (no_image, rejected_busy, ...) naming this selector's fleet and model."""
         text = task if isinstance(task, str) else repr(task)
-        selection = Selection.error(request_id, text, status, [message], self.fleet, self.bundle.name, self.bundle.sha, image)
+        selection = Selection.error(request_id, text, status, [message], self.fleet, self.bundle.name,
+                                    self.bundle.sha, image, task_id)
         return selection.to_document()

@@ -84,7 +84,7 @@ def ok_document(fleet) -> dict:
 def test_ok_document_with_reasoning_and_plan_validates(ok_document, fleet):
     validate_document(ok_document)
     assert list(ok_document) == [
-        "schema", "request_id", "task", "status", "errors", "stamp", "image", "fleet", "model",
+        "schema", "request_id", "task_id", "task", "status", "errors", "stamp", "image", "fleet", "model",
         "top_k", "candidates", "reasoning", "plan", "latency_ms",
     ]
     assert ok_document["schema"] == "ember.selection/1"

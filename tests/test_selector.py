@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from ember_core import load_fleet
+from ember_core.availability import parse_fleet_status
 from ember_core.cli import main
 from ember_core.images import InvalidInputError
 from ember_core.model.checkpoint import EmberModel
@@ -175,3 +176,39 @@ def test_cli_model_info_reports_the_default_size_by_part(capsys):
     assert 30e6 <= info["parameters"]["total"] <= 45e6
     assert set(info["parameters"]) == {"vision", "projector", "language_model", "robot_head", "other", "total"}
     assert info["fleet"]["robots"][1] == "underwater_robot" and info["config"]["preset"] == "embervlm-37m"
+
+
+def test_fleet_status_moves_busy_and_offline_robots_down_and_never_selects_them(selector):
+    free = selector.select(TASK, return_reasoning=False)
+    first, second = free["candidates"][0]["robot_id"], free["candidates"][1]["robot_id"]
+    assert {c["availability"] for c in free["candidates"]} == {"unknown"}
+    status = parse_fleet_status({"busy": [first], "offline": [second], "available": ["humanoid"]}, selector.fleet)
+    document = selector.select(TASK, return_reasoning=False, fleet_status=status, task_id="T-7")
+    validate_document(document)
+    ranked = [(c["robot_id"], c["availability"], c["selected"]) for c in document["candidates"]]
+    assert ranked[-2:] == [(first, "busy", False), (second, "offline", False)]
+    assert ranked[0][2] is True and ranked[0][1] in ("available", "unknown")
+    assert document["task_id"] == "T-7"
+
+
+def test_fleet_status_with_every_robot_busy_selects_none(selector):
+    status = parse_fleet_status({"busy": list(selector.fleet.ids)}, selector.fleet)
+    document = selector.select(TASK, fleet_status=status)
+    validate_document(document)
+    assert document["status"] == "ok" and not any(c["selected"] for c in document["candidates"])
+
+
+@pytest.mark.parametrize("status, message", [
+    (["drone"], "must be a JSON object"),
+    ({"idle": ["drone"]}, r"unknown key\(s\) \['idle'\]"),
+    ({"busy": "drone"}, "must be a list of robot ids"),
+    ({"busy": ["drone"], "offline": ["drone"]}, "both busy and offline"),
+])
+def test_fleet_status_errors_name_the_problem(fleet, status, message):
+    with pytest.raises(ValueError, match=message):
+        parse_fleet_status(status, fleet)
+
+
+def test_fleet_status_ignores_and_lists_robots_outside_the_fleet(fleet):
+    status = parse_fleet_status({"busy": ["forklift_7", "drone"]}, fleet)
+    assert status.ignored == ("forklift_7",) and status.of("drone") == "busy" and status.of("humanoid") == "unknown"
