@@ -36,6 +36,7 @@ demo: install
 	$(VENV)/bin/ember robots show underwater_robot
 	$(VENV)/bin/ember model info
 	$(VENV)/bin/ember select --task "Inspect the intake pipe of a flooded pump station for blockages"
+	$(PY) tools/ros_demo.py
 
 default-model: install
 	$(VENV)/bin/ember train $(DEFAULT_MODEL_TRAIN)

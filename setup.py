@@ -55,6 +55,11 @@ setup(
         "serve": ["fastapi>=0.110", "uvicorn>=0.29"],
         "dev": ["pytest>=8.0", "colcon-core>=0.15", "colcon-ros>=0.4"],
     },
-    entry_points={"console_scripts": ["ember = ember_core.cli:main"]},
+    entry_points={"console_scripts": [
+        "ember = ember_core.cli:main",
+        "selector = ember_ros.selector_node:main",
+        "demo_camera = ember_ros.demo_camera:main",
+        "fleet_listener = ember_ros.fleet_listener:main",
+    ]},
     zip_safe=True,
 )

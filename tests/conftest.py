@@ -76,3 +76,16 @@ def write_plugin(tmp_path: Path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A random-init `tiny` preset model for the default fleet, saved once per test session."""
+    import torch
+
+    from ember_core import load_fleet
+    from ember_core.model.checkpoint import EmberModel
+    from ember_core.model.config import preset
+
+    torch.manual_seed(0)
+    return EmberModel.build(preset("tiny"), load_fleet()).save_pretrained(tmp_path_factory.mktemp("tiny") / "tiny")

@@ -14,7 +14,8 @@ from conftest import REPO
 from ember_core.paths import share_dir
 
 PY_DIR = f"python{sys.version_info.major}.{sys.version_info.minor}"
-SHARE_FILES = ["package.xml", "robots.yaml", "config/selector.yaml"]
+SHARE_FILES = ["package.xml", "robots.yaml", "config/selector.yaml", "launch/selector.launch.py"]
+EXECUTABLES = ["ember", "selector", "demo_camera", "fleet_listener"]
 ANCHOR = "share/ament_index/resource_index/packages/ember_ros"
 
 
@@ -88,7 +89,15 @@ def test_colcon_build_installs_the_ament_layout_and_executables(source_copy, tmp
     for name in SHARE_FILES:
         assert (install / "share/ember_ros" / name).is_file(), name
     assert (install / ANCHOR).is_file()
+    for name in EXECUTABLES:
+        assert os.access(install / "lib/ember_ros" / name, os.X_OK), name
+    # What `ros2 launch ember_ros selector.launch.py` and `ros2 run ember_ros selector` look up.
+    find = ("from ament_index_python.packages import get_package_prefix as p, get_package_share_directory as s; "
+            "print(s('ember_ros')); print(p('ember_ros'))")
+    result = subprocess.run([sys.executable, "-c", find], env=clean_env(AMENT_PREFIX_PATH=str(install)),
+                            capture_output=True, text=True, check=True)
+    share, prefix = map(Path, result.stdout.split())
+    assert (share / "launch/selector.launch.py").is_file() and os.access(prefix / "lib/ember_ros/selector", os.X_OK)
     executable = install / "lib/ember_ros/ember"
-    assert os.access(executable, os.X_OK)
     out = run_installed(executable, install / "lib" / PY_DIR / "site-packages", tmp_path, "robots", "validate")
     assert out.startswith(f"OK {install / 'share/ember_ros/robots.yaml'}: 5 robots")

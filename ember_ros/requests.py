@@ -1,0 +1,98 @@
+"""Task requests as they arrive on the `task` topic, and the bounded queue the worker takes them from."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """One task message. `error` is set when the message could not be read; it is answered invalid_input."""
+
+    request_id: str
+    task: str
+    task_id: str | None = None
+    top_k: int | None = None
+    error: str | None = None
+    received: float = field(default_factory=time.monotonic)
+
+
+def parse_task(text: str) -> TaskRequest:
+    """Plain task text, or a JSON object {"task", "request_id"?, "task_id"?, "top_k"?}.
+
+    Never raises: anything unreadable becomes a request with `error` set, keeping whatever ids it had,
+    so the fleet manager gets an answer it can match.
+    """
+    if not text.lstrip().startswith(("{", "[")):  # a JSON array is a mistake, not a task text
+        return TaskRequest(uuid.uuid4().hex, text, error=None if text.strip() else "task is empty; publish what the robots should do")
+    try:
+        message = json.loads(text)
+    except json.JSONDecodeError as err:
+        return TaskRequest(uuid.uuid4().hex, text, error=f"task message looks like JSON but does not parse ({err}); "
+                           "send plain text or an object like {\"task\": \"...\", \"request_id\": \"...\"}")
+    if not isinstance(message, dict):
+        return TaskRequest(uuid.uuid4().hex, text, error="task JSON must be an object with a \"task\" key")
+    ids = {key: message.get(key) for key in ("request_id", "task_id")}
+    bad_ids = [key for key, value in ids.items() if value is not None and not (isinstance(value, str) and value)]
+    request_id = ids["request_id"] if "request_id" not in bad_ids and ids["request_id"] else uuid.uuid4().hex
+    task_id = ids["task_id"] if "task_id" not in bad_ids else None
+    task, top_k = message.get("task"), message.get("top_k")
+    error = None
+    unknown = sorted(set(message) - {"task", "request_id", "task_id", "top_k"})
+    if bad_ids:
+        error = f"{' and '.join(bad_ids)} must be a non-empty string"
+    elif unknown:
+        error = f"task JSON has unknown key(s) {unknown}; use task, request_id, task_id, top_k"
+    elif not isinstance(task, str) or not task.strip():
+        error = "task JSON needs a non-empty \"task\" string"
+    elif top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        error = f"top_k must be a positive integer, got {top_k!r}"
+    return TaskRequest(request_id, task if isinstance(task, str) else text, task_id, top_k, error)
+
+
+class TaskQueue:
+    """A bounded FIFO: putting into a full queue drops the oldest request and returns it to be answered."""
+
+    def __init__(self, size: int):
+        self._items: deque[TaskRequest] = deque()
+        self._size = size
+        self._ready = threading.Condition()
+        self.high_water = 0  # the most requests ever waiting at once
+
+    def put(self, request: TaskRequest) -> list[TaskRequest]:
+        with self._ready:
+            self._items.append(request)
+            dropped = self._trim()
+            self.high_water = max(self.high_water, len(self._items))
+            self._ready.notify()
+        return dropped
+
+    def get(self, timeout: float) -> TaskRequest | None:
+        with self._ready:
+            if not self._items:
+                self._ready.wait(timeout)
+            return self._items.popleft() if self._items else None
+
+    def resize(self, size: int) -> list[TaskRequest]:
+        with self._ready:
+            self._size = size
+            return self._trim()
+
+    def drain(self) -> list[TaskRequest]:
+        with self._ready:
+            items, self._items = list(self._items), deque()
+            return items
+
+    def __len__(self) -> int:
+        with self._ready:
+            return len(self._items)
+
+    def _trim(self) -> list[TaskRequest]:
+        dropped = []
+        while len(self._items) > self._size:
+            dropped.append(self._items.popleft())
+        return dropped

@@ -1,0 +1,259 @@
+"""The Ember selector lifecycle node: camera and task topics in; selection, reasoning and plan out."""
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos_overriding_options import QoSOverridingOptions
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header, String
+
+from ember_core.availability import FleetStatus, parse_fleet_status
+from ember_core.selector import Selector
+from ember_ros import parameters
+from ember_ros.camera import Frame, LatestFrame
+from ember_ros.launch_defaults import NODE_NAME
+from ember_ros.outputs import OUTPUT_TOPICS, split_document
+from ember_ros.requests import TaskQueue, TaskRequest, parse_task
+from ember_ros.stats import NodeStats
+from ember_ros.worker import SelectionWorker
+
+# Cameras publish best effort; keep only the newest frame so a slow model never reads a backlog.
+IMAGE_QOS = QoSProfile(depth=1, history=qos_profile_sensor_data.history, reliability=ReliabilityPolicy.BEST_EFFORT,
+                       durability=DurabilityPolicy.VOLATILE)
+# Keep all tasks at the DDS level: a burst must reach the node's own bounded queue, which answers every
+# task it drops with rejected_busy. A keep-last reader would lose the overflow without a word.
+TASK_QOS = QoSProfile(depth=10, history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.VOLATILE)
+FLEET_STATUS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+WORKER_STOP_TIMEOUT_S = 60.0  # long enough for one selection with reasoning on a slow CPU
+
+
+class SelectorNode(LifecycleNode):
+    """A thin adapter over the Selector. Callbacks only store frames or queue tasks; one worker thread selects."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(NODE_NAME, **kwargs)
+        for spec in parameters.SPECS:
+            self.declare_parameter(spec.name, spec.default, spec.descriptor())
+        self.settings = parameters.settings(self._values())
+        self.add_on_set_parameters_callback(self._validate)
+        self.add_post_set_parameters_callback(self._apply)
+        self.stats, self.camera, self.queue = NodeStats(), LatestFrame(), TaskQueue(self.settings.queue_size)
+        self.fleet_status = FleetStatus()
+        self.selector: Selector | None = None
+        self.worker: SelectionWorker | None = None
+        self.state = "unconfigured"
+        self._outputs: dict[str, Any] = {}
+        self._inputs: list[Any] = []
+        # Diagnostics go out in every state, so a failed configure is visible to the operator.
+        self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(1.0, self.publish_diagnostics)
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def autostart(self) -> bool:
+        """Configure, then activate; True when the node ended up active."""
+        if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            return False
+        return self.trigger_activate() == TransitionCallbackReturn.SUCCESS
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        values = self._values()
+        try:
+            self.selector = Selector(values["model_path"] or None, robots_file=values["robots_file"] or None,
+                                     device=values["device"], confidence_threshold=values["confidence_threshold"],
+                                     backend=values["backend"])
+        except Exception as err:  # noqa: BLE001 - any load failure is reported, and the node stays up
+            self.stats.error(f"configure failed: {err}")
+            self.get_logger().error(f"configure failed: {err}")
+            return TransitionCallbackReturn.FAILURE
+        durability = DurabilityPolicy.TRANSIENT_LOCAL if values["latch_results"] else DurabilityPolicy.VOLATILE
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=durability)
+        for topic in OUTPUT_TOPICS:
+            events = PublisherEventCallbacks(incompatible_qos=lambda info, t=topic: self._qos_mismatch(t, info))
+            self._outputs[topic] = self.create_lifecycle_publisher(String, topic, qos, event_callbacks=events)
+        fleet = self.selector.fleet
+        self.get_logger().info(
+            f"configured: model {self.selector.bundle.name} (sha {self.selector.bundle.sha[:12]}), fleet of "
+            f"{len(fleet)} robots [{', '.join(fleet.ids)}], device {self.selector.device}")
+        self.state = "inactive"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            for kind, topic, callback, qos in (
+                (Image, "image", lambda m: self._on_image(m, False), IMAGE_QOS),
+                (CompressedImage, "image/compressed", lambda m: self._on_image(m, True), IMAGE_QOS),
+                (String, "task", self._on_task, TASK_QOS),
+                (String, "fleet_status", self._on_fleet_status, FLEET_STATUS_QOS),
+            ):
+                self._inputs.append(self._subscribe(kind, topic, callback, qos))
+        except Exception as err:  # noqa: BLE001 - e.g. a misspelt qos_overrides value; stay inactive, say why
+            self._stop_inputs()
+            self.stats.error(f"activate failed: {err}")
+            self.get_logger().error(f"activate failed: {err}")
+            return TransitionCallbackReturn.FAILURE
+        self.worker = SelectionWorker(self.selector, self.queue, self.camera, self.stats, lambda: self.settings,
+                                      lambda: self.fleet_status, self._now, self._publish, self.get_logger())
+        self.worker.start()
+        self.state = "active"
+        self.get_logger().info(f"active: listening on {', '.join(s.topic_name for s in self._inputs)}")
+        return super().on_activate(state)  # enables the lifecycle publishers
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_inputs()
+        for request in self.queue.drain():  # answered, never silently lost
+            self._answer(request, "error", "the selector was deactivated before this task ran; send it again")
+        self.state = "inactive"
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        for publisher in self._outputs.values():
+            self.destroy_lifecycle_publisher(publisher)
+        self._outputs, self.selector = {}, None
+        self.camera.clear()
+        self.state = "unconfigured"
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_inputs()
+        self.state = "finalized"
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_inputs(self) -> None:
+        for subscription in self._inputs:
+            self.destroy_subscription(subscription)
+        self._inputs = []
+        if self.worker is not None and not self.worker.stop(WORKER_STOP_TIMEOUT_S):
+            self.get_logger().warning("the selection worker did not stop in time; its result may be lost")
+        self.worker = None
+
+    # ---- inputs ----------------------------------------------------------------------------
+
+    def _subscribe(self, kind: type, topic: str, callback: Any, qos: QoSProfile) -> Any:
+        events = SubscriptionEventCallbacks(incompatible_qos=lambda info: self._qos_mismatch(topic, info))
+        # rclpy writes QoS overrides into the profile it is given: pass a copy, keep the defaults intact.
+        return self.create_subscription(kind, topic, callback, copy.copy(qos), event_callbacks=events,
+                                        qos_overriding_options=QoSOverridingOptions.with_default_policies())
+
+    def _on_image(self, message: Image | CompressedImage, compressed: bool) -> None:
+        stamp = message.header.stamp
+        seconds = stamp.sec + stamp.nanosec * 1e-9 if (stamp.sec or stamp.nanosec) else None
+        self.camera.store(Frame(message, compressed, seconds, message.header.frame_id, self._now()))
+
+    def _on_task(self, message: String) -> None:
+        self.stats.count("tasks_received")
+        for dropped in self.queue.put(parse_task(message.data)):
+            self._answer(dropped, "rejected_busy", f"the task queue (queue_size {self.settings.queue_size}) was full "
+                         "and this was its oldest task; send tasks more slowly or raise queue_size")
+
+    def _on_fleet_status(self, message: String) -> None:
+        try:
+            status = parse_fleet_status(json.loads(message.data), self.selector.fleet)
+        except ValueError as err:  # json.JSONDecodeError is a ValueError too
+            self.stats.error(f"fleet_status ignored: {err}")
+            self.get_logger().warning(f"fleet_status ignored, keeping the previous one: {err}")
+            return
+        if status.ignored:
+            self.get_logger().warning(f"fleet_status names robots not in the fleet: {', '.join(status.ignored)}")
+        self.fleet_status = status
+        self.stats.count("fleet_status_received")
+
+    def _qos_mismatch(self, topic: str, info: Any) -> None:
+        self.stats.count("qos_incompatible")
+        self.stats.error(f"QoS incompatible with a peer on {topic}: policy {info.last_policy_kind.name}")
+        self.get_logger().warning(f"QoS incompatible with a peer on '{topic}' (policy {info.last_policy_kind.name}); "
+                                  "no messages flow between them. Cameras usually need best effort.")
+
+    # ---- outputs ---------------------------------------------------------------------------
+
+    def _answer(self, request: TaskRequest, status: str, message: str) -> None:
+        self.stats.count(status)
+        self.stats.error(f"request {request.request_id}: {status}: {message}")
+        self._publish(self.selector.error_document(request.request_id, request.task, status, message,
+                                                   task_id=request.task_id), request)
+
+    def _publish(self, document: dict[str, Any], request: TaskRequest) -> None:
+        for topic, text in split_document(document).items():
+            self._outputs[topic].publish(String(data=text))
+        self.stats.count("results_published")
+        chosen = ", ".join(f"{c['robot_type']} {c['confidence']:.2f}" for c in document["candidates"] if c["selected"])
+        self.get_logger().info(f"request {request.request_id}: {document['status']}"
+                               + (f" -> {chosen}" if chosen else f" ({'; '.join(document['errors'])})"))
+
+    def publish_diagnostics(self) -> None:
+        values = self.stats.snapshot()
+        frame = self.camera.latest()
+        values.update(state=self.state, image_rate_hz=self.camera.rate_hz(), queue_depth=len(self.queue),
+                      queue_size=self.settings.queue_size, queue_high_water=self.queue.high_water,
+                      image_age_ms=(self._now() - frame.taken) * 1000.0 if frame else -1.0)
+        if self.selector is not None:
+            bundle = self.selector.bundle
+            values.update(model=bundle.name, model_sha=bundle.sha, fleet_size=len(self.selector.fleet),
+                          fleet_hash=self.selector.fleet.hash)
+        level, summary = self._health(values)
+        status = DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: robot selection",
+                                  message=summary, hardware_id="ember",
+                                  values=[KeyValue(key=k, value=_text(v)) for k, v in sorted(values.items())])
+        header = Header(stamp=self.get_clock().now().to_msg())
+        self._diagnostics.publish(DiagnosticArray(header=header, status=[status]))
+
+    def _health(self, values: dict[str, Any]) -> tuple[bytes, str]:
+        if self.state != "active":
+            failed = values["last_error"].startswith(("configure failed", "activate failed"))
+            return (DiagnosticStatus.ERROR if failed else DiagnosticStatus.WARN), f"{self.state}; {values['last_error']}"
+        if self.settings.require_image and values["image_rate_hz"] == 0.0:
+            return DiagnosticStatus.WARN, "active; no camera images in the last 2 s"
+        return DiagnosticStatus.OK, "active"
+
+    # ---- parameters ------------------------------------------------------------------------
+
+    def _values(self) -> dict[str, Any]:
+        return {spec.name: self.get_parameter(spec.name).value for spec in parameters.SPECS}
+
+    def _validate(self, updates: list[Parameter]) -> SetParametersResult:
+        found = parameters.problems({p.name: p.value for p in updates if p.name in parameters.SPEC_BY_NAME})
+        return SetParametersResult(successful=not found, reason="; ".join(found))
+
+    def _apply(self, updates: list[Parameter]) -> None:
+        self.settings = parameters.settings(self._values())
+        for dropped in self.queue.resize(self.settings.queue_size):
+            self._answer(dropped, "rejected_busy", f"queue_size was lowered to {self.settings.queue_size}")
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds / 1e9
+
+
+def _text(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def main(args: list[str] | None = None) -> None:
+    """`ros2 run ember_ros selector [--ros-args ...]`: the node, brought to active when autostart is true."""
+    rclpy.init(args=args if args is not None else sys.argv)
+    node = None
+    try:
+        node = SelectorNode()
+        if node.get_parameter("autostart").value:
+            node.autostart()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.on_shutdown(None)
+            node.destroy_node()
+        rclpy.try_shutdown()

@@ -1,0 +1,91 @@
+"""Real rclpy for tests: an isolated domain, a spinning executor, and a probe node that publishes and records."""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Callable
+
+import numpy as np
+
+# Before rclpy starts: a domain of our own on this host only, so parallel runs never cross-talk.
+os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 100)
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+
+import rclpy  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+
+from ember_ros.outputs import OUTPUT_TOPICS  # noqa: E402
+
+RELIABLE = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+    """Poll until predicate() is truthy; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+@contextmanager
+def spinning(*nodes: Node):
+    """Spin the nodes in a background thread for the duration of the block."""
+    executor = MultiThreadedExecutor(num_threads=2)
+    for node in nodes:
+        executor.add_node(node)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    try:
+        yield executor
+    finally:
+        executor.shutdown(timeout_sec=5.0)
+        thread.join(timeout=5.0)
+
+
+class Probe(Node):
+    """Plays camera, fleet manager and consumer: publishes images and tasks, records every output."""
+
+    def __init__(self, namespace: str = "", task_topic: str = "task", image_topic: str = "image",
+                 output_qos: QoSProfile = RELIABLE):
+        super().__init__("ember_test_probe", namespace=namespace)
+        self.outputs: dict[str, list[dict]] = {topic: [] for topic in OUTPUT_TOPICS}
+        self.diagnostics: list[DiagnosticArray] = []
+        self.camera = self.create_publisher(Image, image_topic, qos_profile_sensor_data)
+        self.compressed = self.create_publisher(CompressedImage, f"{image_topic}/compressed", qos_profile_sensor_data)
+        self.tasks = self.create_publisher(String, task_topic, RELIABLE)
+        self.status = self.create_publisher(String, "fleet_status", QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        for topic in OUTPUT_TOPICS:
+            self.create_subscription(String, topic, lambda m, t=topic: self.outputs[t].append(json.loads(m.data)), output_qos)
+        self.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
+
+    def send_task(self, task: str | dict) -> None:
+        self.tasks.publish(String(data=task if isinstance(task, str) else json.dumps(task)))
+
+    def send_image(self, rgb: np.ndarray, age: float = 0.0, frame_id: str = "camera") -> None:
+        message = Image(height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8", step=rgb.shape[1] * 3,
+                        data=np.ascontiguousarray(rgb, dtype=np.uint8).tobytes())
+        stamp = self.get_clock().now() - rclpy.duration.Duration(seconds=age)
+        message.header.stamp, message.header.frame_id = stamp.to_msg(), frame_id
+        self.camera.publish(message)
+
+    def result(self, request_id: str, topic: str = "robot_selection") -> dict | None:
+        return next((m for m in self.outputs[topic] if m["request_id"] == request_id), None)
+
+    def all_parts(self, request_id: str) -> list[dict] | None:
+        parts = [self.result(request_id, topic) for topic in OUTPUT_TOPICS]
+        return parts if all(parts) else None
+
+
+def scene(colour: tuple[int, int, int], size: int = 32) -> np.ndarray:
+    return np.full((size, size, 3), colour, dtype=np.uint8)

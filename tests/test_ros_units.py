@@ -1,0 +1,95 @@
+"""The node's plain-Python parts: task parsing, the bounded queue, frame pairing, topic split, launch values."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ember_core.selection import ImageInfo
+from ember_ros import launch_defaults
+from ember_ros.camera import Frame, LatestFrame, pair
+from ember_ros.outputs import split_document
+from ember_ros.requests import TaskQueue, TaskRequest, parse_task
+
+
+def test_plain_and_json_tasks():
+    plain = parse_task("Inspect the bridge")
+    assert plain.task == "Inspect the bridge" and plain.error is None and len(plain.request_id) == 32
+    full = parse_task(json.dumps({"task": "Inspect", "request_id": "r1", "task_id": "T9", "top_k": 2}))
+    assert (full.task, full.request_id, full.task_id, full.top_k, full.error) == ("Inspect", "r1", "T9", 2, None)
+
+
+@pytest.mark.parametrize("text, message, request_id", [
+    ("", "task is empty", None),
+    ('{"task": "x", ', "does not parse", None),
+    ('["task"]', "must be an object", None),
+    ('{"request_id": "r2"}', 'non-empty "task"', "r2"),
+    ('{"task": "x", "request_id": "r3", "top_k": "2"}', "top_k must be", "r3"),
+    ('{"task": "x", "request_id": "r4", "colour": "red"}', "unknown key(s) ['colour']", "r4"),
+    ('{"task": "x", "request_id": 5}', "request_id must be a non-empty string", None),
+])
+def test_unreadable_tasks_keep_their_ids_and_say_why(text, message, request_id):
+    request = parse_task(text)
+    assert message in request.error
+    assert request.request_id == request_id if request_id else len(request.request_id) == 32
+
+
+def test_queue_drops_the_oldest_when_full_and_on_shrink():
+    queue = TaskQueue(2)
+    requests = [TaskRequest(str(i), "t") for i in range(4)]
+    assert queue.put(requests[0]) == [] and queue.put(requests[1]) == []
+    assert queue.put(requests[2]) == [requests[0]] and len(queue) == 2 and queue.high_water == 2
+    assert queue.resize(1) == [requests[1]]
+    assert queue.get(timeout=0.01) is requests[2] and queue.get(timeout=0.01) is None
+    queue.put(requests[3])
+    assert queue.drain() == [requests[3]] and len(queue) == 0
+
+
+def frame(stamp: float | None, received: float = 100.0) -> Frame:
+    return Frame(message=None, compressed=False, stamp=stamp, frame_id="cam", received=received)
+
+
+def test_pairing_by_age_and_require_image():
+    assert pair(None, 100.0, 1.0, True).status == "no_image"
+    assert pair(None, 100.0, 1.0, False) == pair(None, 0.0, 0.0, False) and pair(None, 1, 1, False).frame is None
+    fresh = pair(frame(99.5), 100.0, 1.0, True)
+    assert fresh.status == "ok" and fresh.info == ImageInfo(stamp=99.5, frame_id="cam", age_ms=500.0)
+    stale = pair(frame(97.0), 100.0, 1.0, True)
+    assert stale.status == "stale_image" and stale.info.age_ms == 3000.0 and "3.00 s old" in stale.error
+    assert pair(frame(97.0), 100.0, 1.0, False).frame is None  # text only
+    unstamped = pair(frame(None, received=99.8), 100.0, 1.0, True)
+    assert unstamped.status == "ok" and unstamped.info.stamp is None and unstamped.info.age_ms == pytest.approx(200.0)
+    assert pair(frame(100.5), 100.0, 1.0, True).info.age_ms == 0.0  # clock skew is not age
+
+
+def test_latest_frame_keeps_only_the_newest():
+    camera = LatestFrame()
+    assert camera.latest() is None and camera.rate_hz() == 0.0
+    for i in range(50):
+        camera.store(frame(float(i)))
+    assert camera.latest().stamp == 49.0 and camera.rate_hz() > 0
+    camera.clear()
+    assert camera.latest() is None
+
+
+def test_split_document_shares_the_join_keys():
+    document = {"schema": "ember.selection/1", "request_id": "r", "task_id": None, "task": "t", "status": "ok",
+                "stamp": 1.0, "image": None, "candidates": [], "reasoning": {"steps": []}, "plan": None}
+    parts = {topic: json.loads(text) for topic, text in split_document(document).items()}
+    assert parts["robot_selection"] == document
+    assert parts["selection_reasoning"]["reasoning"] == {"steps": []} and parts["subtask_plan"]["plan"] is None
+    for part in parts.values():
+        assert (part["request_id"], part["stamp"], part["image"]) == ("r", 1.0, None)
+
+
+def test_launch_command_line_from_defaults_and_overrides():
+    line = launch_defaults.command_line({})
+    assert line[:3] == ["--ros-args", "-r", "__node:=ember_selector"]
+    assert line[line.index("--params-file") + 1] == str(launch_defaults.default_params_file())
+    assert "robots_file" not in " ".join(line)  # empty launch values keep the params file's
+    line = launch_defaults.command_line({"namespace": "site_a", "image_topic": "/cam/image_raw", "model_path": "/m",
+                                         "autostart": "false", "log_level": "debug"})
+    assert "__ns:=/site_a" in line and "image:=/cam/image_raw" in line and "image/compressed:=/cam/image_raw/compressed" in line
+    assert "model_path:=/m" in line and "autostart:=false" in line and line[-2:] == ["--log-level", "debug"]
+    with pytest.raises(ValueError, match="true or false"):
+        launch_defaults.command_line({"use_sim_time": "yes"})
