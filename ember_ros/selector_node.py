@@ -44,6 +44,7 @@ class SelectorNode(LifecycleNode):
 
     def __init__(self, **kwargs: Any):
         super().__init__(NODE_NAME, **kwargs)
+        self._accept_whole_numbers_for_doubles()
         for spec in parameters.SPECS:
             self.declare_parameter(spec.name, spec.default, spec.descriptor())
         self.settings = parameters.settings(self._values())
@@ -218,6 +219,14 @@ class SelectorNode(LifecycleNode):
         return DiagnosticStatus.OK, "active"
 
     # ---- parameters ------------------------------------------------------------------------
+
+    def _accept_whole_numbers_for_doubles(self) -> None:
+        """`max_image_age: 2` in a params file means 2.0; rclpy would refuse it as an integer and stop."""
+        overrides = self._parameter_overrides  # rclpy keeps the params file and -p values here until declared
+        for spec in parameters.SPECS:
+            given = overrides.get(spec.name)
+            if isinstance(spec.default, float) and given is not None and given.type_ == Parameter.Type.INTEGER:
+                overrides[spec.name] = Parameter(spec.name, value=float(given.value))
 
     def _values(self) -> dict[str, Any]:
         return {spec.name: self.get_parameter(spec.name).value for spec in parameters.SPECS}

@@ -296,3 +296,18 @@ def test_a_bad_qos_override_fails_activation_with_the_reason(make_node):
     node = make_node(autostart=False, **{"qos_overrides./task.subscription.reliability": "reliabel"})
     assert not node.autostart() and node.state == "inactive" and node.worker is None
     assert node.stats.last_error.startswith("activate failed") and "reliabel" in node.stats.last_error
+
+
+def test_shipped_params_file_lists_every_parameter_with_its_default():
+    import yaml
+
+    from ember_ros.launch_defaults import default_params_file
+    from ember_ros.parameters import SPECS
+
+    values = yaml.safe_load(default_params_file().read_text())["/**"]["ros__parameters"]
+    assert values == {spec.name: spec.default for spec in SPECS}
+
+
+def test_whole_numbers_are_accepted_for_double_parameters(make_node):
+    node = make_node(autostart=False, max_image_age=3, confidence_threshold=1)
+    assert node.settings.max_image_age == 3.0 and node.get_parameter("confidence_threshold").value == 1.0
