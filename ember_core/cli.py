@@ -131,6 +131,7 @@ def render_selection(document: dict) -> str:
     lines.append(f"{'rank':<5} {'robot':<20} {'confidence':>10}  selected")
     for c in document["candidates"]:
         note = f"  (infeasible: {'; '.join(c['infeasible'])})" if c["infeasible"] else ""
+        note += f"  ({c['availability']})" if c["availability"] in ("busy", "offline") else ""
         lines.append(f"{c['rank']:<5} {c['robot_type']:<20} {c['confidence']:>10.3f}  {'yes' if c['selected'] else 'no'}{note}")
     reasoning = document["reasoning"]
     if reasoning is not None:
@@ -143,7 +144,12 @@ def render_selection(document: dict) -> str:
         if plan["problems"]:
             lines.append(f"  plan problems: {'; '.join(plan['problems'])}")
     lines.append("Latency (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in document["latency_ms"].items()))
-    return "\n".join(lines)
+    return "\n".join(_clip(line) for line in lines)
+
+
+def _clip(text: str, limit: int = 240) -> str:
+    """A terminal line of at most `limit` characters (runaway generated text); `--json` keeps it all."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _model_info(args: argparse.Namespace) -> int:

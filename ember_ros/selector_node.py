@@ -128,9 +128,13 @@ class SelectorNode(LifecycleNode):
         return super().on_cleanup(state)
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.close()
+        return TransitionCallbackReturn.SUCCESS
+
+    def close(self) -> None:
+        """Stop listening and stop the worker; also what Ctrl-C does, after rclpy itself has shut down."""
         self._stop_inputs()
         self.state = "finalized"
-        return TransitionCallbackReturn.SUCCESS
 
     def _stop_inputs(self) -> None:
         for subscription in self._inputs:
@@ -263,6 +267,6 @@ def main(args: list[str] | None = None) -> None:
         pass
     finally:
         if node is not None:
-            node.on_shutdown(None)
+            node.close()
             node.destroy_node()
         rclpy.try_shutdown()

@@ -46,7 +46,7 @@ def make_node(tiny_model_dir):
 
     yield make
     for node in nodes:
-        node.on_shutdown(None)
+        node.close()
         node.destroy_node()
 
 

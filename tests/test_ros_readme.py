@@ -37,7 +37,7 @@ def test_readme_consumer_gets_a_dispatch_decision(tiny_model_dir, tmp_path):
     finally:
         consumer.kill()
         consumer.wait(10)
-        node.on_shutdown(None)
+        node.close()
         node.destroy_node()
         rclpy.try_shutdown()
     chosen = ast.literal_eval(line.split("dispatch ", 1)[1])  # the printed list of robot ids

@@ -12,7 +12,7 @@ from PIL import Image
 
 from ember_core import load_fleet
 from ember_core.availability import parse_fleet_status
-from ember_core.cli import main
+from ember_core.cli import main, render_selection
 from ember_core.images import InvalidInputError
 from ember_core.model.checkpoint import EmberModel
 from ember_core.model.config import preset
@@ -189,6 +189,8 @@ def test_fleet_status_moves_busy_and_offline_robots_down_and_never_selects_them(
     assert ranked[-2:] == [(first, "busy", False), (second, "offline", False)]
     assert ranked[0][2] is True and ranked[0][1] in ("available", "unknown")
     assert document["task_id"] == "T-7"
+    table = render_selection(document)
+    assert re.search(rf"^4 .* no  \(busy\)$", table, re.M) and re.search(rf"^5 .* no  \(offline\)$", table, re.M)
 
 
 def test_fleet_status_with_every_robot_busy_selects_none(selector):
@@ -212,3 +214,11 @@ def test_fleet_status_errors_name_the_problem(fleet, status, message):
 def test_fleet_status_ignores_and_lists_robots_outside_the_fleet(fleet):
     status = parse_fleet_status({"busy": ["forklift_7", "drone"]}, fleet)
     assert status.ignored == ("forklift_7",) and status.of("drone") == "busy" and status.of("humanoid") == "unknown"
+
+
+def test_rendered_table_clips_runaway_reasoning_lines_but_the_document_keeps_them(selector):
+    document = selector.select(TASK)
+    document["reasoning"]["steps"] = ["Step 1: Task analysis: " + "and " * 200]
+    table = render_selection(document)
+    assert max(len(line) for line in table.splitlines()) <= 242 and table.count("…") >= 1
+    assert len(document["reasoning"]["steps"][0]) > 800
