@@ -190,7 +190,7 @@ def test_fleet_status_moves_busy_and_offline_robots_down_and_never_selects_them(
     assert ranked[0][2] is True and ranked[0][1] in ("available", "unknown")
     assert document["task_id"] == "T-7"
     table = render_selection(document)
-    assert re.search(rf"^4 .* no  \(busy\)$", table, re.M) and re.search(rf"^5 .* no  \(offline\)$", table, re.M)
+    assert re.search(r"^4 .* no  \(busy\)$", table, re.M) and re.search(r"^5 .* no  \(offline\)$", table, re.M)
 
 
 def test_fleet_status_with_every_robot_busy_selects_none(selector):
