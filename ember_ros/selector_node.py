@@ -123,6 +123,7 @@ class SelectorNode(LifecycleNode):
         for publisher in self._outputs.values():
             self.destroy_lifecycle_publisher(publisher)
         self._outputs, self.selector = {}, None
+        self.fleet_status = FleetStatus()  # the next configure may load another fleet
         self.camera.clear()
         self.state = "unconfigured"
         return super().on_cleanup(state)
