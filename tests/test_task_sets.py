@@ -1,4 +1,5 @@
-"""The hand-written task sets in tests/data: novel phrasings for the default fleet, and snake-robot tasks."""
+"""The hand-written task sets in tests/data: novel phrasings for the default fleet (a report set and a
+development set for choosing training settings), and snake-robot tasks."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,6 +12,7 @@ from ember_train.data import TaskRecord, load_jsonl, load_public, task_key
 
 DATA = Path(__file__).resolve().parent / "data"
 NOVEL_FILE = DATA / "novel_tasks.jsonl"
+NOVEL_DEV_FILE = DATA / "novel_dev_tasks.jsonl"
 SNAKE_FILE = DATA / "snake_tasks.jsonl"
 SNAKE_FLEET_FILE = DATA / "robots_with_snake.yaml"
 
@@ -26,6 +28,11 @@ def novel(fleet: Fleet) -> list[TaskRecord]:
 
 
 @pytest.fixture(scope="module")
+def novel_dev(fleet: Fleet) -> list[TaskRecord]:
+    return load_jsonl(NOVEL_DEV_FILE, fleet)
+
+
+@pytest.fixture(scope="module")
 def snake_tasks(snake_fleet: Fleet) -> list[TaskRecord]:
     return load_jsonl(SNAKE_FILE, snake_fleet)
 
@@ -35,17 +42,23 @@ def _data_lines(path: Path) -> int:
     return sum(1 for line in lines if line.strip() and not line.lstrip().startswith("#"))
 
 
-def test_files_start_with_a_comment_and_hold_no_duplicate_task(novel, snake_tasks):
-    for path, records in ((NOVEL_FILE, novel), (SNAKE_FILE, snake_tasks)):
+def test_files_start_with_a_comment_and_hold_no_duplicate_task(novel, novel_dev, snake_tasks):
+    for path, records in ((NOVEL_FILE, novel), (NOVEL_DEV_FILE, novel_dev), (SNAKE_FILE, snake_tasks)):
         assert path.read_text(encoding="utf-8").startswith("#"), f"{path.name}: start with a '#' comment line"
         # load_jsonl merges lines with the same task_key, so fewer records than lines means a duplicate.
         assert len(records) == _data_lines(path), f"{path.name}: two lines hold the same task"
 
 
-def test_novel_tasks_cover_every_robot_of_the_default_fleet(novel, fleet):
-    assert len(novel) >= 70
-    counts = {robot_id: sum(robot_id in record.robots for record in novel) for robot_id in fleet.ids}
-    assert all(count >= 10 for count in counts.values()), counts
+def test_novel_tasks_cover_every_robot_of_the_default_fleet(novel, novel_dev, fleet):
+    for records, tasks, per_robot in ((novel, 70, 10), (novel_dev, 40, 8)):
+        assert len(records) >= tasks
+        counts = {robot_id: sum(robot_id in record.robots for record in records) for robot_id in fleet.ids}
+        assert all(count >= per_robot for count in counts.values()), counts
+
+
+def test_development_tasks_are_not_report_tasks(novel, novel_dev, snake_tasks):
+    report = {task_key(record.task) for record in novel + snake_tasks}
+    assert not [record.task for record in novel_dev if task_key(record.task) in report]
 
 
 def test_snake_robot_is_acceptable_in_every_snake_task(snake_tasks, snake_fleet):
@@ -55,11 +68,11 @@ def test_snake_robot_is_acceptable_in_every_snake_task(snake_tasks, snake_fleet)
     assert not missing
 
 
-def test_no_task_is_a_public_task(novel, snake_tasks, fleet):
+def test_no_task_is_a_public_task(novel, novel_dev, snake_tasks, fleet):
     if not PUBLIC_DATA.is_dir():
         pytest.skip(f"public dataset not found at {PUBLIC_DATA}")
     public = {task_key(record.task) for record in load_public(PUBLIC_DATA, fleet)}
-    copied = [record.task for record in novel + snake_tasks if task_key(record.task) in public]
+    copied = [record.task for record in novel + novel_dev + snake_tasks if task_key(record.task) in public]
     assert not copied
 
 
