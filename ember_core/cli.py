@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     select.add_argument("--model", metavar="DIR", default=None, help="model directory written by save_pretrained")
     select.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:1 ... (default auto)")
     select.add_argument("--json", action="store_true", help="print the selection document (JSON)")
+    select.add_argument("--no-scene-vetoes", dest="scene_vetoes", action="store_false",
+                        help="do not let plugins rule robots out by the scene seen in --image")
     select.set_defaults(handler=_select)
 
     model = commands.add_parser("model", help="inspect models")
@@ -113,7 +115,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _select(args: argparse.Namespace) -> int:
     from ember_core.selector import Selector  # torch and transformers load only for model commands
 
-    selector = Selector(args.model, robots_file=args.robots, device=args.device)
+    selector = Selector(args.model, robots_file=args.robots, device=args.device, scene_vetoes=args.scene_vetoes)
     document = selector.select(args.task, args.image, top_k=args.top_k, return_reasoning=args.reasoning)
     if args.json:
         print(json.dumps(document, indent=2, ensure_ascii=False))

@@ -59,14 +59,16 @@ class Candidate:
 
 @dataclass(frozen=True)
 class ImageInfo:
-    """The camera frame a selection used: its stamp (seconds), frame id and age when the request ran."""
+    """The camera frame a selection used: its stamp (seconds), frame id, age when the request ran, and
+    the scene tags the model recognised in it (what the plugins' feasibility hooks were given)."""
 
     stamp: float | None
     frame_id: str
     age_ms: float | None
+    scene: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"stamp": self.stamp, "frame_id": self.frame_id, "age_ms": self.age_ms}
+        return {"stamp": self.stamp, "frame_id": self.frame_id, "age_ms": self.age_ms, "scene": list(self.scene)}
 
 
 @dataclass(frozen=True)

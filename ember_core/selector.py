@@ -50,12 +50,13 @@ class Selector:
     model: an EmberModel, a directory written by `save_pretrained`, or None for the model shipped
     with Ember (or, if that is missing, a random-init model with a loud warning). The fleet comes
     from `fleet`, else `robots_file`, else the usual robots.yaml lookup; a checkpoint trained on
-    another fleet is adapted to it by robot id.
+    another fleet is adapted to it by robot id. `scene_vetoes` hands the scene tags the model sees in
+    the image to the plugins' feasibility hooks; turn it off where those tags are not trusted.
     """
 
     def __init__(self, model: EmberModel | str | os.PathLike | None = None, fleet: Fleet | None = None,
                  robots_file: str | os.PathLike | None = None, device: str = "auto",
-                 confidence_threshold: float = 0.5, backend: str = "torch"):
+                 confidence_threshold: float = 0.5, backend: str = "torch", scene_vetoes: bool = True):
         if backend != "torch":
             raise ValueError(f"backend {backend!r} is not available; use 'torch'")
         if not 0.0 <= confidence_threshold <= 1.0:
@@ -73,6 +74,7 @@ class Selector:
         self.bundle = model
         self.fleet = fleet
         self.confidence_threshold = confidence_threshold
+        self.scene_vetoes = scene_vetoes
         self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                                    "cpu" if device == "auto" else device)
         self.bundle.model.to(self.device).eval()
@@ -161,11 +163,12 @@ class Selector:
     def _run(self, items: list[_Prepared], top_k: int, return_reasoning: bool,
              fleet_status: FleetStatus) -> list[dict[str, Any]]:
         start = time.perf_counter()
-        probabilities = self._score(items)
+        probabilities, scenes = self._score(items)
         model_ms = (time.perf_counter() - start) * 1000 / len(items)
         documents = []
-        for item, probs in zip(items, probabilities):
-            vetoes = self.fleet.infeasible(TaskContext(task=item.task))
+        for item, probs, scene in zip(items, probabilities, scenes):
+            # The scene seen in the camera image lets plugins rule robots out (no drone under water).
+            vetoes = self.fleet.infeasible(TaskContext(task=item.task, scene=scene))
             candidates = self._rank(probs, vetoes, fleet_status)
             reasoning, plan, reasoning_ms = None, None, 0.0
             if return_reasoning:
@@ -176,7 +179,7 @@ class Selector:
                 candidates = [replace(c, reasoning=reasoning.steps if c.robot_id in named else None) for c in candidates]
             selection = Selection(
                 request_id=item.request_id, task=item.task, status="ok", errors=[], stamp=time.time(),
-                image=item.image, fleet_ids=self.fleet.ids, fleet_hash=self.fleet.hash,
+                image=replace(item.image, scene=tuple(sorted(scene))) if item.image else None, fleet_ids=self.fleet.ids, fleet_hash=self.fleet.hash,
                 model_name=self.bundle.name, model_sha=self.bundle.sha, top_k=top_k,
                 candidates=candidates[:top_k], reasoning=reasoning, plan=plan,
                 latency_ms={"preprocess": item.preprocess_ms, "model": model_ms, "reasoning": reasoning_ms},
@@ -187,8 +190,9 @@ class Selector:
             documents.append(document)
         return documents
 
-    def _score(self, items: list[_Prepared]) -> torch.Tensor:
-        """Calibrated per-robot probabilities (B, N) for all items in one padded forward pass."""
+    def _score(self, items: list[_Prepared]) -> tuple[torch.Tensor, list[frozenset[str]]]:
+        """Calibrated per-robot probabilities (B, N) for all items in one padded forward pass, and the
+        scene tags recognised in each item's image (empty without an image or a scene head)."""
         model = self.bundle.model
         length = max(item.input_ids.numel() for item in items)
         pad = self.bundle.tokenizer.pad_token_id
@@ -199,9 +203,15 @@ class Selector:
             attention[row, : item.input_ids.numel()] = 1
         pixels, has_image = self._pixels(items)
         with self._autocast():
-            logits = model(input_ids.to(self.device), attention.to(self.device), pixels, has_image,
-                           **self._task_inputs(items))["robot_logits"]
-        return torch.sigmoid(logits.float() / self.bundle.temperature).cpu()
+            outputs = model(input_ids.to(self.device), attention.to(self.device), pixels, has_image, **self._task_inputs(items))
+        probabilities = torch.sigmoid(outputs["robot_logits"].float() / self.bundle.temperature).cpu()
+        scenes = [frozenset() for _ in items]
+        if "scene_logits" in outputs and self.scene_vetoes:
+            seen = (outputs["scene_logits"].float() > 0).cpu()  # probability above 0.5
+            tags = model.config.scene_tags
+            scenes = [frozenset(t for t, on in zip(tags, row) if on) if item.pixels is not None else frozenset()
+                      for item, row in zip(items, seen.tolist())]
+        return probabilities, scenes
 
     def _task_inputs(self, items: list[_Prepared]) -> dict[str, torch.Tensor]:
         """Sentence-encoder inputs of the tasks, for models that have one."""

@@ -39,6 +39,7 @@ SPECS = (
     Spec("device", "auto", "torch device: auto, cpu, cuda, cuda:1 ...", True),
     Spec("latch_results", False, "publish results transient-local, so a late subscriber gets the last one", True),
     Spec("autostart", True, "configure and activate on start-up", True),
+    Spec("scene_vetoes", True, "let the plugins rule robots out by the scene the model sees in the image", True),
     Spec("top_k", 3, "how many ranked robots a result lists (a task's JSON top_k overrides it)", low=1, high=64),
     Spec("confidence_threshold", 0.5, "robots after the first are selected when their confidence reaches this", low=0.0, high=1.0),
     Spec("return_reasoning", True, "generate the 4-step reasoning and the subtask plan (slower)"),

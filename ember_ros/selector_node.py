@@ -74,7 +74,7 @@ class SelectorNode(LifecycleNode):
         try:
             self.selector = Selector(values["model_path"] or None, robots_file=values["robots_file"] or None,
                                      device=values["device"], confidence_threshold=values["confidence_threshold"],
-                                     backend=values["backend"])
+                                     backend=values["backend"], scene_vetoes=values["scene_vetoes"])
         except Exception as err:  # noqa: BLE001 - any load failure is reported, and the node stays up
             self.stats.error(f"configure failed: {err}")
             self.get_logger().error(f"configure failed: {err}")

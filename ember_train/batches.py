@@ -12,7 +12,7 @@ from ember_core.model.checkpoint import EmberModel
 from ember_core.model.prompt import ACTION_PLAN, REASONING_END, REASONING_START, decision_text, selection_prompt
 from ember_train.data import TaskRecord
 from ember_train.losses import IGNORE_INDEX
-from ember_train.scenes import render_scene
+from ember_train.scenes import render_scene, scene_tags
 from ember_train.targets import plan_target, reasoning_target
 
 
@@ -62,6 +62,10 @@ class SelectionDataset(Dataset):
         item = {"input_ids": torch.tensor(prompt), "labels": torch.tensor(labels), "targets": targets,
                 "pixel_values": self._pixels(record) if shown else torch.zeros(3, self.image_size, self.image_size),
                 "has_image": torch.tensor(shown)}
+        tags = self.bundle.model.config.scene_tags
+        if tags:
+            present = scene_tags(record.task)
+            item["scene_targets"] = torch.tensor([float(tag in present) for tag in tags])
         task = self.bundle.task_inputs([record.task])
         if task:
             item["task_input_ids"] = task["input_ids"][0]
@@ -88,8 +92,9 @@ def collate(items: list[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torc
         batch["input_ids"][row, :size] = item["input_ids"]
         batch["labels"][row, :size] = item["labels"]
         batch["attention_mask"][row, :size] = 1
-    for key in ("targets", "pixel_values", "has_image"):
-        batch[key] = torch.stack([item[key] for item in items])
+    for key in ("targets", "pixel_values", "has_image", "scene_targets"):
+        if key in items[0]:
+            batch[key] = torch.stack([item[key] for item in items])
     if "task_input_ids" in items[0]:
         # Sentence-encoder ids pad with 0, the [PAD] id of BERT-style tokenizers; the mask hides them.
         task_length = max(item["task_input_ids"].numel() for item in items)

@@ -2,7 +2,9 @@
 
 Total = 0.6 * selection + 0.4 * reasoning, the seed's split. The selection part is the focal loss
 of the blended robot logits plus half the focal loss of the card-only logits, so that the card
-scorer that rates robots added after training is trained as a scorer in its own right.
+scorer that rates robots added after training is trained as a scorer in its own right. Models
+with a scene head add a binary cross-entropy on the scene tags of the rows that show an image
+(tags from the task text, the same words the training scenes are drawn from).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import torch.nn.functional as F
 SELECTION_WEIGHT = 0.6
 REASONING_WEIGHT = 0.4
 CARD_AUX_WEIGHT = 0.5
+SCENE_WEIGHT = 0.2
 IGNORE_INDEX = -100
 
 
@@ -62,10 +65,17 @@ def reasoning_loss(hidden: torch.Tensor, labels: torch.Tensor,
 
 
 def stage3_loss(outputs: dict[str, torch.Tensor], targets: torch.Tensor, labels: torch.Tensor,
-                weights: torch.Tensor | None, token_logits: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The total loss and its parts, from EmberVLM outputs, robot targets (B, N) and LM labels (B, T)."""
+                weights: torch.Tensor | None, token_logits: Callable[[torch.Tensor], torch.Tensor],
+                scene_targets: torch.Tensor | None = None, has_image: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """The total loss and its parts, from EmberVLM outputs, robot targets (B, N), LM labels (B, T) and,
+    for a scene head, scene-tag targets (B, S) with has_image (B,) marking the rows that showed one."""
     selection = focal_loss(outputs["robot_logits"].float(), targets, class_weights=weights)
     selection = selection + CARD_AUX_WEIGHT * focal_loss(outputs["card_logits"].float(), targets, class_weights=weights)
     reasoning = reasoning_loss(outputs["hidden_states"], labels, token_logits)
     total = SELECTION_WEIGHT * selection + REASONING_WEIGHT * reasoning
-    return {"loss": total, "selection_loss": selection.detach(), "reasoning_loss": reasoning.detach()}
+    parts = {"selection_loss": selection.detach(), "reasoning_loss": reasoning.detach()}
+    if "scene_logits" in outputs and scene_targets is not None and has_image is not None and bool(has_image.any()):
+        scene = F.binary_cross_entropy_with_logits(outputs["scene_logits"][has_image].float(), scene_targets[has_image])
+        total = total + SCENE_WEIGHT * scene
+        parts["scene_loss"] = scene.detach()
+    return {"loss": total, **parts}

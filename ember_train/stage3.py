@@ -113,9 +113,10 @@ class Stage3Trainer:
             targets[row, [self.fleet.index(robot) for robot in record.robots]] = 1.0
         weights = class_weights(targets).to(self.device)
         log.info("Class weights: %s", {n: round(float(w), 3) for n, w in zip(self.names, weights)})
-        # Per-part learning rates (nanoVLM style): the small head starts from scratch and needs more
-        # than the pretrained-or-large parts; a multiplier of 0 freezes it.
-        head = [p for p in self.model.robot_head.parameters() if p.requires_grad]
+        # Per-part learning rates (nanoVLM style): the small heads start from scratch and need more
+        # than the pretrained-or-large parts; a multiplier of 0 freezes them.
+        heads = [self.model.robot_head] + ([self.model.scene_head] if self.model.scene_head is not None else [])
+        head = [p for module in heads for p in module.parameters() if p.requires_grad]
         head_ids = {id(p) for p in head}
         rest = [p for p in self.model.parameters() if p.requires_grad and id(p) not in head_ids]
         optimizer = torch.optim.AdamW([{"params": rest, "lr": args.learning_rate},
@@ -149,7 +150,8 @@ class Stage3Trainer:
             batch = {key: value.to(self.device) for key, value in batch.items()}
             with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
                 outputs = self.model(**model_inputs(batch, self.device))
-            losses = stage3_loss(outputs, batch["targets"], batch["labels"], weights, self.model.token_logits)
+            losses = stage3_loss(outputs, batch["targets"], batch["labels"], weights, self.model.token_logits,
+                                 batch.get("scene_targets"), batch["has_image"])
             (losses["loss"] / args.gradient_accumulation).backward()
             if (index + 1) % args.gradient_accumulation == 0 or index + 1 == len(loader):
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -158,9 +160,9 @@ class Stage3Trainer:
                 optimizer.zero_grad(set_to_none=True)
             self.step += 1
             seconds = time.perf_counter() - started
-            scalars = {"loss": losses["loss"].item(), "selection_loss": float(losses["selection_loss"]),
-                       "reasoning_loss": float(losses["reasoning_loss"]), "learning_rate": scheduler.get_last_lr()[0],
-                       "samples_per_second": batch["input_ids"].shape[0] / seconds, "step_time": seconds}
+            scalars = {key: value.item() for key, value in losses.items()}  # loss and its parts
+            scalars.update(learning_rate=scheduler.get_last_lr()[0], step_time=seconds,
+                           samples_per_second=batch["input_ids"].shape[0] / seconds)
             self.history.append({"step": self.step, "loss": scalars["loss"]})
             tracker.log({f"stage3/{key}": value for key, value in scalars.items()}, self.step)
             bar.set_postfix(loss=f"{scalars['loss']:.4f}", lr=f"{scalars['learning_rate']:.2e}",

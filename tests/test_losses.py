@@ -66,3 +66,16 @@ def test_total_is_sixty_forty():
     selection = 1.5 * focal_loss(LOGITS, TARGETS)
     assert losses["selection_loss"].item() == pytest.approx(selection.item(), rel=1e-6)
     assert losses["loss"].item() == pytest.approx(0.6 * selection.item() + 0.4 * losses["reasoning_loss"].item(), rel=1e-6)
+
+
+def test_scene_loss_counts_only_rows_that_showed_an_image():
+    outputs = {"robot_logits": LOGITS, "card_logits": LOGITS, "hidden_states": torch.randn(1, 3, 5),
+               "scene_logits": torch.tensor([[2.0, -1.0]])}
+    labels = torch.tensor([[IGNORE_INDEX, 1, 2]])
+    plain = stage3_loss(outputs, TARGETS, labels, None, lambda h: h)
+    hidden = stage3_loss(outputs, TARGETS, labels, None, lambda h: h, torch.tensor([[1.0, 0.0]]), torch.tensor([False]))
+    shown = stage3_loss(outputs, TARGETS, labels, None, lambda h: h, torch.tensor([[1.0, 0.0]]), torch.tensor([True]))
+    assert "scene_loss" not in plain and "scene_loss" not in hidden and hidden["loss"] == plain["loss"]
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor([2.0, -1.0]), torch.tensor([1.0, 0.0]))
+    assert shown["scene_loss"].item() == pytest.approx(expected.item(), rel=1e-6)
+    assert shown["loss"].item() == pytest.approx(plain["loss"].item() + 0.2 * expected.item(), rel=1e-6)

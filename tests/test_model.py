@@ -217,3 +217,24 @@ def test_default_config_is_the_seeds_size(fleet):
     counts = EmberModel.build(EmberVLMConfig(), fleet).model.parameter_counts()
     assert 30e6 <= counts["total"] <= 45e6, counts
     assert 28e6 <= counts["language_model"] <= 32e6 and 4e6 <= counts["vision"] <= 6e6
+
+
+def test_scene_head_reads_the_pooled_visual_tokens_and_the_scene_loss_trains_it(fleet):
+    from ember_train.losses import stage3_loss
+
+    torch.manual_seed(0)
+    config = preset("tiny")
+    config.scene_tags = ["aerial", "underwater"]
+    bundle = EmberModel.build(config, fleet)
+    model = bundle.model.eval()
+    inputs = batch(bundle, ["Inspect a pipeline under the sea", "Carry boxes in a warehouse"])
+    assert "scene_logits" not in model(inputs["input_ids"], inputs["attention_mask"])
+    out = model(**inputs)
+    with torch.no_grad():
+        expected = model.scene_head(model.vision(inputs["pixel_values"]).mean(1))
+    assert out["scene_logits"].shape == (2, 2) and torch.allclose(out["scene_logits"], expected, atol=1e-6)
+    losses = stage3_loss(out, torch.zeros(2, 5), torch.full_like(inputs["input_ids"], -100), None, model.token_logits,
+                         torch.tensor([[0.0, 1.0], [1.0, 0.0]]), inputs["has_image"])
+    losses["loss"].backward()
+    assert model.scene_head.weight.grad.abs().sum() > 0
+    assert model.parameter_counts()["scene_head"] == 32 * 2 + 2

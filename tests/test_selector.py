@@ -222,3 +222,27 @@ def test_rendered_table_clips_runaway_reasoning_lines_but_the_document_keeps_the
     table = render_selection(document)
     assert max(len(line) for line in table.splitlines()) <= 242 and table.count("…") >= 1
     assert len(document["reasoning"]["steps"][0]) > 800
+
+
+def test_scene_seen_in_the_image_reaches_the_plugins_feasibility_hooks(fleet):
+    """A model whose scene head sees water in every image: the Drone's plugin rules it out, with the reason."""
+    torch.manual_seed(0)
+    config = preset("tiny")
+    config.scene_tags = ["aerial", "underwater", "indoor", "outdoor"]
+    bundle = EmberModel.build(config, fleet)
+    with torch.no_grad():
+        bundle.model.scene_head.weight.zero_()
+        bundle.model.scene_head.bias.copy_(torch.tensor([-5.0, 5.0, -5.0, -5.0]))
+    selector = Selector(bundle, fleet=fleet, device="cpu")
+    document = selector.select(TASK, np.zeros((32, 32, 3), dtype=np.uint8), return_reasoning=False)
+    validate_document(document)
+    assert document["image"]["scene"] == ["underwater"]
+    drone = next(c for c in document["candidates"] if c["robot_id"] == "drone")
+    assert drone["infeasible"] == ["Drone cannot operate under water"] and not drone["selected"]
+    vetoed = [c for c in document["candidates"] if c["infeasible"]]
+    assert document["candidates"][-len(vetoed):] == vetoed and document["candidates"][0]["robot_id"] == "underwater_robot"
+    text_only = selector.select(TASK, return_reasoning=False)
+    assert text_only["image"] is None and not any(c["infeasible"] for c in text_only["candidates"])
+    selector.scene_vetoes = False
+    unused = selector.select(TASK, np.zeros((32, 32, 3), dtype=np.uint8), return_reasoning=False)
+    assert unused["image"]["scene"] == [] and not any(c["infeasible"] for c in unused["candidates"])

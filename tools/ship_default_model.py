@@ -1,4 +1,5 @@
-"""Copy a trained model into the package as Ember's default (fp16) and record its test-split metrics.
+"""Copy a trained model into the package as Ember's default (fp16), with a scene head fitted as a
+linear probe on its frozen visual tokens (ember_train/scene_probe.py), and record its test-split metrics.
 
 Usage: python tools/ship_default_model.py outputs/default-model/stage3/best
 The recorded metrics (evaluation.json) are what tests/test_default_model.py checks the shipped
@@ -17,6 +18,7 @@ from ember_core.model.checkpoint import DEFAULT_MODEL_DIR, EmberModel
 from ember_core.robots_file import load_fleet
 from ember_train.data import load_records, split_records
 from ember_train.evaluate import score_records
+from ember_train.scene_probe import fit_scene_head
 
 PUBLIC_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "robot-selection"
 EVALUATION_FILE = "evaluation.json"
@@ -27,16 +29,20 @@ def main() -> int:
     parser.add_argument("model", help="directory of the trained model (e.g. outputs/default-model/stage3/best)")
     parser.add_argument("--data", default=str(PUBLIC_DATA), help="public robot-selection data (for the recorded metrics)")
     args = parser.parse_args()
-    EmberModel.from_pretrained(args.model).save_pretrained(DEFAULT_MODEL_DIR, dtype=torch.float16)
+    trained = EmberModel.from_pretrained(args.model, fleet=load_fleet())
+    splits = split_records(load_records(args.data, trained.fleet), seed=0)
+    scene = fit_scene_head(trained, splits.train, splits.test)
+    trained.save_pretrained(DEFAULT_MODEL_DIR, dtype=torch.float16)
     shipped = EmberModel.from_pretrained(DEFAULT_MODEL_DIR, fleet=load_fleet())
-    test = split_records(load_records(args.data, shipped.fleet), seed=0).test
-    recorded = {"split": "public test, seed 0", "num_tasks": len(test), "temperature": shipped.temperature}
+    test = splits.test
+    recorded = {"split": "public test, seed 0", "num_tasks": len(test), "temperature": shipped.temperature,
+                "scene_probe_test": scene}
     for name, use_images in (("rendered_scenes", True), ("text_only", False)):
         recorded[name] = score_records(shipped, test, use_images=use_images).metrics(shipped.fleet.names, shipped.temperature)
     (DEFAULT_MODEL_DIR / EVALUATION_FILE).write_text(json.dumps(recorded, indent=2) + "\n", encoding="utf-8")
     size = sum(p.stat().st_size for p in DEFAULT_MODEL_DIR.iterdir())
     print(f"Shipped {args.model} -> {DEFAULT_MODEL_DIR} ({size / 1e6:.1f} MB)")
-    print(json.dumps({k: recorded[k] for k in ("num_tasks", "temperature")}, indent=2))
+    print(json.dumps({k: recorded[k] for k in ("num_tasks", "temperature", "scene_probe_test")}, indent=2))
     return 0
 
 

@@ -40,6 +40,9 @@ class EmberVLMConfig:
     head_mid: int = 96
     head_dropout: float = 0.1
     card_dim: int = 128
+    # Scene tags a head on the pooled visual tokens recognises in the camera image (TaskContext.scene);
+    # the Selector hands them to the plugins' feasibility hooks. Empty: no scene head.
+    scene_tags: list[str] = dataclasses.field(default_factory=list)
     # Limits of inference: longer tasks are rejected, generation stops at these lengths.
     max_task_chars: int = 2000
     max_reasoning_tokens: int = 192

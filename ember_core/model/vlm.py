@@ -41,6 +41,7 @@ class EmberVLM(nn.Module):
             weights=config.vision_weights, frozen=config.freeze_vision,
         )
         self.no_image = nn.Parameter(torch.zeros(width))
+        self.scene_head = nn.Linear(width, len(config.scene_tags)) if config.scene_tags else None
         self.text_encoder = None
         if config.text_encoder:
             self.text_encoder = create_part("text", config.text_encoder, name_or_path=config.text_encoder_path,
@@ -100,7 +101,7 @@ class EmberVLM(nn.Module):
         if self.text_encoder is not None:
             pooled = self.text_encoder(self.card_text_input_ids, self.card_text_attention_mask)
             if frozen or not self.training:
-                self._card_cache = pooled
+                self._card_cache = pooled.detach()  # a cached graph would be freed by the first backward
             return pooled
         embeds = self.language_model.get_input_embeddings()(self.card_input_ids)
         hidden = self.language_model(
@@ -109,14 +110,14 @@ class EmberVLM(nn.Module):
         mask = self.card_attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
         if not self.training:
-            self._card_cache = pooled
+            self._card_cache = pooled.detach()
         return pooled
 
-    def embed(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None = None,
+    def embed(self, input_ids: torch.Tensor, visual: torch.Tensor | None = None,
               has_image: torch.Tensor | None = None) -> torch.Tensor:
         """Token embeddings with the `<|image|>` positions filled by visual tokens or `no_image`.
 
-        pixel_values (B, 3, S, S) or None; has_image (B,) bool marks rows whose pixels are real.
+        visual (B, K, H): the vision part's tokens, or None; has_image (B,) bool marks rows whose pixels are real.
         """
         embeds = self.language_model.get_input_embeddings()(input_ids)
         slots = input_ids == self.image_token_id
@@ -124,8 +125,8 @@ class EmberVLM(nn.Module):
         if bool((per_row != 0).any()) and bool((per_row != self.vision.num_tokens).any()):
             raise ValueError(f"each sequence needs exactly {self.vision.num_tokens} <|image|> tokens, got {per_row.tolist()}")
         fill = self.no_image.to(embeds.dtype).expand(input_ids.shape[0], self.vision.num_tokens, -1)
-        if pixel_values is not None:
-            visual = self.vision(pixel_values).to(embeds.dtype)
+        if visual is not None:
+            visual = visual.to(embeds.dtype)
             real = torch.ones(input_ids.shape[0], dtype=torch.bool, device=input_ids.device) if has_image is None else has_image
             fill = torch.where(real.view(-1, 1, 1), visual, fill)
         embeds = embeds.clone()
@@ -137,14 +138,16 @@ class EmberVLM(nn.Module):
                 task_input_ids: torch.Tensor | None = None, task_attention_mask: torch.Tensor | None = None,
                 ) -> dict[str, torch.Tensor]:
         """Robot logits (B, N) from the `<|robot_selection|>` state, the LM's last hidden states (B, T, H),
-        and with `use_cache` the KV cache. Vocabulary logits are left to `token_logits`, for the few
-        positions that need them: (B, T, 50k) floats for a whole batch would be gigabytes.
+        with pixels and a scene head the scene-tag logits (B, len(config.scene_tags)), and with
+        `use_cache` the KV cache. Vocabulary logits are left to `token_logits`, for the few positions
+        that need them: (B, T, 50k) floats for a whole batch would be gigabytes.
         """
         positions = (input_ids == self.selection_token_id).int()
         if bool((positions.sum(1) != 1).any()):
             raise ValueError("each sequence needs exactly one <|robot_selection|> token")
+        visual = self.vision(pixel_values) if pixel_values is not None else None
         output = self.language_model(
-            inputs_embeds=self.embed(input_ids, pixel_values, has_image), attention_mask=attention_mask,
+            inputs_embeds=self.embed(input_ids, visual, has_image), attention_mask=attention_mask,
             output_hidden_states=True, use_cache=use_cache, logits_to_keep=1,
         )
         hidden = output.hidden_states[-1]
@@ -158,6 +161,8 @@ class EmberVLM(nn.Module):
         owner = self.card_text_owner if self.text_encoder is not None else None
         result = self.robot_head(selection_state, self.card_embeddings().to(selection_state.dtype), task_embedding, owner)
         result["hidden_states"] = hidden
+        if visual is not None and self.scene_head is not None:
+            result["scene_logits"] = self.scene_head(visual.mean(1))
         if use_cache:
             result["past_key_values"] = output.past_key_values
         return result
@@ -172,6 +177,8 @@ class EmberVLM(nn.Module):
                  "language_model": self.language_model, "robot_head": self.robot_head}
         if self.text_encoder is not None:
             parts["text_encoder"] = self.text_encoder
+        if self.scene_head is not None:
+            parts["scene_head"] = self.scene_head
         counts = {name: sum(p.numel() for p in module.parameters()) for name, module in parts.items()}
         counts["other"] = self.no_image.numel()
         counts["total"] = sum(p.numel() for p in self.parameters())
