@@ -40,7 +40,7 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 class Bench(Node):
     def __init__(self, width: int, height: int, jpeg: bool):
         super().__init__("ember_latency_bench")
-        scene = render_scene(DEMO_TASKS[0], 224).resize((width, height))
+        scene = render_scene(DEMO_TASKS[0][1], 224).resize((width, height))
         if jpeg:
             buffer = io.BytesIO()
             scene.save(buffer, format="JPEG", quality=90)
@@ -100,7 +100,7 @@ def run(reasoning: bool, options: argparse.Namespace) -> dict[str, float]:
         for i in range(options.tasks + 1):  # the first task warms up and is not counted
             request_id = f"bench-{reasoning}-{i}"
             sent = time.perf_counter()
-            bench.tasks.publish(String(data=json.dumps({"task": DEMO_TASKS[i % len(DEMO_TASKS)], "request_id": request_id})))
+            bench.tasks.publish(String(data=json.dumps({"task": DEMO_TASKS[i % len(DEMO_TASKS)][0], "request_id": request_id})))
             while request_id not in bench.arrived:
                 if time.perf_counter() - sent > 120:
                     raise RuntimeError(f"no result for {request_id} within 120 s")

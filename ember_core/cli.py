@@ -128,6 +128,10 @@ def render_selection(document: dict) -> str:
     """The selection document as a ranked table, reasoning and plan for a terminal."""
     lines = [f"Task: {document['task']}", f"Model: {document['model']['name']} ({document['model']['sha']}), "
              f"fleet of {len(document['fleet']['robots'])} ({document['fleet']['hash'][:12]})"]
+    image = document["image"]
+    if image is not None:
+        age = "unknown" if image["age_ms"] is None else f"{image['age_ms']:.0f} ms"
+        lines.append(f"Image: frame '{image['frame_id']}', age {age}, scene {', '.join(image.get('scene', [])) or 'not recognised'}")
     if document["status"] != "ok":
         return "\n".join(lines + [f"Status: {document['status']}: {'; '.join(document['errors'])}"])
     lines.append(f"{'rank':<5} {'robot':<20} {'confidence':>10}  selected")

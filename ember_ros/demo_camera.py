@@ -19,17 +19,18 @@ from std_msgs.msg import String
 
 from ember_train.scenes import render_scene
 
+# (task, what the camera shows): the scene is drawn from the second text, as a camera at the site would see it.
 DEMO_TASKS = (
-    "Inspect the intake pipe of a flooded pump station for blockages",
-    "Survey the roof of a tall warehouse for storm damage from above",
-    "Deliver medicine to patient rooms along the hospital corridor",
-    "Carry survey equipment up a steep rocky trail to the ridge",
+    ("Inspect the intake pipe of a flooded pump station for blockages", "murky water inside the flooded intake, under water"),
+    ("Survey the roof of a tall warehouse for storm damage from above", "aerial view of a warehouse roof"),
+    ("Deliver medicine to patient rooms along the hospital corridor", "indoor hospital corridor"),
+    ("Carry survey equipment up a steep rocky trail to the ridge", "steep rocky trail outdoors"),
 )
 
 
-def image_message(task: str, size: int = 224) -> Image:
-    """The task's rendered scene as an rgb8 sensor_msgs/Image (stamp it before publishing)."""
-    pixels = np.asarray(render_scene(task, size), dtype=np.uint8)
+def image_message(scene: str, size: int = 224) -> Image:
+    """The scene rendered as an rgb8 sensor_msgs/Image (stamp it before publishing)."""
+    pixels = np.asarray(render_scene(scene, size), dtype=np.uint8)
     message = Image(height=size, width=size, encoding="rgb8", is_bigendian=0, step=size * 3, data=pixels.tobytes())
     message.header.frame_id = "demo_camera"
     return message
@@ -53,8 +54,8 @@ def main(args: list[str] | None = None) -> int:
                 print(f"demo_camera: nobody subscribed to {tasks.topic_name} within {options.wait:g} s", file=sys.stderr)
                 return 1
             time.sleep(0.1)
-        for number, task in enumerate(DEMO_TASKS, start=1):
-            frame = image_message(task)  # rendered once; each publish gets a fresh stamp
+        for number, (task, scene) in enumerate(DEMO_TASKS, start=1):
+            frame = image_message(scene)  # rendered once; each publish gets a fresh stamp
             sent, start = False, time.monotonic()
             while time.monotonic() - start < options.period:
                 frame.header.stamp = node.get_clock().now().to_msg()

@@ -237,6 +237,7 @@ def test_scene_seen_in_the_image_reaches_the_plugins_feasibility_hooks(fleet):
     document = selector.select(TASK, np.zeros((32, 32, 3), dtype=np.uint8), return_reasoning=False)
     validate_document(document)
     assert document["image"]["scene"] == ["underwater"]
+    assert "Image: frame '', age unknown, scene underwater" in render_selection(document)
     drone = next(c for c in document["candidates"] if c["robot_id"] == "drone")
     assert drone["infeasible"] == ["Drone cannot operate under water"] and not drone["selected"]
     vetoed = [c for c in document["candidates"] if c["infeasible"]]
