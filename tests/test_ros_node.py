@@ -311,3 +311,20 @@ def test_shipped_params_file_lists_every_parameter_with_its_default():
 def test_whole_numbers_are_accepted_for_double_parameters(make_node):
     node = make_node(autostart=False, max_image_age=3, confidence_threshold=1)
     assert node.settings.max_image_age == 3.0 and node.get_parameter("confidence_threshold").value == 1.0
+
+
+def test_deactivation_answers_the_tasks_still_queued(make_node, make_probe):
+    from ember_ros.requests import TaskRequest
+
+    node, probe = make_node(require_image=False, return_reasoning=False, queue_size=100), make_probe()
+    with spinning(node, probe):
+        connected(probe, node)
+        for i in range(50):
+            node.queue.put(TaskRequest(f"q-{i}", TASK))
+        node.trigger_deactivate()
+        answers = wait_for(lambda: len(probe.outputs["robot_selection"]) == 50 and probe.outputs["robot_selection"],
+                           "one answer per queued task")
+    statuses = {a["request_id"]: a["status"] for a in answers}
+    assert len(statuses) == 50 and set(statuses.values()) <= {"ok", "error"} and "error" in statuses.values()
+    refused = next(a for a in answers if a["status"] == "error")
+    assert "deactivated before this task ran" in refused["errors"][0]
