@@ -328,3 +328,22 @@ def test_deactivation_answers_the_tasks_still_queued(make_node, make_probe):
     assert len(statuses) == 50 and set(statuses.values()) <= {"ok", "error"} and "error" in statuses.values()
     refused = next(a for a in answers if a["status"] == "error")
     assert "deactivated before this task ran" in refused["errors"][0]
+
+
+def test_a_failing_model_gives_an_error_result_and_the_next_task_is_answered(make_node, make_probe, monkeypatch):
+    node, probe = make_node(require_image=False, return_reasoning=False), make_probe()
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory")
+
+    with spinning(node, probe):
+        connected(probe, node)
+        monkeypatch.setattr(node.selector, "select", out_of_memory)
+        probe.send_task({"task": TASK, "request_id": "fails"})
+        failed = wait_for(lambda: probe.result("fails"), "the error result")
+        monkeypatch.undo()
+        probe.send_task({"task": TASK, "request_id": "after"})
+        after = wait_for(lambda: probe.result("after"), "the next result")
+    validate_document(failed)
+    assert failed["status"] == "error" and "CUDA out of memory" in failed["errors"][0] and after["status"] == "ok"
+    assert "CUDA out of memory" in node.stats.last_error and node.worker is not None and node.worker.is_alive()
