@@ -99,7 +99,10 @@ def _show(args: argparse.Namespace) -> int:
     print(f"{robot.name} ({robot.id}), index {fleet.index(robot.id)} of {fleet.num_robots}")
     print(f"  {robot.description}")
     for name in LIST_FIELDS:
-        print(f"  {name}: {', '.join(card[name]) or '-'}")
+        if name == "examples":  # whole sentences: one a line
+            print(f"  examples: {len(card[name]) or '-'}" + "".join(f"\n    - {text}" for text in card[name]))
+        else:
+            print(f"  {name}: {', '.join(card[name]) or '-'}")
     for name in NUMBER_FIELDS:
         if card[name] is not None:
             print(f"  {name}: {card[name]:g}")

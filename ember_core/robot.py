@@ -10,7 +10,9 @@ from typing import Any, Mapping
 ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 
 # Card fields that hold lists of short phrases; the dataset's instruction text shows the first three.
-LIST_FIELDS = ("capabilities", "limitations", "environments", "roles")
+LIST_FIELDS = ("capabilities", "limitations", "environments", "roles", "examples")
+# List fields a card may leave empty.
+OPTIONAL_LIST_FIELDS = ("roles", "examples")
 # Optional figures a fleet manager plans with; None means "not stated by the plugin".
 NUMBER_FIELDS = ("payload_kg", "max_speed_mps", "endurance_min", "max_depth_m", "max_altitude_m")
 
@@ -28,7 +30,10 @@ class RobotType:
     """A robot type: stable id, display name and capability card.
 
     `capabilities`, `limitations` and `environments` are the facts the model is prompted with;
-    `roles` are the parts this robot typically takes in a multi-robot plan (e.g. "aerial survey").
+    `roles` are the parts this robot typically takes in a multi-robot plan (e.g. "aerial survey");
+    `examples` are typical requests this robot is the one for, written as a user would ask them: the
+    model matches a task against them as it does against the capabilities, which is what lets it
+    place tasks phrased in new ways, and robots added after training, without retraining.
     """
 
     id: str
@@ -38,6 +43,7 @@ class RobotType:
     limitations: tuple[str, ...]
     environments: tuple[str, ...]
     roles: tuple[str, ...] = ()
+    examples: tuple[str, ...] = ()
     payload_kg: float | None = None
     max_speed_mps: float | None = None
     endurance_min: float | None = None
@@ -55,7 +61,7 @@ class RobotType:
                 raise RobotTypeError(name, f"expected a non-empty string, got {value!r}")
             object.__setattr__(self, name, " ".join(value.split()))
         for name in LIST_FIELDS:
-            object.__setattr__(self, name, _phrases(name, getattr(self, name), required=name != "roles"))
+            object.__setattr__(self, name, _phrases(name, getattr(self, name), required=name not in OPTIONAL_LIST_FIELDS))
         for name in NUMBER_FIELDS:
             value = getattr(self, name)
             if value is None:

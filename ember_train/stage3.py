@@ -94,6 +94,7 @@ class Stage3Trainer:
         else:
             self.bundle = EmberModel.build(preset(args.model_config), self.fleet)
         self.model = self.bundle.model.to(self.device)
+        self.bundle.remember_tasks([record.task for record in self.splits.train])
         self.names = self.fleet.names
         self.stage_dir = Path(args.output_dir) / "stage3"
         self.plots_dir = self.stage_dir / "visualizations"

@@ -7,6 +7,7 @@ import pytest
 
 from conftest import PUBLIC_DATA
 from ember_core import Fleet, RobotType, RobotTypeError, TaskContext, UnknownRobotError, load_fleet
+from ember_core.model.prompt import card_phrases
 
 DEFAULT_IDS = ["drone", "underwater_robot", "humanoid", "robot_with_wheels", "robot_with_legs"]
 
@@ -76,6 +77,13 @@ def test_robot_type_normalises_phrases_and_keeps_numbers(fleet):
         limitations=["slow"], environments=["indoor"], payload_kg=10,
     )
     assert robot.name == "Cart" and robot.capabilities == ("carry loads",) and robot.payload_kg == 10.0
+    assert robot.roles == () and robot.examples == ()  # optional lists
+
+
+def test_every_builtin_robot_has_example_requests_the_model_matches(fleet):
+    for robot in fleet:
+        assert len(robot.examples) >= 30, robot.id
+        assert set(robot.examples) <= set(card_phrases(robot))
 
 
 @pytest.mark.parametrize(
@@ -86,6 +94,8 @@ def test_robot_type_normalises_phrases_and_keeps_numbers(fleet):
         ("capabilities", "flying", "list of strings"),
         ("limitations", [], "at least one entry"),
         ("environments", ["ok", 3], "non-empty strings"),
+        ("examples", "Fly over the dam.", "list of strings"),
+        ("examples", ["Fly over the dam.", " "], "non-empty strings"),
         ("payload_kg", -1, "non-negative number"),
         ("max_speed_mps", True, "non-negative number"),
     ],

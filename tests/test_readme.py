@@ -34,3 +34,4 @@ def test_readme_plugin_example_grows_the_fleet_to_six(tmp_path: Path):
     validate = subprocess.run([str(executable), "robots", "show", "snake_robot", "--robots", "robots.yaml"],
                               cwd=tmp_path, capture_output=True, text=True, check=True)
     assert "index 5 of 6" in validate.stdout and "max_speed_mps: 0.2" in validate.stdout
+    assert "examples: 4\n    - Crawl through the ventilation duct" in validate.stdout

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import re
+
 import pytest
 
 from conftest import PUBLIC_DATA
@@ -83,6 +85,25 @@ def test_snake_plugin_has_a_full_card_and_is_not_in_the_default_fleet(snake_flee
     assert snake.max_speed_mps is not None and snake.max_speed_mps > 0
     assert "Snake Robot:" in snake_fleet.render_cards()
     assert "snake_robot" not in fleet
+
+
+def _content_words(text: str) -> set[str]:
+    return {word for word in re.findall(r"[a-z]+", text.lower()) if len(word) > 2} - _FUNCTION_WORDS
+
+
+_FUNCTION_WORDS = set("the and for from with into onto over under down off are its this that these those our your "
+                      "their can should which who what where when how some any all each every not does did has have "
+                      "had will would may might must just there here".split())
+
+
+def test_card_examples_are_not_copies_of_report_tasks(novel, snake_tasks, snake_fleet):
+    """The example requests on the cards are what the model matches; the report sets must not be among them."""
+    examples = [(robot.id, text) for robot in snake_fleet for text in robot.examples]
+    for record in novel + snake_tasks:
+        words = _content_words(record.task)
+        for robot_id, text in examples:
+            other = _content_words(text)
+            assert len(words & other) / len(words | other) < 0.5, (record.task, robot_id, text)
 
 
 @pytest.mark.parametrize("tag", ["aerial", "underwater"])

@@ -1,5 +1,6 @@
-"""The sentence-encoder path: MiniLM loads offline, the card scorer starts as zero-shot similarity,
-frozen weights stay out of checkpoints, fp16 checkpoints load, new robots are scored from cards."""
+"""The sentence-encoder path: MiniLM loads offline, the card scorer is the zero-shot similarity,
+the task memory gates MLP and cards, frozen weights stay out of checkpoints, fp16 checkpoints load,
+new robots are scored from cards."""
 from __future__ import annotations
 
 import pytest
@@ -7,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 
-from conftest import SNAKE_PLUGIN
+from conftest import REPO
 from ember_core import load_fleet
 from ember_core.model.checkpoint import EmberModel
 from ember_core.model.config import preset
@@ -45,11 +46,30 @@ def test_untrained_card_scorer_is_the_zero_shot_similarity(bundle):
         expected = []
         for robot in bundle.fleet:
             phrases = encoder(**encoder.tokenize(card_phrases(robot)))
-            expected.append((task @ phrases.T).topk(2, dim=1).values.mean(1))
-    assert torch.allclose(out["card_logits"], 10.0 * torch.stack(expected, 1), atol=1e-5)
+            expected.append((task @ phrases.T).topk(3, dim=1).values.mean(1))
+    assert torch.allclose(out["card_logits"], 10.0 * torch.stack(expected, 1) - 5.0, atol=1e-5)
+    # No task memory yet (untrained): every task is novel, so the cards alone decide.
+    assert torch.allclose(out["robot_logits"], out["card_logits"])
     # Zero-shot already points at the right robots for such plain tasks.
     assert out["card_logits"].argmax(1).tolist() == [bundle.fleet.index("underwater_robot"),
                                                       bundle.fleet.index("drone")]
+
+
+def test_task_memory_gives_familiar_tasks_to_the_mlp_and_novel_ones_to_the_cards(fleet, tmp_path):
+    torch.manual_seed(0)
+    bundle = EmberModel.build(preset("tiny", text_encoder="minilm"), fleet)
+    bundle.model.eval()
+    familiar, novel = "Inspect the hull of the oil tanker for corrosion", "Bake a birthday cake for the twins"
+    bundle.remember_tasks([familiar, "Deliver parcels across the city", "Survey the forest for fires"])
+    with torch.no_grad():
+        out = bundle.model(**inputs(bundle, [familiar, novel]))
+    gate = torch.sigmoid(torch.tensor(10.0 * (1.0 - 0.6)))  # cosine 1 to itself, threshold 0.6, sharpness 10
+    assert torch.allclose(out["robot_logits"][0], gate * out["mlp_logits"][0] + (1 - gate) * out["card_logits"][0], atol=1e-4)
+    assert torch.allclose(out["robot_logits"][1], out["card_logits"][1], atol=0.2 * out["card_logits"][1].abs().max().item())
+    loaded = EmberModel.from_pretrained(bundle.save_pretrained(tmp_path / "m"))
+    assert loaded.model.robot_head.task_memory.shape == (3, 384)
+    with torch.no_grad():
+        assert torch.allclose(loaded.model(**inputs(loaded, [familiar, novel]))["robot_logits"], out["robot_logits"], atol=1e-4)
 
 
 def test_checkpoint_leaves_the_frozen_encoder_out_and_fp16_round_trips(bundle, tmp_path):
@@ -66,11 +86,9 @@ def test_checkpoint_leaves_the_frozen_encoder_out_and_fp16_round_trips(bundle, t
     assert torch.allclose(expected, got, atol=5e-2)
 
 
-def test_a_robot_added_after_training_is_scored_from_its_card(bundle, tmp_path, write_plugin, write_robots,
-                                                               default_robots_lines):
+def test_a_robot_added_after_training_is_scored_from_its_card(bundle, tmp_path):
     path = bundle.save_pretrained(tmp_path / "m")
-    write_plugin("snake_robot", SNAKE_PLUGIN)
-    six = load_fleet(write_robots(default_robots_lines + ["  - plugin: snake_robot"]))
+    six = load_fleet(REPO / "tests" / "data" / "robots_with_snake.yaml")  # + the shipped example snake plugin
     loaded = EmberModel.from_pretrained(path, fleet=six)
     with torch.no_grad():
         out = loaded.model(**inputs(loaded, ["Crawl through the narrow pipe and inspect it"]))

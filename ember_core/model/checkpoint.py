@@ -29,6 +29,7 @@ FLEET_FILE = "fleet.json"
 CALIBRATION_FILE = "calibration.json"
 # Tensors whose first dimension is one row per robot of the fleet.
 ROBOT_ROWS = ("robot_head.mlp.6.weight", "robot_head.mlp.6.bias", "robot_head.known")
+TASK_MEMORY = "robot_head.task_memory"
 
 
 @dataclass
@@ -72,6 +73,22 @@ class EmberModel:
         encoder = self.model.text_encoder
         return {} if encoder is None else encoder.tokenize(texts)
 
+    @torch.no_grad()
+    def remember_tasks(self, tasks: list[str], batch_size: int = 64) -> None:
+        """Keep the sentence embeddings of the tasks the head is trained on (they set its gate, see heads.py).
+
+        A no-op for a model without a sentence encoder.
+        """
+        encoder = self.model.text_encoder
+        if encoder is None or not tasks:
+            return
+        device, training = self.model.no_image.device, encoder.training
+        encoder.eval()
+        embeddings = [encoder(**{k: v.to(device) for k, v in encoder.tokenize(tasks[i:i + batch_size]).items()})
+                      for i in range(0, len(tasks), batch_size)]
+        encoder.train(training)
+        self.model.robot_head.set_task_memory(torch.cat(embeddings))
+
     def save_pretrained(self, directory: str | os.PathLike, dtype: torch.dtype = torch.float32) -> Path:
         """Write config, weights, fleet, tokenizer and calibration; atomically replaces `directory`.
 
@@ -104,6 +121,8 @@ class EmberModel:
         tokenizer = load_tokenizer(path)
         model = EmberVLM(config, fleet.num_robots, tokenizer)
         state = load_state_dict_file(path / WEIGHTS_FILE)
+        if TASK_MEMORY in state:  # as many rows as the model had training tasks
+            model.robot_head.set_task_memory(state[TASK_MEMORY])
         if fleet.ids != saved_fleet.ids:
             state = remap_robot_rows(state, model.state_dict(), saved_fleet.ids, fleet.ids)
         load_checkpoint(model, state)

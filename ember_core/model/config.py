@@ -40,6 +40,12 @@ class EmberVLMConfig:
     head_mid: int = 96
     head_dropout: float = 0.1
     card_dim: int = 128
+    # With a sentence encoder: a robot's card similarity is the mean of its card_top_k best phrases;
+    # a task whose nearest training task is at cosine `memory_threshold` gets half MLP, half card
+    # score, and `memory_sharpness` sets how fast that moves to all MLP (familiar) or all card (novel).
+    card_top_k: int = 3
+    memory_threshold: float = 0.6
+    memory_sharpness: float = 10.0
     # Scene tags a head on the pooled visual tokens recognises in the camera image (TaskContext.scene);
     # the Selector hands them to the plugins' feasibility hooks. Empty: no scene head.
     scene_tags: list[str] = dataclasses.field(default_factory=list)

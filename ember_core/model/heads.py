@@ -3,22 +3,26 @@
 Two scorers read the hidden state at `<|robot_selection|>` (and, in presets with a sentence
 encoder, the task's sentence embedding):
 - `mlp`: the seed's head, in -> 384 (ReLU, dropout) -> 96 (ReLU, dropout) -> N, one logit per robot
-  the checkpoint was trained with. It learns fleet-specific detail but knows robots only by index.
-- `card`: a match between the request and each robot's capability card,
-  `scale * cos(query, Wk c_i) + bias`. Without a sentence encoder c_i is the LM's mean hidden state
-  over the card text. With one, each card phrase (capability, environment, role, description) is
-  embedded on its own and the robot's similarity is the mean of its two best-matching phrases: a
-  task matches one or two facts of a card, and a whole-card embedding blurs them (measured zero-shot
-  on the novel-phrasing set: 0.55 hit@1 with phrases vs 0.48 with whole cards). The query is the
-  (projected) task embedding plus a learned map of the LM state, which carries the image. With a
-  sentence encoder the maps start as the identity, so an untrained card scorer is the zero-shot
-  task-card similarity. It scores any robot that has a card, including one added after training.
+  the checkpoint was trained with. It learns fleet-specific detail, and the habits of its training
+  data, but knows robots only by index.
+- `card`: a match between the request and each robot's capability card, `scale * sim_i + bias`.
+  With a sentence encoder, every card phrase (capability, environment, role, description and the
+  card's example requests) is embedded on its own, and sim_i is the mean of the `card_top_k` best
+  cosines between the task and robot i's phrases, in the encoder's pretrained space with no learned
+  map (learned maps fitted to 196 training tasks pulled novel phrasings and new robots towards the
+  trained robots; measured in the README). Without a sentence encoder, sim_i is the cosine between
+  learned maps of the selection state and of the LM's mean hidden state over the card text. It
+  scores any robot that has a card, including one added after training.
 
 For robot i the logit is `g * mlp_i + (1 - g) * card_i` when the MLP has a trained row for it
-(`known[i]`), else `card_i` alone; g = sigmoid(gate) is learned. Loading a 5-robot checkpoint into
-a 6-robot fleet copies the 5 trained MLP rows to their new positions by robot id and marks the new
-robot unknown, so it is scored from its card until it is trained (see checkpoint.py). Training adds a
-loss on the card logits alone so that this fallback is a calibrated scorer in its own right.
+(`known[i]`), else `card_i` alone. With a sentence encoder, g says how familiar the task is: the
+head keeps the embeddings of its training tasks (`task_memory`) and
+g = sigmoid(sharpness * (max cosine to a training task - threshold)), so tasks phrased like the
+training data are scored by the MLP that learned them and tasks unlike anything it saw by the cards.
+An empty memory (an untrained model) gives the cards alone. Without a sentence encoder g =
+sigmoid(gate) is learned. Loading a 5-robot checkpoint into a 6-robot fleet copies the 5 trained MLP
+rows to their new positions by robot id and marks the new robot unknown (see checkpoint.py).
+Training adds a loss on the card logits alone so that they are a calibrated scorer in their own right.
 """
 from __future__ import annotations
 
@@ -29,7 +33,8 @@ import torch.nn.functional as F
 
 class RobotHead(nn.Module):
     def __init__(self, state_dim: int, num_robots: int, hidden: int = 384, mid: int = 96,
-                 dropout: float = 0.1, card_dim: int = 128, text_dim: int = 0):
+                 dropout: float = 0.1, card_dim: int = 128, text_dim: int = 0, card_top_k: int = 3,
+                 memory_threshold: float = 0.6, memory_sharpness: float = 10.0):
         super().__init__()
         self.mlp = nn.Sequential(
             nn.Linear(state_dim + text_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
@@ -37,24 +42,37 @@ class RobotHead(nn.Module):
             nn.Linear(mid, num_robots),
         )
         self.text_dim = text_dim
+        self.card_top_k = card_top_k
+        self.memory_threshold = memory_threshold
+        self.memory_sharpness = memory_sharpness
         if text_dim:
-            card_dim = text_dim
-            self.query = _identity(text_dim)
-            self.key = _identity(text_dim)
-            self.context = nn.Linear(state_dim, card_dim)
-            nn.init.zeros_(self.context.weight)
-            nn.init.zeros_(self.context.bias)
+            self.register_buffer("task_memory", torch.zeros(0, text_dim))
         else:
             self.query = nn.Linear(state_dim, card_dim)
             self.key = nn.Linear(state_dim, card_dim)
+            self.gate = nn.Parameter(torch.tensor(0.0))
+        # A sentence-encoder cosine of 0.5 to a robot's best phrases is an even chance (logit 0); a
+        # few hundred training steps barely move these, so they start where zero-shot is calibrated.
         self.card_scale = nn.Parameter(torch.tensor(10.0))
-        self.card_bias = nn.Parameter(torch.tensor(0.0))
-        self.gate = nn.Parameter(torch.tensor(0.0))
+        self.card_bias = nn.Parameter(torch.tensor(-5.0 if text_dim else 0.0))
         self.register_buffer("known", torch.ones(num_robots, dtype=torch.bool))
 
     @property
     def num_robots(self) -> int:
         return int(self.known.numel())
+
+    def set_task_memory(self, embeddings: torch.Tensor) -> None:
+        """Remember the sentence embeddings (M, T) of the training tasks; they decide the gate."""
+        if not self.text_dim:
+            raise ValueError("only a head with a sentence encoder keeps a task memory")
+        self.task_memory = F.normalize(embeddings.detach().float(), dim=-1).to(self.known.device)
+
+    def familiarity(self, task_embedding: torch.Tensor) -> torch.Tensor:
+        """(B,) weight of the MLP: near 1 for tasks like a training task, near 0 for novel ones."""
+        if self.task_memory.numel() == 0:
+            return task_embedding.new_zeros(task_embedding.shape[0])
+        nearest = (task_embedding @ self.task_memory.to(task_embedding.dtype).T).max(1).values
+        return torch.sigmoid(self.memory_sharpness * (nearest - self.memory_threshold))
 
     def forward(self, selection_state: torch.Tensor, card_embeddings: torch.Tensor,
                 task_embedding: torch.Tensor | None = None, card_owner: torch.Tensor | None = None,
@@ -68,28 +86,21 @@ class RobotHead(nn.Module):
             if task_embedding is None:
                 raise ValueError("this head needs the task's sentence embedding (the preset has a text encoder)")
             mlp_logits = self.mlp(torch.cat([selection_state, task_embedding], dim=-1))
-            query = self.query(task_embedding) + self.context(selection_state)
+            similarity = F.normalize(task_embedding, dim=-1) @ F.normalize(card_embeddings, dim=-1).T
+            gate = self.familiarity(task_embedding).unsqueeze(1)
         else:
             mlp_logits = self.mlp(selection_state)
-            query = self.query(selection_state)
-        keys = F.normalize(self.key(card_embeddings), dim=-1)
-        similarity = F.normalize(query, dim=-1) @ keys.T
+            similarity = F.normalize(self.query(selection_state), dim=-1) @ F.normalize(self.key(card_embeddings), dim=-1).T
+            gate = torch.sigmoid(self.gate)
         if card_owner is not None:
-            similarity = torch.stack([_top2_mean(similarity[:, card_owner == robot]) for robot in range(self.num_robots)], 1)
+            similarity = torch.stack([_top_k_mean(similarity[:, card_owner == robot], self.card_top_k)
+                                      for robot in range(self.num_robots)], 1)
         card_logits = self.card_scale * similarity + self.card_bias
-        gate = torch.sigmoid(self.gate)
         blended = gate * mlp_logits + (1 - gate) * card_logits
         logits = torch.where(self.known, blended, card_logits)
         return {"robot_logits": logits, "mlp_logits": mlp_logits, "card_logits": card_logits}
 
 
-def _identity(dim: int) -> nn.Linear:
-    layer = nn.Linear(dim, dim)
-    nn.init.eye_(layer.weight)
-    nn.init.zeros_(layer.bias)
-    return layer
-
-
-def _top2_mean(similarity: torch.Tensor) -> torch.Tensor:
-    """Mean of the two largest similarities per row (the one there is, for a single phrase)."""
-    return similarity.topk(min(2, similarity.shape[1]), dim=1).values.mean(1)
+def _top_k_mean(similarity: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean of the k largest similarities per row (of all there are, when a robot has fewer phrases)."""
+    return similarity.topk(min(k, similarity.shape[1]), dim=1).values.mean(1)

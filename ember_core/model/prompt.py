@@ -29,8 +29,8 @@ def card_text(robot: RobotType) -> str:
 
 
 def card_phrases(robot: RobotType) -> list[str]:
-    """The facts of a card one by one, as the sentence encoder embeds them."""
-    return [*robot.capabilities, *robot.environments, *robot.roles, robot.description]
+    """The facts and example requests of a card one by one, as the sentence encoder embeds them."""
+    return [*robot.capabilities, *robot.environments, *robot.roles, robot.description, *robot.examples]
 
 
 def selection_prompt(task: str, fleet: Fleet, image_tokens: int) -> str:

@@ -48,7 +48,8 @@ class EmberVLM(nn.Module):
                                             frozen=config.freeze_text_encoder)
         self.robot_head = RobotHead(
             width, num_robots, config.head_hidden, config.head_mid, config.head_dropout, config.card_dim,
-            text_dim=self.text_encoder.dim if self.text_encoder is not None else 0,
+            text_dim=self.text_encoder.dim if self.text_encoder is not None else 0, card_top_k=config.card_top_k,
+            memory_threshold=config.memory_threshold, memory_sharpness=config.memory_sharpness,
         )
         # Card token ids, set by `set_cards`: for the LM, and for the sentence encoder when there is one.
         for name in ("card_input_ids", "card_attention_mask", "card_text_input_ids", "card_text_attention_mask"):
