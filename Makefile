@@ -46,6 +46,10 @@ default-model: install
 		--train_data $(PUBLIC_DATA) --report $(DEFAULT_MODEL_OUT)/report-novel
 	$(VENV)/bin/ember eval --model $(SHIPPED) --data tests/data/snake_tasks.jsonl --split all --no-images \
 		--robots tests/data/robots_with_snake.yaml
+	# The effect of the new robot on the others: the public test split and the novel set with the snake in the fleet.
+	$(VENV)/bin/ember eval --model $(SHIPPED) --data $(PUBLIC_DATA) --split test --robots tests/data/robots_with_snake.yaml
+	$(VENV)/bin/ember eval --model $(SHIPPED) --data tests/data/novel_tasks.jsonl --split all --no-images \
+		--robots tests/data/robots_with_snake.yaml
 
 clean:
 	rm -rf $(VENV) build install log *.egg-info .pytest_cache

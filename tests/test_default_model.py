@@ -27,6 +27,18 @@ def test_the_shipped_model_is_small_and_loaded_when_no_model_is_given(selector):
     assert selector.bundle.name == f"embervlm-edge:{DEFAULT_MODEL_DIR.name}"
 
 
+def test_the_shipped_model_remembers_its_training_tasks(fleet):
+    """Its gate compares a task with the public train split's tasks (heads.py), so it holds all of them."""
+    if not PUBLIC_DATA.is_dir():
+        pytest.skip(f"public dataset not found at {PUBLIC_DATA}")
+    bundle = EmberModel.from_pretrained(DEFAULT_MODEL_DIR, fleet=fleet)
+    train = split_records(load_records(PUBLIC_DATA, fleet), seed=0).train
+    assert bundle.model.robot_head.task_memory.shape == (len(train), 384)
+    task = train[0].task
+    encoder = bundle.model.text_encoder
+    assert bundle.model.robot_head.familiarity(encoder(**encoder.tokenize([task]))).item() > 0.95
+
+
 def test_done_criterion_flooded_pump_station_is_underwater_first(capsys):
     assert main(["select", "--task", "Inspect the intake pipe of a flooded pump station for blockages", "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
