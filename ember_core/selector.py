@@ -78,6 +78,8 @@ class Selector:
         self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                                    "cpu" if device == "auto" else device)
         self.bundle.model.to(self.device).eval()
+        with torch.no_grad():  # embed the cards (hundreds of phrases) now, not in the first request's latency
+            self.bundle.model.card_embeddings()
         self._max_task_chars = self.bundle.model.config.max_task_chars
 
     # ---- public API -------------------------------------------------------------------------

@@ -247,3 +247,8 @@ def test_scene_seen_in_the_image_reaches_the_plugins_feasibility_hooks(fleet):
     selector.scene_vetoes = False
     unused = selector.select(TASK, np.zeros((32, 32, 3), dtype=np.uint8), return_reasoning=False)
     assert unused["image"]["scene"] == [] and not any(c["infeasible"] for c in unused["candidates"])
+
+
+def test_cards_are_embedded_when_the_selector_is_built(model_dir):
+    """The first request must not pay for embedding every card phrase (the node's configure does)."""
+    assert Selector(model_dir, device="cpu").bundle.model._card_cache is not None
