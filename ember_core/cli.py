@@ -11,6 +11,7 @@ from typing import Sequence
 from ember_core.fleet import Fleet, UnknownRobotError
 from ember_core.robot import LIST_FIELDS, NUMBER_FIELDS
 from ember_core.robots_file import ENV_VAR, FleetConfigError, find_robots_file, load_fleet
+SHOWN_EXAMPLES = 3  # `ember robots show` lists this many example requests; --json gives all
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,8 +100,10 @@ def _show(args: argparse.Namespace) -> int:
     print(f"{robot.name} ({robot.id}), index {fleet.index(robot.id)} of {fleet.num_robots}")
     print(f"  {robot.description}")
     for name in LIST_FIELDS:
-        if name == "examples":  # whole sentences: one a line
-            print(f"  examples: {len(card[name]) or '-'}" + "".join(f"\n    - {text}" for text in card[name]))
+        if name == "examples":  # whole sentences: a few, one a line
+            shown, more = card[name][:SHOWN_EXAMPLES], len(card[name]) - SHOWN_EXAMPLES
+            print(f"  examples: {len(card[name]) or '-'}" + "".join(f"\n    - {text}" for text in shown)
+                  + (f"\n    ... {more} more (--json lists them all)" if more > 0 else ""))
         else:
             print(f"  {name}: {', '.join(card[name]) or '-'}")
     for name in NUMBER_FIELDS:

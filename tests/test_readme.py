@@ -35,3 +35,4 @@ def test_readme_plugin_example_grows_the_fleet_to_six(tmp_path: Path):
                               cwd=tmp_path, capture_output=True, text=True, check=True)
     assert "index 5 of 6" in validate.stdout and "max_speed_mps: 0.2" in validate.stdout
     assert "examples: 4\n    - Crawl through the ventilation duct" in validate.stdout
+    assert "... 1 more (--json lists them all)" in validate.stdout
