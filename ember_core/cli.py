@@ -11,6 +11,7 @@ from typing import Sequence
 from ember_core.fleet import Fleet, UnknownRobotError
 from ember_core.robot import LIST_FIELDS, NUMBER_FIELDS
 from ember_core.robots_file import ENV_VAR, FleetConfigError, find_robots_file, load_fleet
+
 SHOWN_EXAMPLES = 3  # `ember robots show` lists this many example requests; --json gives all
 
 
