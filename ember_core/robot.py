@@ -9,7 +9,8 @@ from typing import Any, Mapping
 
 ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 
-# Card fields that hold lists of short phrases; the dataset's instruction text shows the first three.
+# Card fields that hold lists of strings (short phrases; whole sentences for `examples`); the
+# dataset's instruction text shows the first three.
 LIST_FIELDS = ("capabilities", "limitations", "environments", "roles", "examples")
 # List fields a card may leave empty.
 OPTIONAL_LIST_FIELDS = ("roles", "examples")

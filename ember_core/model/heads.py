@@ -68,7 +68,8 @@ class RobotHead(nn.Module):
         self.task_memory = F.normalize(embeddings.detach().float(), dim=-1).to(self.known.device)
 
     def familiarity(self, task_embedding: torch.Tensor) -> torch.Tensor:
-        """(B,) weight of the MLP: near 1 for tasks like a training task, near 0 for novel ones."""
+        """(B,) weight of the MLP for unit task embeddings (B, T): near 1 for tasks like a training
+        task, near 0 for novel ones."""
         if self.task_memory.numel() == 0:
             return task_embedding.new_zeros(task_embedding.shape[0])
         nearest = (task_embedding @ self.task_memory.to(task_embedding.dtype).T).max(1).values
@@ -86,8 +87,9 @@ class RobotHead(nn.Module):
             if task_embedding is None:
                 raise ValueError("this head needs the task's sentence embedding (the preset has a text encoder)")
             mlp_logits = self.mlp(torch.cat([selection_state, task_embedding], dim=-1))
-            similarity = F.normalize(task_embedding, dim=-1) @ F.normalize(card_embeddings, dim=-1).T
-            gate = self.familiarity(task_embedding).unsqueeze(1)
+            task = F.normalize(task_embedding, dim=-1)  # the encoder's are unit vectors; any caller's become so
+            similarity = task @ F.normalize(card_embeddings, dim=-1).T
+            gate = self.familiarity(task).unsqueeze(1)
         else:
             mlp_logits = self.mlp(selection_state)
             similarity = F.normalize(self.query(selection_state), dim=-1) @ F.normalize(self.key(card_embeddings), dim=-1).T
