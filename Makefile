@@ -7,10 +7,9 @@ PIP := $(PY) -m pip
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.ember-installed
 
-# The shipped model: Stage 3 on the public data (never copied into the repository), seeded.
-PUBLIC_DATA ?= ../shared/data/robot-selection
+# The shipped model: Stage 3 on the public data (never copied into the repository; $EMBER_DATA moves it), seeded.
 DEFAULT_MODEL_OUT := outputs/default-model
-DEFAULT_MODEL_TRAIN := --stage 3 --robot_data $(PUBLIC_DATA) --output_dir $(DEFAULT_MODEL_OUT) \
+DEFAULT_MODEL_TRAIN := --output_dir $(DEFAULT_MODEL_OUT) \
 	--model_config embervlm-edge --stage3_robot_epochs 8 --batch_size 32 --learning_rate 2e-4 \
 	--gradient_accumulation 1 --eval_steps 1000 --save_steps 1000 --seed 0 --wandb disabled
 SHIPPED := ember_core/assets/default_model
@@ -23,7 +22,7 @@ $(STAMP): setup.py setup.cfg Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet $(TORCH_PINS)
-	$(PIP) install --quiet $(TORCH_PINS) -e '.[ros,serve,dev]'
+	$(PIP) install --quiet $(TORCH_PINS) -e '.[ros,dev]'
 	touch $(STAMP)
 
 # pytest exits 5 when it collects no test; make treats any non-zero exit as failure.
@@ -40,14 +39,14 @@ demo: install
 
 default-model: install
 	$(VENV)/bin/ember train $(DEFAULT_MODEL_TRAIN)
-	$(PY) tools/ship_default_model.py $(DEFAULT_MODEL_OUT)/stage3/best --data $(PUBLIC_DATA)
-	$(VENV)/bin/ember eval --model $(SHIPPED) --data $(PUBLIC_DATA) --split test --report $(DEFAULT_MODEL_OUT)/report
+	$(PY) tools/ship_default_model.py $(DEFAULT_MODEL_OUT)/stage3/best
+	$(VENV)/bin/ember eval --model $(SHIPPED) --split test --report $(DEFAULT_MODEL_OUT)/report
 	$(VENV)/bin/ember eval --model $(SHIPPED) --data tests/data/novel_tasks.jsonl --split all --no-images \
-		--train_data $(PUBLIC_DATA) --report $(DEFAULT_MODEL_OUT)/report-novel
+		--report $(DEFAULT_MODEL_OUT)/report-novel
 	$(VENV)/bin/ember eval --model $(SHIPPED) --data tests/data/snake_tasks.jsonl --split all --no-images \
 		--robots tests/data/robots_with_snake.yaml
 	# The effect of the new robot on the others: the public test split and the novel set with the snake in the fleet.
-	$(VENV)/bin/ember eval --model $(SHIPPED) --data $(PUBLIC_DATA) --split test --robots tests/data/robots_with_snake.yaml
+	$(VENV)/bin/ember eval --model $(SHIPPED) --split test --robots tests/data/robots_with_snake.yaml
 	$(VENV)/bin/ember eval --model $(SHIPPED) --data tests/data/novel_tasks.jsonl --split all --no-images \
 		--robots tests/data/robots_with_snake.yaml
 

@@ -52,7 +52,6 @@ setup(
             "ros-kilted-rmw-fastrtps-cpp",
             "ros-kilted-ament-index-python",
         ],
-        "serve": ["fastapi>=0.110", "uvicorn>=0.29"],
         "dev": ["pytest>=8.0", "colcon-core>=0.15", "colcon-ros>=0.4"],
     },
     entry_points={"console_scripts": [
@@ -60,6 +59,8 @@ setup(
         "selector = ember_ros.selector_node:main",
         "demo_camera = ember_ros.demo_camera:main",
         "fleet_listener = ember_ros.fleet_listener:main",
+    ], "ember.commands": [
+        "train_and_eval = ember_train.cli:add_commands",
     ]},
     zip_safe=True,
 )

@@ -31,8 +31,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # 
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
+from ember_core.scenes import render_scene  # noqa: E402
 from ember_ros.demo_camera import DEMO_TASKS  # noqa: E402
-from ember_train.scenes import render_scene  # noqa: E402
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 

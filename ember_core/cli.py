@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import logging
 import os
@@ -9,9 +10,14 @@ import sys
 from typing import Sequence
 
 from ember_core.fleet import Fleet, UnknownRobotError
+from ember_core.model.config import PRESETS
+from ember_core.presentation import render_selection
+from ember_core.request import DEFAULT_CONFIDENCE_THRESHOLD, DEFAULT_TOP_K
 from ember_core.robot import LIST_FIELDS, NUMBER_FIELDS
 from ember_core.robots_file import ENV_VAR, FleetConfigError, find_robots_file, load_fleet
 
+# Packages that add subcommands register `add_commands(subparsers)` here (the training package adds train and eval).
+COMMANDS_GROUP = "ember.commands"
 SHOWN_EXAMPLES = 3  # `ember robots show` lists this many example requests; --json gives all
 
 
@@ -43,26 +49,27 @@ def build_parser() -> argparse.ArgumentParser:
     select = commands.add_parser("select", parents=[fleet_file], help="rank the fleet's robots for a task")
     select.add_argument("--task", required=True, help="what the robots should do")
     select.add_argument("--image", metavar="PATH", default=None, help="camera image of the scene (optional)")
-    select.add_argument("--top-k", type=int, default=5, help="how many ranked robots to return (default 5)")
+    select.add_argument("--top-k", type=int, default=DEFAULT_TOP_K, help="how many ranked robots to return (default %(default)s)")
+    select.add_argument("--confidence-threshold", type=float, default=DEFAULT_CONFIDENCE_THRESHOLD,
+                        help="robots after the first are selected at or above this confidence (default %(default)s)")
     select.add_argument("--no-reasoning", dest="reasoning", action="store_false", help="skip generating reasoning and plan")
     select.add_argument("--model", metavar="DIR", default=None, help="model directory written by save_pretrained")
-    select.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:1 ... (default auto)")
+    select.add_argument("--device", default="auto", help="torch device: auto (cuda when available), cpu, cuda, cuda:1 ... (default %(default)s)")
     select.add_argument("--json", action="store_true", help="print the selection document (JSON)")
     select.add_argument("--no-scene-vetoes", dest="scene_vetoes", action="store_false",
-                        help="do not let plugins rule robots out by the scene seen in --image")
+                        help="do not let the fleet's scene rules (cards and plugins) rule robots out by the scene seen in --image")
     select.set_defaults(handler=_select)
 
     model = commands.add_parser("model", help="inspect models")
     model_commands = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
     info = model_commands.add_parser("info", parents=[fleet_file], help="parameter counts per part, config and fleet")
     info.add_argument("--model", metavar="DIR", default=None, help="model directory (default: the model shipped with Ember)")
-    info.add_argument("--preset", default=None, help="describe a random-init model of this preset instead (e.g. embervlm-37m)")
+    info.add_argument("--preset", default=None, choices=sorted(PRESETS), help="describe a random-init model of this preset instead")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(handler=_model_info)
 
-    from ember_train.cli import add_commands  # argparse only; training code loads when a command runs
-
-    add_commands(commands)
+    for entry_point in importlib.metadata.entry_points(group=COMMANDS_GROUP):
+        entry_point.load()(commands)  # e.g. `train` and `eval`; their code loads only when they run
     return parser
 
 
@@ -120,10 +127,13 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _select(args: argparse.Namespace) -> int:
+    from ember_core.request import SelectionRequest
     from ember_core.selector import Selector  # torch and transformers load only for model commands
 
     selector = Selector(args.model, robots_file=args.robots, device=args.device, scene_vetoes=args.scene_vetoes)
-    document = selector.select(args.task, args.image, top_k=args.top_k, return_reasoning=args.reasoning)
+    request = SelectionRequest(args.task, args.image, top_k=args.top_k, confidence_threshold=args.confidence_threshold,
+                               return_reasoning=args.reasoning)
+    document = selector.select(request).to_document()
     if args.json:
         print(json.dumps(document, indent=2, ensure_ascii=False))
     else:
@@ -131,63 +141,24 @@ def _select(args: argparse.Namespace) -> int:
     return 0 if document["status"] == "ok" else 1
 
 
-def render_selection(document: dict) -> str:
-    """The selection document as a ranked table, reasoning and plan for a terminal."""
-    lines = [f"Task: {document['task']}", f"Model: {document['model']['name']} ({document['model']['sha']}), "
-             f"fleet of {len(document['fleet']['robots'])} ({document['fleet']['hash'][:12]})"]
-    image = document["image"]
-    if image is not None:
-        age = "unknown" if image["age_ms"] is None else f"{image['age_ms']:.0f} ms"
-        lines.append(f"Image: frame '{image['frame_id']}', age {age}, scene {', '.join(image.get('scene', [])) or 'not recognised'}")
-    if document["status"] != "ok":
-        return "\n".join(lines + [f"Status: {document['status']}: {'; '.join(document['errors'])}"])
-    lines.append(f"{'rank':<5} {'robot':<20} {'confidence':>10}  selected")
-    for c in document["candidates"]:
-        note = f"  (infeasible: {'; '.join(c['infeasible'])})" if c["infeasible"] else ""
-        note += f"  ({c['availability']})" if c["availability"] in ("busy", "offline") else ""
-        lines.append(f"{c['rank']:<5} {c['robot_type']:<20} {c['confidence']:>10.3f}  {'yes' if c['selected'] else 'no'}{note}")
-    reasoning = document["reasoning"]
-    if reasoning is not None:
-        state = "valid" if reasoning["reasoning_valid"] else "INVALID: " + "; ".join(reasoning["problems"])
-        lines += [f"Reasoning ({state}):"] + [f"  {step}" for step in reasoning["steps"]]
-    plan = document["plan"]
-    if plan is not None:
-        lines.append("Plan:" if plan["subtasks"] else "Plan: none")
-        lines += [f"  {s['order']}. {s['robot_type']}: {s['description']}" for s in plan["subtasks"]]
-        if plan["problems"]:
-            lines.append(f"  plan problems: {'; '.join(plan['problems'])}")
-    lines.append("Latency (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in document["latency_ms"].items()))
-    return "\n".join(_clip(line) for line in lines)
-
-
-def _clip(text: str, limit: int = 240) -> str:
-    """A terminal line of at most `limit` characters (runaway generated text); `--json` keeps it all."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _model_info(args: argparse.Namespace) -> int:
-    from ember_core.model.checkpoint import DEFAULT_MODEL_DIR, EmberModel
-    from ember_core.model.config import CONFIG_FILE, preset
+    from ember_core.model.config import preset
+    from ember_core.pretrained import build_model, load_pretrained
 
     fleet = load_fleet(args.robots)
-    if args.preset:
-        bundle = EmberModel.build(preset(args.preset), fleet)
-    elif args.model or (DEFAULT_MODEL_DIR / CONFIG_FILE).is_file():
-        bundle = EmberModel.from_pretrained(args.model or DEFAULT_MODEL_DIR, fleet=fleet)
-    else:
-        bundle = EmberModel.build(preset("embervlm-37m"), fleet)
-    counts = bundle.model.parameter_counts()
-    info = {"name": bundle.name, "sha": bundle.sha, "parameters": counts, "config": bundle.model.config.to_dict(),
-            "fleet": {"robots": fleet.ids, "hash": fleet.hash}, "vocab_size": len(bundle.tokenizer),
-            "temperature": bundle.temperature}
+    model, processor = build_model(preset(args.preset), fleet) if args.preset else load_pretrained(args.model, fleet)
+    counts = model.parameter_counts()
+    info = {"name": model.name, "sha": model.sha, "parameters": counts, "config": model.config.to_dict(),
+            "fleet": {"robots": fleet.ids, "hash": fleet.hash}, "vocab_size": len(processor.tokenizer),
+            "temperature": processor.temperature}
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    print(f"{bundle.name}: {counts['total'] / 1e6:.1f}M parameters, vocabulary {len(bundle.tokenizer)}")
+    print(f"{model.name}: {counts['total'] / 1e6:.1f}M parameters, vocabulary {len(processor.tokenizer)}")
     for part, count in counts.items():
         if part != "total":
             print(f"  {part:<15} {count / 1e6:8.2f}M")
-    print(f"Fleet: {', '.join(fleet.ids)} (hash {fleet.hash[:12]}); calibration temperature {bundle.temperature:g}")
+    print(f"Fleet: {', '.join(fleet.ids)} (hash {fleet.hash[:12]}); calibration temperature {processor.temperature:g}")
     return 0
 
 

@@ -11,12 +11,6 @@ from ember_core import hookspecs
 from ember_core.hookspecs import TaskContext
 from ember_core.robot import RobotType
 
-PROMPT_QUESTION = (
-    "What is the most suited robot for the task? "
-    "It can be more than one robot if they are both equally suited for the task."
-)
-
-
 class UnknownRobotError(LookupError):
     """A robot id or name that is not in the fleet."""
 
@@ -93,27 +87,16 @@ class Fleet:
         blob = json.dumps(cards, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
-    def render_cards(self) -> str:
-        """The capability cards as the prompt text, in the layout of the public dataset's instruction.
-
-        The header lists robots in fleet order; the cards follow sorted by display name, as the
-        dataset does, so the default fleet renders that instruction byte for byte.
-        """
-        lines = [f"Robots: {', '.join(self.names)}. {PROMPT_QUESTION}"]
-        for robot in sorted(self.robots, key=lambda r: r.name):
-            lines += [
-                f"{robot.name}:",
-                f"capabilities: {', '.join(robot.capabilities)},",
-                f"limitations: {', '.join(robot.limitations)},",
-                f"environments: {', '.join(robot.environments)}",
-            ]
-        return "\n".join(lines)
-
     def infeasible(self, context: TaskContext) -> dict[str, list[str]]:
-        """Ask every plugin whether each robot cannot do the task: {robot id: [reasons]}, vetoed only."""
+        """Why robots cannot do the task: {robot id: [reasons]}, vetoed robots only.
+
+        Each card's scene rules (`RobotType.infeasible_in`) come first, then every plugin's
+        `ember_robot_infeasible` hook, which may veto any robot of the fleet by a rule of its own.
+        """
         vetoes: dict[str, list[str]] = {}
         for robot in self.robots:
-            reasons = [r for r in self._plugins.hook.ember_robot_infeasible(robot=robot, context=context) if r]
+            reasons = robot.infeasible_in(context.scene)
+            reasons += [r for r in self._plugins.hook.ember_robot_infeasible(robot=robot, context=context) if r]
             if reasons:
                 vetoes[robot.id] = reasons
         return vetoes

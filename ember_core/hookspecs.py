@@ -16,10 +16,10 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 @dataclass(frozen=True)
 class TaskContext:
-    """What is known about a task when plugins are asked whether their robot can do it.
+    """What is known about a task when the cards' scene rules and the plugins judge whether a robot can do it.
 
-    `scene` holds coarse scene tags ("aerial", "underwater", "indoor", "outdoor") derived from the
-    task text or the camera image; an empty set means the scene is unknown.
+    `scene` holds scene tags from `ember_core.scenes.SCENE_TAGS` (from a camera image: the coarse
+    ones, `COARSE_SCENE_TAGS`); an empty set means the scene is unknown.
     """
 
     task: str
@@ -39,7 +39,10 @@ def ember_robot_types() -> list[RobotType]:
 def ember_robot_infeasible(robot: RobotType, context: TaskContext) -> str | None:
     """Say why `robot` cannot work on this task at all, or return None to have no objection.
 
-    Called for every robot of the fleet on every plugin, so a plugin may veto its own robots or
-    others (a site plugin could forbid drones indoors). Return a short reason a fleet manager can
-    read ("cannot operate out of water"); the Selector records it and ranks the robot last.
+    A robot's own scene limits need no hook: its card's `excluded_scenes` and `required_scenes`
+    state them, and `Fleet.infeasible` applies them before asking the plugins. This hook is for any
+    other rule. It is called for every robot of the fleet on every plugin, so a plugin may veto its
+    own robots or others (a site plugin could forbid drones indoors). Return a short reason a fleet
+    manager can read ("drones are not allowed indoors at this site"); the Selector records it and
+    ranks the robot last.
     """

@@ -7,13 +7,17 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from ember_core.scenes import SCENE_TAGS, SCENE_WORDS
+
 ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 
-# Card fields that hold lists of strings (short phrases; whole sentences for `examples`); the
-# dataset's instruction text shows the first three.
-LIST_FIELDS = ("capabilities", "limitations", "environments", "roles", "examples")
+# Card fields that hold lists of strings (short phrases; whole sentences for `examples`; scene tags
+# for the scene rules); the dataset's instruction text shows the first three.
+LIST_FIELDS = ("capabilities", "limitations", "environments", "roles", "excluded_scenes", "required_scenes", "examples")
 # List fields a card may leave empty.
-OPTIONAL_LIST_FIELDS = ("roles", "examples")
+OPTIONAL_LIST_FIELDS = ("roles", "excluded_scenes", "required_scenes", "examples")
+# The scene rules: list fields whose entries must be tags of ember_core.scenes.SCENE_TAGS.
+SCENE_RULE_FIELDS = ("excluded_scenes", "required_scenes")
 # Optional figures a fleet manager plans with; None means "not stated by the plugin".
 NUMBER_FIELDS = ("payload_kg", "max_speed_mps", "endurance_min", "max_depth_m", "max_altitude_m")
 
@@ -35,6 +39,11 @@ class RobotType:
     `examples` are typical requests this robot is the one for, written as a user would ask them: the
     model matches a task against them as it does against the capabilities, which is what lets it
     place tasks phrased in new ways, and robots added after training, without retraining.
+
+    The scene rules say where the robot cannot work at all, so a plugin needs no code for them:
+    `excluded_scenes` lists scene tags that rule it out (a drone: "underwater"), `required_scenes`
+    tags of which a known scene must show at least one (an underwater robot: "underwater"); an
+    unknown scene (no tags) is no evidence against a robot. `Fleet.infeasible` applies them.
     """
 
     id: str
@@ -50,6 +59,9 @@ class RobotType:
     endurance_min: float | None = None
     max_depth_m: float | None = None
     max_altitude_m: float | None = None
+    # Last, so cards built positionally and fleet.json records written before the rules still load.
+    excluded_scenes: tuple[str, ...] = ()
+    required_scenes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not ID_PATTERN.match(self.id):
@@ -63,6 +75,14 @@ class RobotType:
             object.__setattr__(self, name, " ".join(value.split()))
         for name in LIST_FIELDS:
             object.__setattr__(self, name, _phrases(name, getattr(self, name), required=name not in OPTIONAL_LIST_FIELDS))
+        for name in SCENE_RULE_FIELDS:
+            for tag in getattr(self, name):
+                if tag not in SCENE_TAGS:
+                    raise RobotTypeError(name, f"unknown scene tag {tag!r}; known scene tags: {', '.join(SCENE_TAGS)}")
+        for tag in self.required_scenes:
+            if tag in self.excluded_scenes:
+                raise RobotTypeError("required_scenes", f"{tag!r} is also in excluded_scenes; a tag cannot both rule "
+                                                        "the robot out and be required, remove it from one of them")
         for name in NUMBER_FIELDS:
             value = getattr(self, name)
             if value is None:
@@ -70,6 +90,16 @@ class RobotType:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise RobotTypeError(name, f"expected a non-negative number or null, got {value!r}")
             object.__setattr__(self, name, float(value))
+
+    def infeasible_in(self, scene: frozenset[str]) -> list[str]:
+        """Why the card's scene rules rule this robot out of `scene` (scene tags), or [] when they do not."""
+        reasons = [f"{self.name} cannot operate {SCENE_WORDS[tag]}" for tag in SCENE_TAGS
+                   if tag in self.excluded_scenes and tag in scene]
+        # An empty scene is unknown, not dry land or open air: it is no evidence against the robot.
+        if self.required_scenes and scene and not any(tag in scene for tag in self.required_scenes):
+            words = [SCENE_WORDS[tag] for tag in SCENE_TAGS if tag in self.required_scenes]
+            reasons.append(f"{self.name} operates only {' or '.join(words)} and the scene shows none of that")
+        return reasons
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> RobotType:
         """Return a copy with card fields replaced (the `overrides:` of a robots.yaml entry)."""

@@ -60,7 +60,7 @@ class Candidate:
 @dataclass(frozen=True)
 class ImageInfo:
     """The camera frame a selection used: its stamp (seconds), frame id, age when the request ran, and
-    the scene tags the model recognised in it (what the plugins' feasibility hooks were given)."""
+    the scene tags the model recognised in it (what the fleet's scene rules were given)."""
 
     stamp: float | None
     frame_id: str

@@ -1,45 +1,37 @@
-"""Selector: the one inference entry point, from (image, task) to a ranked, explained selection document."""
+"""Selector: the one inference entry point, from a SelectionRequest to a ranked, explained Selection."""
 from __future__ import annotations
 
-import logging
 import os
 import time
-import uuid
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from ember_core.availability import RANK_ORDER, FleetStatus
 from ember_core.fleet import Fleet
 from ember_core.hookspecs import TaskContext
-from ember_core.images import ImageInput, InvalidInputError, to_pixels, to_rgb
-from ember_core.model.checkpoint import DEFAULT_MODEL_DIR, EmberModel
-from ember_core.model.config import CONFIG_FILE, preset
+from ember_core.images import ImageInput, InvalidInputError
 from ember_core.model.generation import greedy_continue
-from ember_core.model.prompt import ACTION_PLAN, REASONING_END, REASONING_START, decision_text, selection_prompt
+from ember_core.model.vlm import EmberVLM
+from ember_core.pretrained import load_pretrained, resolve_device
+from ember_core.processor import EmberProcessor, Features, select_mask
+from ember_core.prompt import ACTION_PLAN, REASONING_END
 from ember_core.reasoning import Plan, Reasoning, parse_plan, parse_reasoning
+from ember_core.request import DEFAULT_TOP_K, SelectionRequest
 from ember_core.robots_file import load_fleet
-from ember_core.selection import Candidate, ImageInfo, Selection, validate_document
-
-log = logging.getLogger("ember.selector")
-RANDOM_INIT_WARNING = (
-    "No model given and no default model installed: using a RANDOMLY INITIALISED {preset} model. Its "
-    "rankings and reasoning are meaningless; pass --model DIR (a directory written by save_pretrained)."
-)
+from ember_core.selection import Candidate, ImageInfo, Selection
 
 
 @dataclass
 class _Prepared:
     """One validated request, ready for the model."""
 
-    request_id: str
+    request: SelectionRequest
     task: str
-    task_id: str | None
-    input_ids: torch.Tensor  # (L,)
-    pixels: torch.Tensor | None  # (3, S, S)
+    features: Features
     image: ImageInfo | None
     preprocess_ms: float
 
@@ -47,88 +39,73 @@ class _Prepared:
 class Selector:
     """Ranks the fleet's robots for a task (and optional image) and explains the choice.
 
-    model: an EmberModel, a directory written by `save_pretrained`, or None for the model shipped
-    with Ember (or, if that is missing, a random-init model with a loud warning). The fleet comes
-    from `fleet`, else `robots_file`, else the usual robots.yaml lookup; a checkpoint trained on
+    model: a (model, processor) pair, a directory written by `save_pretrained`, or None for the model
+    shipped with Ember (or, if that is missing, a random-init model with a loud warning). The fleet
+    comes from `fleet`, else `robots_file`, else the usual robots.yaml lookup; a checkpoint trained on
     another fleet is adapted to it by robot id. `scene_vetoes` hands the scene tags the model sees in
-    the image to the plugins' feasibility hooks; turn it off where those tags are not trusted.
+    the image to the fleet's feasibility rules; turn it off where those tags are not trusted.
     """
 
-    def __init__(self, model: EmberModel | str | os.PathLike | None = None, fleet: Fleet | None = None,
-                 robots_file: str | os.PathLike | None = None, device: str = "auto",
-                 confidence_threshold: float = 0.5, backend: str = "torch", scene_vetoes: bool = True):
-        if backend != "torch":
-            raise ValueError(f"backend {backend!r} is not available; use 'torch'")
-        if not 0.0 <= confidence_threshold <= 1.0:
-            raise ValueError(f"confidence_threshold must be in [0, 1], got {confidence_threshold}")
+    def __init__(self, model: tuple[EmberVLM, EmberProcessor] | str | os.PathLike | None = None,
+                 fleet: Fleet | None = None, robots_file: str | os.PathLike | None = None, device: str = "auto",
+                 scene_vetoes: bool = True):
         fleet = fleet or load_fleet(robots_file)
-        if model is None and (DEFAULT_MODEL_DIR / CONFIG_FILE).is_file():
-            model = DEFAULT_MODEL_DIR
-        if model is None:
-            log.warning(RANDOM_INIT_WARNING.format(preset="embervlm-37m"))
-            model = EmberModel.build(preset("embervlm-37m"), fleet)
-        elif not isinstance(model, EmberModel):
-            model = EmberModel.from_pretrained(Path(model), fleet=fleet)
-        if model.fleet.ids != fleet.ids:
-            raise ValueError(f"model head is laid out for {model.fleet.ids}, the fleet is {fleet.ids}")
-        self.bundle = model
+        self.model, self.processor = model if isinstance(model, tuple) else load_pretrained(model, fleet)
+        if self.processor.fleet.ids != fleet.ids:
+            raise ValueError(f"model head is laid out for {self.processor.fleet.ids}, the fleet is {fleet.ids}")
         self.fleet = fleet
-        self.confidence_threshold = confidence_threshold
         self.scene_vetoes = scene_vetoes
-        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                                   "cpu" if device == "auto" else device)
-        self.bundle.model.to(self.device).eval()
+        self.device = resolve_device(device)
+        self.model.to(self.device).eval()
         with torch.no_grad():  # embed the cards (hundreds of phrases) now, not in the first request's latency
-            self.bundle.model.card_embeddings()
-        self._max_task_chars = self.bundle.model.config.max_task_chars
+            self.model.card_embeddings()
+
+    @property
+    def model_name(self) -> str:
+        return self.model.name
+
+    @property
+    def model_sha(self) -> str:
+        return self.model.sha
 
     # ---- public API -------------------------------------------------------------------------
 
-    def select(self, task: str, image: ImageInput = None, top_k: int = 5, return_reasoning: bool = True,
-               request_id: str | None = None, image_info: ImageInfo | None = None,
-               fleet_status: FleetStatus | None = None, task_id: str | None = None) -> dict[str, Any]:
-        """The selection document for one request; bad input gives status "invalid_input", never raises."""
-        return self.select_batch([task], [image], top_k, return_reasoning, [request_id], [image_info],
-                                 fleet_status, [task_id])[0]
+    def select(self, request: SelectionRequest) -> Selection:
+        """The selection for one request; bad input gives status "invalid_input", never raises."""
+        return self.select_batch([request])[0]
 
-    def select_batch(self, tasks: Sequence[str], images: Sequence[ImageInput] | None = None, top_k: int = 5,
-                     return_reasoning: bool = True, request_ids: Sequence[str | None] | None = None,
-                     image_infos: Sequence[ImageInfo | None] | None = None, fleet_status: FleetStatus | None = None,
-                     task_ids: Sequence[str | None] | None = None) -> list[dict[str, Any]]:
-        """Documents for several requests; the robot scores of all valid requests run in one batch.
+    def select_batch(self, requests: Sequence[SelectionRequest]) -> list[Selection]:
+        """Selections for several requests; the robot scores of those without reasoning run in one batch.
 
-        `fleet_status` (the fleet manager's view of which robots are busy or offline) moves those
-        robots below the free ones and keeps them from being selected; each candidate records it.
+        A request's `fleet_status` (the fleet manager's view of which robots are busy or offline)
+        moves those robots below the free ones and keeps them from being selected.
         """
-        count = len(tasks)
-        images = list(images) if images is not None else [None] * count
-        request_ids = list(request_ids) if request_ids is not None else [None] * count
-        image_infos = list(image_infos) if image_infos is not None else [None] * count
-        task_ids = list(task_ids) if task_ids is not None else [None] * count
-        if not len(images) == len(request_ids) == len(image_infos) == len(task_ids) == count:
-            raise ValueError("tasks, images, request_ids, image_infos and task_ids must have the same length")
-        documents: list[dict[str, Any] | None] = [None] * count
+        results: list[Selection | None] = [None] * len(requests)
         prepared: list[tuple[int, _Prepared]] = []
-        for i in range(count):
-            rid = request_ids[i] or uuid.uuid4().hex
+        for i, request in enumerate(requests):
             try:
-                prepared.append((i, self._prepare(rid, tasks[i], task_ids[i], images[i], image_infos[i], top_k)))
+                prepared.append((i, self._prepare(request)))
             except InvalidInputError as err:
-                documents[i] = self.error_document(rid, tasks[i], "invalid_input", str(err), image_infos[i], task_ids[i])
-        if prepared:
-            items = [p for _, p in prepared]
-            for (i, _), document in zip(prepared, self._run(items, top_k, return_reasoning, fleet_status or FleetStatus())):
-                documents[i] = document
-        return documents  # type: ignore[return-value]
+                results[i] = self.error(request, "invalid_input", str(err))
+        batched = [(i, item) for i, item in prepared if not item.request.return_reasoning]
+        if batched:
+            for (i, item), selection in zip(batched, self._select_scored([item for _, item in batched])):
+                results[i] = selection
+        for i, item in prepared:
+            if item.request.return_reasoning:
+                results[i] = self._select_explained(item)
+        return results  # type: ignore[return-value]
 
-    def select_robots(self, image: ImageInput, task_description: str, top_k: int = 5,
+    def select_robots(self, image: ImageInput, task_description: str, top_k: int = DEFAULT_TOP_K,
                       return_reasoning: bool = True) -> list[dict[str, Any]]:
         """Candidates sorted by confidence: {robot_type, robot_id, confidence, reasoning, ...}.
 
         Raises InvalidInputError on bad input (empty or too long task, unreadable image).
         """
-        item = self._prepare(uuid.uuid4().hex, task_description, None, image, None, top_k)
-        document = self._run([item], top_k, return_reasoning, FleetStatus())[0]
+        request = SelectionRequest(task_description, image, top_k=top_k, return_reasoning=return_reasoning)
+        item = self._prepare(request)
+        selection = self._select_explained(item) if return_reasoning else self._select_scored([item])[0]
+        document = selection.to_document()
         reasoning = document["reasoning"] or {}
         return [
             {**candidate, "reasoning_valid": reasoning.get("reasoning_valid"),
@@ -136,25 +113,28 @@ class Selector:
             for candidate in document["candidates"]
         ]
 
+    def error(self, request: SelectionRequest, status: str, message: str) -> Selection:
+        """A non-ok result (no_image, rejected_busy, invalid_input, ...) naming this selector's fleet and model."""
+        task = request.task if isinstance(request.task, str) else repr(request.task)
+        return Selection.error(request.request_id, task, status, [message], self.fleet, self.model_name,
+                               self.model_sha, request.image_info, request.task_id)
+
     # ---- steps -----------------------------------------------------------------------------
 
-    def _prepare(self, request_id: str, task: Any, task_id: str | None, image: ImageInput,
-                 image_info: ImageInfo | None, top_k: int) -> _Prepared:
+    def _prepare(self, request: SelectionRequest) -> _Prepared:
         start = time.perf_counter()
-        if not isinstance(task, str) or not task.strip():
-            raise InvalidInputError("task is empty; describe what the robots should do")
-        task = " ".join(task.split())
-        if len(task) > self._max_task_chars:
-            raise InvalidInputError(f"task is {len(task)} characters; the limit is {self._max_task_chars}")
+        task = self.processor.clean_task(request.task)
+        top_k, threshold = request.top_k, request.confidence_threshold
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise InvalidInputError(f"top_k must be a positive integer, got {top_k!r}")
-        rgb = to_rgb(image)
-        model = self.bundle.model
-        pixels = to_pixels(rgb, model.config.image_size) if rgb is not None else None
-        text = selection_prompt(task, self.fleet, model.vision.num_tokens)
-        input_ids = self.bundle.tokenizer(text, return_tensors="pt")["input_ids"][0]
-        info = image_info if image_info is not None or rgb is None else ImageInfo(stamp=None, frame_id="", age_ms=None)
-        return _Prepared(request_id, task, task_id, input_ids, pixels, info, (time.perf_counter() - start) * 1000)
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+            raise InvalidInputError(f"confidence_threshold must be a number in [0, 1], got {threshold!r}")
+        pixels = self.processor.pixels(request.image)
+        info = request.image_info
+        if info is None and pixels is not None:
+            info = ImageInfo(stamp=None, frame_id="", age_ms=None)
+        return _Prepared(request, task, self.processor.features(task, pixels), info,
+                         (time.perf_counter() - start) * 1000)
 
     def _autocast(self):
         if self.device.type == "cuda":
@@ -162,117 +142,88 @@ class Selector:
         return nullcontext()
 
     @torch.no_grad()
-    def _run(self, items: list[_Prepared], top_k: int, return_reasoning: bool,
-             fleet_status: FleetStatus) -> list[dict[str, Any]]:
-        start = time.perf_counter()
-        probabilities, scenes = self._score(items)
-        model_ms = (time.perf_counter() - start) * 1000 / len(items)
-        documents = []
-        for item, probs, scene in zip(items, probabilities, scenes):
-            # The scene seen in the camera image lets plugins rule robots out (no drone under water).
-            vetoes = self.fleet.infeasible(TaskContext(task=item.task, scene=scene))
-            candidates = self._rank(probs, vetoes, fleet_status)
-            reasoning, plan, reasoning_ms = None, None, 0.0
-            if return_reasoning:
-                began = time.perf_counter()
-                reasoning, plan = self._explain(item, [c.robot_id for c in candidates if c.selected])
-                reasoning_ms = (time.perf_counter() - began) * 1000
-                named = set(reasoning.decision)
-                candidates = [replace(c, reasoning=reasoning.steps if c.robot_id in named else None) for c in candidates]
-            selection = Selection(
-                request_id=item.request_id, task=item.task, status="ok", errors=[], stamp=time.time(),
-                image=replace(item.image, scene=tuple(sorted(scene))) if item.image else None, fleet_ids=self.fleet.ids, fleet_hash=self.fleet.hash,
-                model_name=self.bundle.name, model_sha=self.bundle.sha, top_k=top_k,
-                candidates=candidates[:top_k], reasoning=reasoning, plan=plan,
-                latency_ms={"preprocess": item.preprocess_ms, "model": model_ms, "reasoning": reasoning_ms},
-                task_id=item.task_id,
-            )
-            document = selection.to_document()
-            validate_document(document)
-            documents.append(document)
-        return documents
-
-    def _score(self, items: list[_Prepared]) -> tuple[torch.Tensor, list[frozenset[str]]]:
-        """Calibrated per-robot probabilities (B, N) for all items in one padded forward pass, and the
-        scene tags recognised in each item's image (empty without an image or a scene head)."""
-        model = self.bundle.model
-        length = max(item.input_ids.numel() for item in items)
-        pad = self.bundle.tokenizer.pad_token_id
-        input_ids = torch.full((len(items), length), pad, dtype=torch.long)
-        attention = torch.zeros((len(items), length), dtype=torch.long)
-        for row, item in enumerate(items):
-            input_ids[row, : item.input_ids.numel()] = item.input_ids
-            attention[row, : item.input_ids.numel()] = 1
-        pixels, has_image = self._pixels(items)
+    def _forward(self, items: list[_Prepared], use_cache: bool = False) -> dict[str, Any]:
+        batch = {key: value.to(self.device) for key, value in self.processor.collate([i.features for i in items]).items()}
         with self._autocast():
-            outputs = model(input_ids.to(self.device), attention.to(self.device), pixels, has_image, **self._task_inputs(items))
-        probabilities = torch.sigmoid(outputs["robot_logits"].float() / self.bundle.temperature).cpu()
+            return self.model(**batch, use_cache=use_cache)
+
+    def _select_scored(self, items: list[_Prepared]) -> list[Selection]:
+        """Selections without reasoning, the robot scores of all items in one padded forward pass."""
+        start = time.perf_counter()
+        outputs = self._forward(items)
+        model_ms = (time.perf_counter() - start) * 1000 / len(items)
+        probabilities, scenes = self._scores(items, outputs)
+        return [self._selection(item, probs, scene, model_ms) for item, probs, scene in zip(items, probabilities, scenes)]
+
+    @torch.no_grad()
+    def _select_explained(self, item: _Prepared) -> Selection:
+        """A selection with reasoning: the prompt runs through the model once, and its KV cache seeds the text."""
+        start = time.perf_counter()
+        outputs = self._forward([item], use_cache=True)
+        model_ms = (time.perf_counter() - start) * 1000
+        probabilities, scenes = self._scores([item], outputs)
+        selection = self._selection(item, probabilities[0], scenes[0], model_ms)
+        began = time.perf_counter()
+        reasoning, plan = self._explain(outputs["past_key_values"], item, [c.robot_id for c in selection.candidates
+                                                                           if c.selected])
+        named = set(reasoning.decision)
+        candidates = [replace(c, reasoning=reasoning.steps if c.robot_id in named else None)
+                      for c in selection.candidates]
+        latency = {**selection.latency_ms, "reasoning": (time.perf_counter() - began) * 1000}
+        return replace(selection, candidates=candidates, reasoning=reasoning, plan=plan, latency_ms=latency)
+
+    def _scores(self, items: list[_Prepared], outputs: dict[str, Any]) -> tuple[np.ndarray, list[frozenset[str]]]:
+        """Calibrated per-robot probabilities (B, N), and the scene tags recognised in each item's image
+        (empty without an image, a scene head, or with scene vetoes off)."""
+        probabilities = self.processor.probabilities(outputs["robot_logits"]).numpy()
         scenes = [frozenset() for _ in items]
         if "scene_logits" in outputs and self.scene_vetoes:
             seen = (outputs["scene_logits"].float() > 0).cpu()  # probability above 0.5
-            tags = model.config.scene_tags
-            scenes = [frozenset(t for t, on in zip(tags, row) if on) if item.pixels is not None else frozenset()
+            tags = self.model.config.scene_tags
+            scenes = [frozenset(t for t, on in zip(tags, row) if on) if item.features.pixels is not None else frozenset()
                       for item, row in zip(items, seen.tolist())]
         return probabilities, scenes
 
-    def _task_inputs(self, items: list[_Prepared]) -> dict[str, torch.Tensor]:
-        """Sentence-encoder inputs of the tasks, for models that have one."""
-        encoded = self.bundle.task_inputs([item.task for item in items])
-        return {f"task_{key}": value.to(self.device) for key, value in encoded.items()}
+    def _selection(self, item: _Prepared, probabilities: np.ndarray, scene: frozenset[str], model_ms: float) -> Selection:
+        # The scene seen in the camera image lets the fleet's rules rule robots out (no drone under water).
+        vetoes = self.fleet.infeasible(TaskContext(task=item.task, scene=scene))
+        request = item.request
+        return Selection(
+            request_id=request.request_id, task=item.task, status="ok", errors=[], stamp=time.time(),
+            image=replace(item.image, scene=tuple(sorted(scene))) if item.image else None,
+            fleet_ids=self.fleet.ids, fleet_hash=self.fleet.hash, model_name=self.model_name, model_sha=self.model_sha,
+            top_k=request.top_k, candidates=self._rank(probabilities, vetoes, request)[: request.top_k],
+            reasoning=None, plan=None, task_id=request.task_id,
+            latency_ms={"preprocess": item.preprocess_ms, "model": model_ms, "reasoning": 0.0},
+        )
 
-    def _pixels(self, items: list[_Prepared]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        if all(item.pixels is None for item in items):
-            return None, None
-        size = self.bundle.model.config.image_size
-        pixels = torch.stack([item.pixels if item.pixels is not None else torch.zeros(3, size, size) for item in items])
-        has_image = torch.tensor([item.pixels is not None for item in items])
-        return pixels.to(self.device), has_image.to(self.device)
+    def _rank(self, probabilities: np.ndarray, vetoes: dict[str, list[str]], request: SelectionRequest) -> list[Candidate]:
+        """Free feasible robots by confidence, then busy, offline and vetoed ones; selected by `select_mask`."""
+        status: FleetStatus = request.fleet_status
+        ids = self.fleet.ids
+        eligible = np.array([robot not in vetoes and status.selectable(robot) for robot in ids])
+        selected = select_mask(probabilities[None], request.confidence_threshold, eligible[None])[0]
+        order = sorted(range(len(ids)), key=lambda i: (ids[i] in vetoes, RANK_ORDER[status.of(ids[i])], -float(probabilities[i])))
+        return [Candidate(rank=rank, robot_id=ids[i], robot_type=self.fleet.robots[i].name,
+                          confidence=float(probabilities[i]), selected=bool(selected[i]),
+                          infeasible=vetoes.get(ids[i], []), availability=status.of(ids[i]))
+                for rank, i in enumerate(order, start=1)]
 
-    def _rank(self, probabilities: torch.Tensor, vetoes: dict[str, list[str]], status: FleetStatus) -> list[Candidate]:
-        """Free feasible robots by confidence, then busy, offline and vetoed ones.
-
-        The first free feasible robot and every other one above the confidence threshold are selected.
-        """
-        order = sorted(range(len(self.fleet)), key=lambda i: (
-            self.fleet.ids[i] in vetoes, RANK_ORDER[status.of(self.fleet.ids[i])], -float(probabilities[i])))
-        candidates: list[Candidate] = []
-        for rank, index in enumerate(order, start=1):
-            robot = self.fleet.robots[index]
-            confidence = float(probabilities[index])
-            eligible = robot.id not in vetoes and status.selectable(robot.id)
-            selected = eligible and (not any(c.selected for c in candidates) or confidence >= self.confidence_threshold)
-            candidates.append(Candidate(rank=rank, robot_id=robot.id, robot_type=robot.name, confidence=confidence,
-                                        selected=selected, infeasible=vetoes.get(robot.id, []),
-                                        availability=status.of(robot.id)))
-        return candidates
-
-    def _explain(self, item: _Prepared, selected: list[str]) -> tuple[Reasoning, Plan]:
-        """Generate the 4 steps, then the plan, as text; parse and check both against the fleet."""
-        model, tokenizer, config = self.bundle.model, self.bundle.tokenizer, self.bundle.model.config
-        ids = {token: tokenizer.convert_tokens_to_ids(token) for token in (REASONING_START, REASONING_END, ACTION_PLAN)}
-        input_ids = item.input_ids.unsqueeze(0).to(self.device)
-        attention = torch.ones_like(input_ids)
-        pixels, has_image = self._pixels([item])
-        # The LM is told the head's decision and explains it (see ember_core/model/prompt.py).
-        given = tokenizer(decision_text(selected, self.fleet))["input_ids"] + [ids[REASONING_START]]
+    def _explain(self, past: Any, item: _Prepared, selected: list[str]) -> tuple[Reasoning, Plan]:
+        """Generate the 4 steps, then the plan, after the cached prompt; parse and check both against the fleet."""
+        processor, config = self.processor, self.model.config
+        tokenizer = processor.tokenizer
+        attention = torch.ones(1, item.features.input_ids.numel(), dtype=torch.long, device=self.device)
         with self._autocast():
-            past = model(input_ids, attention, pixels, has_image, use_cache=True, **self._task_inputs([item]))["past_key_values"]
             steps, past, attention = greedy_continue(
-                model.language_model, past, attention, given, config.max_reasoning_tokens,
-                {ids[REASONING_END], tokenizer.eos_token_id},
+                self.model.language_model, past, attention, processor.decision_ids(selected),
+                config.max_reasoning_tokens, {processor.token_id(REASONING_END), tokenizer.eos_token_id},
             )
             plan_ids, _, _ = greedy_continue(
-                model.language_model, past, attention, [ids[REASONING_END], ids[ACTION_PLAN]],
+                self.model.language_model, past, attention,
+                [processor.token_id(REASONING_END), processor.token_id(ACTION_PLAN)],
                 config.max_plan_tokens, {tokenizer.eos_token_id},
             )
         reasoning = parse_reasoning(tokenizer.decode(steps, skip_special_tokens=True), self.fleet, selected)
         plan = parse_plan(tokenizer.decode(plan_ids, skip_special_tokens=True), self.fleet, allow_empty=True)
         return reasoning, plan
-
-    def error_document(self, request_id: str, task: Any, status: str, message: str, image: ImageInfo | None = None,
-                       task_id: str | None = None) -> dict[str, Any]:
-        """A schema-valid non-ok document (no_image, rejected_busy, ...) naming this selector's fleet and model."""
-        text = task if isinstance(task, str) else repr(task)
-        selection = Selection.error(request_id, text, status, [message], self.fleet, self.bundle.name,
-                                    self.bundle.sha, image, task_id)
-        return selection.to_document()

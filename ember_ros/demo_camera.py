@@ -17,7 +17,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from ember_train.scenes import render_scene
+from ember_core.scenes import render_scene
 
 # (task, what the camera shows): the scene is drawn from the second text, as a camera at the site would see it.
 DEMO_TASKS = (

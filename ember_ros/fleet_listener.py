@@ -16,7 +16,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
-from ember_core.cli import render_selection
+from ember_core.presentation import render_selection
 from ember_ros.outputs import OUTPUT_TOPICS, PLAN, REASONING, SELECTION
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ember_core.paths import share_dir
+from ember_ros.parameters import SPEC_BY_NAME
 
 PACKAGE = "ember_ros"
 EXECUTABLE = "selector"
@@ -28,32 +29,45 @@ def default_params_file() -> Path:
     return share_dir() / "config" / "selector.yaml"
 
 
+def _parameter_argument(name: str) -> LaunchArgument:
+    """A launch argument that sets the node parameter `name`; what it means comes from parameters.SPECS.
+
+    Its default is empty, which keeps the params file's value: any other default would override the
+    file on every launch, and a params file's `autostart: false` would never apply.
+    """
+    spec = SPEC_BY_NAME[name]
+    shown = str(spec.default).lower() if isinstance(spec.default, bool) else repr(spec.default)
+    return LaunchArgument(name, "", f"parameter {name}: {spec.description} (default {shown}). "
+                                    "Leave the argument empty to keep the params file's value")
+
+
 ARGUMENTS = (
     LaunchArgument("namespace", "", "namespace of the node and its relative topics"),
     LaunchArgument("params_file", str(default_params_file()), "YAML parameters file (the `/**:` keys apply to any node name)"),
-    LaunchArgument("robots_file", "", "robots.yaml of the fleet; empty keeps the params file's value"),
-    LaunchArgument("model_path", "", "model directory written by save_pretrained; empty keeps the params file's value"),
+    _parameter_argument("robots_file"),
+    _parameter_argument("model_path"),
     LaunchArgument("image_topic", "image", "camera topic (sensor_msgs/Image; image/compressed is remapped alongside)"),
     LaunchArgument("task_topic", "task", "task topic (std_msgs/String: plain text or JSON)"),
     LaunchArgument("use_sim_time", "false", "use the /clock topic (simulation) for image ages and stamps"),
     LaunchArgument("log_level", "info", "node log level: debug, info, warn, error, fatal"),
-    LaunchArgument("autostart", "true", "configure and activate the lifecycle node at start"),
+    _parameter_argument("autostart"),
 )
 DEFAULTS = {argument.name: argument.default for argument in ARGUMENTS}
 
 
-def _true(text: str) -> bool:
+def _true(name: str, text: str) -> bool:
     if text.lower() not in ("true", "false"):
-        raise ValueError(f"expected true or false, got {text!r}")
+        raise ValueError(f"launch argument {name}:={text!r}: expected true or false")
     return text.lower() == "true"
 
 
 def parameter_overrides(values: Mapping[str, str]) -> dict[str, object]:
-    """Parameters the launch arguments set on top of the params file; empty paths leave the file's value."""
-    overrides: dict[str, object] = {"use_sim_time": _true(values["use_sim_time"]), "autostart": _true(values["autostart"])}
-    for name in ("robots_file", "model_path"):
-        if values[name]:
-            overrides[name] = values[name]
+    """Parameters the launch arguments set on top of the params file; an empty argument leaves the file's value."""
+    overrides: dict[str, object] = {"use_sim_time": _true("use_sim_time", values["use_sim_time"])}
+    for argument in ARGUMENTS:
+        spec, text = SPEC_BY_NAME.get(argument.name), values[argument.name]
+        if spec is not None and text:
+            overrides[argument.name] = _true(argument.name, text) if isinstance(spec.default, bool) else text
     return overrides
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 import copy
 import json
 import sys
+import time
 from typing import Any
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import SetParametersResult
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType, SetParametersResult
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -19,6 +20,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 
 from ember_core.availability import FleetStatus, parse_fleet_status
+from ember_core.selection import Selection
 from ember_core.selector import Selector
 from ember_ros import parameters
 from ember_ros.camera import Frame, LatestFrame
@@ -26,7 +28,7 @@ from ember_ros.launch_defaults import NODE_NAME
 from ember_ros.outputs import OUTPUT_TOPICS, split_document
 from ember_ros.requests import TaskQueue, TaskRequest, parse_task
 from ember_ros.stats import NodeStats
-from ember_ros.worker import SelectionWorker
+from ember_ros.worker import Conditions, SelectionWorker, selection_request
 
 # Cameras publish best effort; keep only the newest frame so a slow model never reads a backlog.
 IMAGE_QOS = QoSProfile(depth=1, history=qos_profile_sensor_data.history, reliability=ReliabilityPolicy.BEST_EFFORT,
@@ -37,16 +39,22 @@ TASK_QOS = QoSProfile(depth=10, history=HistoryPolicy.KEEP_ALL, reliability=Reli
                       durability=DurabilityPolicy.VOLATILE)
 FLEET_STATUS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
 WORKER_STOP_TIMEOUT_S = 60.0  # long enough for one selection with reasoning on a slow CPU
+_PARAMETER_TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
+                    float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
 
 
 class SelectorNode(LifecycleNode):
-    """A thin adapter over the Selector. Callbacks only store frames or queue tasks; one worker thread selects."""
+    """A thin adapter over the Selector. Callbacks only store frames or queue tasks; one worker thread selects.
+
+    It is the worker's host (ember_ros.worker.WorkerHost): the worker takes tasks from `queue`, reads
+    `conditions()` and hands each result to `publish_result`.
+    """
 
     def __init__(self, **kwargs: Any):
         super().__init__(NODE_NAME, **kwargs)
         self._accept_whole_numbers_for_doubles()
         for spec in parameters.SPECS:
-            self.declare_parameter(spec.name, spec.default, spec.descriptor())
+            self.declare_parameter(spec.name, spec.default, _descriptor(spec))
         self.settings = parameters.settings(self._values())
         self.add_on_set_parameters_callback(self._validate)
         self.add_post_set_parameters_callback(self._apply)
@@ -73,8 +81,7 @@ class SelectorNode(LifecycleNode):
         values = self._values()
         try:
             self.selector = Selector(values["model_path"] or None, robots_file=values["robots_file"] or None,
-                                     device=values["device"], confidence_threshold=values["confidence_threshold"],
-                                     backend=values["backend"], scene_vetoes=values["scene_vetoes"])
+                                     device=values["device"], scene_vetoes=values["scene_vetoes"])
         except Exception as err:  # noqa: BLE001 - any load failure is reported, and the node stays up
             self.stats.error(f"configure failed: {err}")
             self.get_logger().error(f"configure failed: {err}")
@@ -86,7 +93,7 @@ class SelectorNode(LifecycleNode):
             self._outputs[topic] = self.create_lifecycle_publisher(String, topic, qos, event_callbacks=events)
         fleet = self.selector.fleet
         self.get_logger().info(
-            f"configured: model {self.selector.bundle.name} (sha {self.selector.bundle.sha[:12]}), fleet of "
+            f"configured: model {self.selector.model_name} (sha {self.selector.model_sha[:12]}), fleet of "
             f"{len(fleet)} robots [{', '.join(fleet.ids)}], device {self.selector.device}")
         self.state = "inactive"
         return TransitionCallbackReturn.SUCCESS
@@ -105,8 +112,7 @@ class SelectorNode(LifecycleNode):
             self.stats.error(f"activate failed: {err}")
             self.get_logger().error(f"activate failed: {err}")
             return TransitionCallbackReturn.FAILURE
-        self.worker = SelectionWorker(self.selector, self.queue, self.camera, self.stats, lambda: self.settings,
-                                      lambda: self.fleet_status, self._now, self._publish, self.get_logger())
+        self.worker = SelectionWorker(self.selector, host=self)
         self.worker.start()
         self.state = "active"
         self.get_logger().info(f"active: listening on {', '.join(s.topic_name for s in self._inputs)}")
@@ -182,21 +188,31 @@ class SelectorNode(LifecycleNode):
         self.get_logger().warning(f"QoS incompatible with a peer on '{topic}' (policy {info.last_policy_kind.name}); "
                                   "no messages flow between them. Cameras usually need best effort.")
 
+    def conditions(self) -> Conditions:
+        """What the worker answers its next task with: the settings, newest frame, clock and fleet status now."""
+        return Conditions(self.settings, self.camera.latest(), self._now(), self.fleet_status)
+
     # ---- outputs ---------------------------------------------------------------------------
 
-    def _answer(self, request: TaskRequest, status: str, message: str) -> None:
-        self.stats.count(status)
-        self.stats.error(f"request {request.request_id}: {status}: {message}")
-        self._publish(self.selector.error_document(request.request_id, request.task, status, message,
-                                                   task_id=request.task_id), request)
+    def _answer(self, task: TaskRequest, status: str, message: str) -> None:
+        """A task the worker will not run (dropped from the queue, or the node deactivated) still gets its answer."""
+        request = selection_request(task, self.settings, self.fleet_status)
+        self.publish_result(self.selector.error(request, status, message), task)
 
-    def _publish(self, document: dict[str, Any], request: TaskRequest) -> None:
+    def publish_result(self, selection: Selection, task: TaskRequest, inference_ms: float | None = None) -> None:
+        """Send one result on the three topics and count it: every status is counted here, and only here."""
+        document = selection.to_document()
         for topic, text in split_document(document).items():
             self._outputs[topic].publish(String(data=text))
         self.stats.count("results_published")
-        chosen = ", ".join(f"{c['robot_type']} {c['confidence']:.2f}" for c in document["candidates"] if c["selected"])
-        self.get_logger().info(f"request {request.request_id}: {document['status']}"
-                               + (f" -> {chosen}" if chosen else f" ({'; '.join(document['errors'])})"))
+        self.stats.count(selection.status)
+        if selection.errors:
+            self.stats.error(f"request {task.request_id}: {selection.status}: {'; '.join(selection.errors)}")
+        if inference_ms is not None:
+            self.stats.latency(inference_ms, (time.monotonic() - task.received) * 1000.0)
+        chosen = ", ".join(f"{c.robot_type} {c.confidence:.2f}" for c in selection.candidates if c.selected)
+        self.get_logger().info(f"request {task.request_id}: {selection.status}"
+                               + (f" -> {chosen}" if chosen else f" ({'; '.join(selection.errors)})"))
 
     def publish_diagnostics(self) -> None:
         values = self.stats.snapshot()
@@ -205,9 +221,8 @@ class SelectorNode(LifecycleNode):
                       queue_size=self.settings.queue_size, queue_high_water=self.queue.high_water,
                       image_age_ms=(self._now() - frame.taken) * 1000.0 if frame else -1.0)
         if self.selector is not None:
-            bundle = self.selector.bundle
-            values.update(model=bundle.name, model_sha=bundle.sha, fleet_size=len(self.selector.fleet),
-                          fleet_hash=self.selector.fleet.hash)
+            values.update(model=self.selector.model_name, model_sha=self.selector.model_sha,
+                          fleet_size=len(self.selector.fleet), fleet_hash=self.selector.fleet.hash)
         level, summary = self._health(values)
         status = DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: robot selection",
                                   message=summary, hardware_id="ember",
@@ -247,6 +262,17 @@ class SelectorNode(LifecycleNode):
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds / 1e9
+
+
+def _descriptor(spec: parameters.Spec) -> ParameterDescriptor:
+    """The spec as rclpy declares it: type, description, read-only flag and range, for `ros2 param describe`."""
+    kind = _PARAMETER_TYPES[type(spec.default)]
+    descriptor = ParameterDescriptor(name=spec.name, type=kind, description=spec.description, read_only=spec.read_only)
+    if kind == ParameterType.PARAMETER_INTEGER:
+        descriptor.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=1)]
+    elif kind == ParameterType.PARAMETER_DOUBLE:
+        descriptor.floating_point_range = [FloatingPointRange(from_value=spec.low, to_value=spec.high, step=0.0)]
+    return descriptor
 
 
 def _text(value: Any) -> str:

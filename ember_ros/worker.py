@@ -1,29 +1,64 @@
-"""The one thread that owns the Selector: takes queued tasks, pairs each with the newest frame, publishes."""
+"""The one thread that owns the Selector: takes queued tasks, pairs each with the newest frame, hands back results."""
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 from ember_core.availability import FleetStatus
-from ember_core.images import InvalidInputError
+from ember_core.images import ImageInput, InvalidInputError
+from ember_core.request import SelectionRequest
+from ember_core.selection import ImageInfo, Selection
 from ember_core.selector import Selector
-from ember_ros.camera import LatestFrame, Pairing, pair
+from ember_ros.camera import Frame, pair
 from ember_ros.image_decoding import decode_compressed, decode_image
 from ember_ros.parameters import Settings
 from ember_ros.requests import TaskQueue, TaskRequest
-from ember_ros.stats import NodeStats
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """What the node knows when the worker takes a task; read once, so one task sees one consistent view."""
+
+    settings: Settings
+    frame: Frame | None  # the newest camera frame, undecoded
+    now: float  # node-clock seconds, for the frame's age
+    fleet_status: FleetStatus
+
+
+class WorkerHost(Protocol):
+    """What the worker needs from the node (SelectorNode implements it)."""
+
+    queue: TaskQueue
+
+    def conditions(self) -> Conditions: ...
+
+    def publish_result(self, selection: Selection, task: TaskRequest, inference_ms: float | None = None) -> None: ...
+
+    def get_logger(self) -> Any: ...
+
+
+def selection_request(task: TaskRequest, settings: Settings, fleet_status: FleetStatus,
+                      image: ImageInput = None, image_info: ImageInfo | None = None) -> SelectionRequest:
+    """The Selector's request for a queued task: the task's own top_k wins over the node's parameter."""
+    return SelectionRequest(
+        task=task.task, image=image, request_id=task.request_id, task_id=task.task_id, image_info=image_info,
+        top_k=task.top_k if task.top_k is not None else settings.top_k,
+        confidence_threshold=settings.confidence_threshold, return_reasoning=settings.return_reasoning,
+        fleet_status=fleet_status)
 
 
 class SelectionWorker(threading.Thread):
-    """Answers every queued request exactly once; no exception stops it (a failure is an `error` result)."""
+    """Answers every queued task exactly once; no exception stops it (a failure is an `error` result).
 
-    def __init__(self, selector: Selector, queue: TaskQueue, camera: LatestFrame, stats: NodeStats,
-                 settings: Callable[[], Settings], fleet_status: Callable[[], FleetStatus],
-                 now: Callable[[], float], publish: Callable[[dict[str, Any], TaskRequest], None], logger: Any):
+    It only reads the Selector: per-task settings travel in the SelectionRequest, so a parameter
+    change applies from the next task and never reaches into the Selector.
+    """
+
+    def __init__(self, selector: Selector, host: WorkerHost):
         super().__init__(name="ember-selection-worker", daemon=True)
-        self.selector, self.queue, self.camera, self.stats = selector, queue, camera, stats
-        self._settings, self._fleet_status, self._now, self._publish, self._log = settings, fleet_status, now, publish, logger
+        self.selector, self.host = selector, host
         self._stop_requested = threading.Event()
 
     def stop(self, timeout: float) -> bool:
@@ -34,44 +69,32 @@ class SelectionWorker(threading.Thread):
 
     def run(self) -> None:
         while not self._stop_requested.is_set():
-            request = self.queue.get(timeout=0.1)
-            if request is not None:
-                self._publish(self.answer(request), request)
+            task = self.host.queue.get(timeout=0.1)
+            if task is not None:
+                selection, inference_ms = self.answer(task)
+                self.host.publish_result(selection, task, inference_ms)
 
-    def answer(self, request: TaskRequest) -> dict[str, Any]:
-        settings = self._settings()
-        if request.error:
-            return self._refuse(request, "invalid_input", request.error)
-        pairing = pair(self.camera.latest(), self._now(), settings.max_image_age, settings.require_image)
+    def answer(self, task: TaskRequest) -> tuple[Selection, float | None]:
+        """The result for one task, and how long the Selector took (None when it was not asked)."""
+        conditions = self.host.conditions()
+        settings = conditions.settings
+        if task.error:
+            request = selection_request(task, settings, conditions.fleet_status)
+            return self.selector.error(request, "invalid_input", task.error), None
+        pairing = pair(conditions.frame, conditions.now, settings.max_image_age, settings.require_image)
+        request = selection_request(task, settings, conditions.fleet_status, image_info=pairing.info)
         if pairing.status != "ok":
-            return self._refuse(request, pairing.status, pairing.error, pairing)
-        try:
-            rgb = self._decode(pairing)
-        except InvalidInputError as err:
-            return self._refuse(request, "invalid_input", f"camera image: {err}", pairing)
-        self.selector.confidence_threshold = settings.confidence_threshold
+            return self.selector.error(request, pairing.status, pairing.error), None
+        if pairing.frame is not None:
+            decode = decode_compressed if pairing.frame.compressed else decode_image
+            try:
+                request = replace(request, image=decode(pairing.frame.message))
+            except InvalidInputError as err:
+                return self.selector.error(request, "invalid_input", f"camera image: {err}"), None
         began = time.perf_counter()
         try:
-            document = self.selector.select(
-                request.task, rgb, top_k=request.top_k or settings.top_k, return_reasoning=settings.return_reasoning,
-                request_id=request.request_id, image_info=pairing.info, fleet_status=self._fleet_status(),
-                task_id=request.task_id)
+            selection = self.selector.select(request)
         except Exception as err:  # noqa: BLE001 - a model failure must not kill the node; it is reported
-            self._log.error(f"selection failed for request {request.request_id}: {err!r}")
-            return self._refuse(request, "error", f"selection failed: {err!r}", pairing)
-        inference_ms = (time.perf_counter() - began) * 1000.0
-        self.stats.latency(inference_ms, (time.monotonic() - request.received) * 1000.0)
-        self.stats.count(document["status"])
-        return document
-
-    def _decode(self, pairing: Pairing):
-        if pairing.frame is None:
-            return None
-        decode = decode_compressed if pairing.frame.compressed else decode_image
-        return decode(pairing.frame.message)
-
-    def _refuse(self, request: TaskRequest, status: str, message: str, pairing: Pairing | None = None) -> dict[str, Any]:
-        self.stats.count(status)
-        self.stats.error(f"request {request.request_id}: {status}: {message}")
-        info = pairing.info if pairing is not None else None
-        return self.selector.error_document(request.request_id, request.task, status, message, info, request.task_id)
+            self.host.get_logger().error(f"selection failed for request {task.request_id}: {err!r}")
+            return self.selector.error(request, "error", f"selection failed: {err!r}"), None
+        return selection, (time.perf_counter() - began) * 1000.0

@@ -5,7 +5,7 @@ records only, after `split_records`: a variant of a validation or test task in t
 would leak that task across the split.
 
 Verbs and a few unambiguous nouns are swapped, never words that name the environment (underwater,
-aerial, stairs, rooftop, ...), so `scenes.scene_tags` of a variant equals that of its original.
+aerial, stairs, rooftop, ...), so `ember_core.scenes.scene_tags` of a variant equals that of its original.
 """
 from __future__ import annotations
 

@@ -18,17 +18,17 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from ember_core.fleet import Fleet
-from ember_core.model.prompt import card_text
 from ember_core.model.text_encoder import TextEncoder, minilm
-from ember_train.data import TaskRecord
-from ember_train.scenes import scene_tags
+from ember_core.prompt import card_text
+from ember_core.scenes import scene_tags
+from ember_train.data import TaskRecord, robot_targets
 
 STEM_LETTERS = 5
 # Words every card or task shares in a robot fleet ("robot" is in three of the five names); matching
 # on them would reward a robot for its name's grammar, not its abilities.
 STOP_WORDS = frozenset({"and", "the", "for", "with", "from", "into", "onto", "that", "this", "are", "robot", "robots"})
-# Scene tag (ember_train.scenes) -> card phrases that mean the robot works in that scene. A phrase
-# counts when it occurs inside one of the robot's environments or capabilities.
+# Scene tag (ember_core.scenes.SCENE_TAGS) -> card phrases that mean the robot works in that scene.
+# A phrase counts when it occurs inside one of the robot's environments or capabilities.
 SCENE_PHRASES: dict[str, tuple[str, ...]] = {
     "underwater": ("underwater", "marine", "ocean", "pools"),
     "aerial": ("aerial", "hard to reach"),
@@ -48,14 +48,6 @@ _WORD = re.compile(r"[a-z]+")
 def _check_records(records: Sequence[TaskRecord], what: str) -> None:
     if not records:
         raise ValueError(f"the {what} records are empty; a baseline needs at least one task")
-
-
-def robot_targets(records: Sequence[TaskRecord], fleet: Fleet) -> np.ndarray:
-    """(n, N) 0/1 matrix of each record's suitable robots, in fleet order."""
-    targets = np.zeros((len(records), fleet.num_robots), dtype=np.float64)
-    for i, record in enumerate(records):
-        targets[i, [fleet.index(robot) for robot in record.robots]] = 1.0
-    return targets
 
 
 def _softmax(scores: np.ndarray, temperature: float = 1.0) -> np.ndarray:

@@ -28,17 +28,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import numpy as np
+
 from ember_core.fleet import Fleet, UnknownRobotError
 from ember_core.reasoning import Subtask, subtasks_from_records
+from ember_core.text import normalise_task
+from ember_train.public_data import DATA_ENV_VAR
 
 SINGLE_FILE = "single_robot_selection.json"
 MULTI_FILE = "multi_robot_selection_dataset.json"
 JSONL_KEYS = ("task", "robots", "plan", "image")
 PLAN_KEYS = ("subtask", "assigned_robot", "execution_order")
 
-_TASK_PREFIX = re.compile(r"^\s*task\s*:\s*", re.IGNORECASE)
-_STRAIGHT = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'",
-                           "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"'})
 _NOT_ALNUM = re.compile(r"[^0-9a-z]+")
 
 
@@ -61,6 +62,15 @@ class TaskRecord:
             raise DataError(f"{self.source or 'record'}: the task text is empty")
         if not self.robots:
             raise DataError(f"{self.source or 'record'}: no suitable robot; every task needs at least one")
+
+
+def robot_targets(records: Sequence[TaskRecord], fleet: Fleet) -> np.ndarray:
+    """(n, N) 0/1 matrix of each record's suitable robots, in fleet order."""
+    targets = np.zeros((len(records), fleet.num_robots), dtype=np.float64)
+    for i, record in enumerate(records):
+        targets[i, [fleet.index(robot) for robot in record.robots]] = 1.0
+    return targets
+
 
 
 @dataclass(frozen=True)
@@ -92,11 +102,6 @@ class Splits:
     train: list[TaskRecord]
     val: list[TaskRecord]
     test: list[TaskRecord]
-
-
-def normalise_task(text: str) -> str:
-    """Task text without a leading "Task:", with straight quotes and single spaces."""
-    return " ".join(_TASK_PREFIX.sub("", str(text).translate(_STRAIGHT)).split())
 
 
 def task_key(text: str) -> str:
@@ -140,7 +145,7 @@ def load_records(path: str | os.PathLike, fleet: Fleet) -> list[TaskRecord]:
             return merge_records(records, fleet)
     raise DataError(
         f"{path}: expected a .jsonl file, a directory holding {SINGLE_FILE} and {MULTI_FILE}, "
-        f"or a directory holding .jsonl files"
+        f"or a directory holding .jsonl files (the public data set is read from ${DATA_ENV_VAR} when set)"
     )
 
 

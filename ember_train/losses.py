@@ -1,6 +1,6 @@
 """Stage 3 losses: focal loss with label smoothing and class weights for robots, LM loss for reasoning.
 
-Total = 0.6 * selection + 0.4 * reasoning, the seed's split. The selection part is the focal loss
+Total = 0.6 * selection + 0.4 * reasoning, the reference implementation's split. The selection part is the focal loss
 of the blended robot logits plus half the focal loss of the card-only logits, so that the card
 scorer that rates robots added after training is trained as a scorer in its own right. Models
 with a scene head add a binary cross-entropy on the scene tags of the rows that show an image
@@ -13,11 +13,12 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from ember_core.processor import IGNORE_INDEX
+
 SELECTION_WEIGHT = 0.6
 REASONING_WEIGHT = 0.4
 CARD_AUX_WEIGHT = 0.5
 SCENE_WEIGHT = 0.2
-IGNORE_INDEX = -100
 
 
 def focal_loss(logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0, label_smoothing: float = 0.1,

@@ -6,8 +6,14 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from ember_core.processor import select_mask
+from ember_core.request import DEFAULT_CONFIDENCE_THRESHOLD
+
 ECE_BINS = 15
 PER_ROBOT_STATS = ("precision", "recall", "f1")
+# The set-level metrics: what reports, bootstrap intervals and cross-validation summarise.
+SUMMARY_KEYS = ("accuracy", "exact_set_accuracy", "multi_robot_iou", "macro_f1", "mean_average_precision",
+                "expected_calibration_error")
 
 
 def metric_key(name: str) -> str:
@@ -46,17 +52,10 @@ def _check_inputs(probs: np.ndarray, targets: np.ndarray, names: Sequence[str] |
     return probs, gold
 
 
-def predicted_sets(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """Boolean (n, N) mask of the robots selected per task: every robot with p >= threshold, plus the top-1.
-
-    The Selector always selects its best robot, so a predicted set is never empty even when no
-    probability reaches the threshold. Ties for top-1 go to the robot earlier in fleet order.
-    """
-    probs = _check_probs(probs)
-    sets = probs >= threshold
-    if probs.shape[0]:
-        sets[np.arange(probs.shape[0]), probs.argmax(axis=1)] = True
-    return sets
+def predicted_sets(probs: np.ndarray, threshold: float = DEFAULT_CONFIDENCE_THRESHOLD) -> np.ndarray:
+    """Boolean (n, N) mask of the robots selected per task, by the Selector's rule (`select_mask`):
+    the top-1 robot, plus every robot with p >= threshold, so a predicted set is never empty."""
+    return select_mask(_check_probs(probs), threshold)
 
 
 @dataclass(frozen=True)
@@ -102,28 +101,8 @@ def expected_calibration_error(confidences: np.ndarray, correct: np.ndarray, bin
     return float(np.sum(rb.counts / total * np.abs(rb.accuracy - rb.confidence)))
 
 
-def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
-    """AP of one robot: mean over its positives of the precision at the positive's rank.
-
-    Samples are ranked by descending score; equal scores keep their input order (stable sort), so
-    AP is deterministic. Raises if `labels` has no positive, where AP is undefined.
-    """
-    scores = np.asarray(scores, dtype=np.float64).ravel()
-    hits = np.asarray(labels).astype(bool).ravel()
-    if scores.shape != hits.shape:
-        raise ValueError(f"scores ({scores.size}) and labels ({hits.size}) must have the same length")
-    if not hits.any():
-        raise ValueError("average precision needs at least one positive label")
-    ranks = np.flatnonzero(hits[np.argsort(-scores, kind="stable")]) + 1
-    return float(np.mean(np.arange(1, ranks.size + 1) / ranks))
-
-
-def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    return np.divide(num, den, out=np.zeros(num.shape, dtype=np.float64), where=den > 0)
-
-
 def compute_metrics(
-    probs: np.ndarray, targets: np.ndarray, names: Sequence[str], threshold: float = 0.5
+    probs: np.ndarray, targets: np.ndarray, names: Sequence[str], threshold: float = DEFAULT_CONFIDENCE_THRESHOLD
 ) -> dict[str, float]:
     """All robot-selection metrics for n tasks over a fleet of N robots.
 
@@ -137,8 +116,9 @@ def compute_metrics(
       macro_f1: mean per-robot F1 over the robots that occur in a gold set or a predicted set; a robot
         absent from both has nothing to score and is left out rather than counted as 0.
       expected_calibration_error: ECE (15 bins) of the top-1 confidence against "top-1 is in the gold set".
-      mean_average_precision: mean `average_precision` of each robot's scores over the robots with
-        at least one positive.
+      mean_average_precision: mean over the robots with at least one positive of each robot's average
+        precision (mean over its positives of the precision at the positive's rank; samples ranked by
+        descending score, equal scores in input order).
       num_samples: n.
     `{Robot}` is the display name with spaces turned into underscores (`metric_key`).
     """
@@ -146,36 +126,88 @@ def compute_metrics(
     n = probs.shape[0]
     if n == 0:
         raise ValueError("compute_metrics got no samples; check the evaluation split is not empty")
-    top1 = probs.argmax(axis=1)
-    top1_hit = gold[np.arange(n), top1]
-    pred = predicted_sets(probs, threshold)
-
-    both = pred & gold
-    tp = both.sum(axis=0)
-    precision = _safe_ratio(tp, pred.sum(axis=0))
-    recall = _safe_ratio(tp, gold.sum(axis=0))
-    f1 = _safe_ratio(2 * precision * recall, precision + recall)
-    present = pred.any(axis=0) | gold.any(axis=0)
-    has_positive = gold.any(axis=0)
-
-    out: dict[str, float] = {
-        "accuracy": float(top1_hit.mean()),
-        "macro_f1": float(f1[present].mean()),
-    }
+    scored = weighted_metrics(probs, gold, np.ones((1, n), dtype=np.int64), threshold)
+    out: dict[str, float] = {"accuracy": float(scored["accuracy"][0]), "macro_f1": float(scored["macro_f1"][0])}
     for j, name in enumerate(names):
-        key = metric_key(name)
-        out[f"{key}_precision"] = float(precision[j])
-        out[f"{key}_recall"] = float(recall[j])
-        out[f"{key}_f1"] = float(f1[j])
-    out["expected_calibration_error"] = expected_calibration_error(probs[np.arange(n), top1], top1_hit, ECE_BINS)
-    # gold is never empty, so the union is never empty either.
-    out["multi_robot_iou"] = float(np.mean(both.sum(axis=1) / (pred | gold).sum(axis=1)))
-    out["exact_set_accuracy"] = float(np.mean((pred == gold).all(axis=1)))
-    out["mean_average_precision"] = float(
-        np.mean([average_precision(probs[:, j], gold[:, j]) for j in np.flatnonzero(has_positive)])
-    )
+        for stat in PER_ROBOT_STATS:
+            out[f"{metric_key(name)}_{stat}"] = float(scored[stat][0, j])
+    for key in ("expected_calibration_error", "multi_robot_iou", "exact_set_accuracy", "mean_average_precision"):
+        out[key] = float(scored[key][0])
     out["num_samples"] = float(n)
     return out
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den > 0)
+
+
+def weighted_metrics(probs: np.ndarray, targets: np.ndarray, weights: np.ndarray,
+                     threshold: float = DEFAULT_CONFIDENCE_THRESHOLD) -> dict[str, np.ndarray]:
+    """The `SUMMARY_KEYS` metrics (B,) and per-robot `PER_ROBOT_STATS` (B, N) of B weightings of the tasks at
+    once; weights (B, n) count how often each task is drawn (the bootstrap), a row of ones is the plain metric.
+
+    Row b equals the metrics of the task list that holds task i weights[b, i] times in task order (the
+    order only breaks AP ties between equal scores, as a stable sort does). Everything but AP is a
+    weighted sum over tasks. AP is
+    summed in closed form: a positive task drawn m times, after c drawn tasks of which a are
+    positive, adds sum_{i=1..m} (a+i)/(c+i) = m - (c-a)(H(c+m) - H(c)), H the harmonic numbers.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    gold = np.asarray(targets).astype(bool)
+    w = np.asarray(weights, dtype=np.int64)
+    n = probs.shape[0]
+    if w.ndim != 2 or w.shape[1] != n:
+        raise ValueError(f"weights must have shape (resamples, {n}), got {w.shape}")
+    if w.min(initial=0) < 0 or np.any(w.sum(axis=1) == 0):
+        raise ValueError("weights must be non-negative draw counts with at least one task per resample")
+    total = w.sum(axis=1).astype(np.float64)
+    wf = w.astype(np.float64)
+    rows = np.arange(n)
+    top1 = probs.argmax(axis=1)
+    hit = gold[rows, top1].astype(np.float64)
+    conf = probs[rows, top1]
+    pred = predicted_sets(probs, threshold)
+    both = pred & gold
+
+    out = {
+        "accuracy": wf @ hit / total,
+        "exact_set_accuracy": wf @ (pred == gold).all(axis=1) / total,
+        # gold is never empty, so neither is the union.
+        "multi_robot_iou": wf @ (both.sum(axis=1) / (pred | gold).sum(axis=1)) / total,
+    }
+    tp, n_pred, n_gold = wf @ both, wf @ pred, wf @ gold
+    precision, recall = _ratio(tp, n_pred), _ratio(tp, n_gold)
+    f1 = _ratio(2 * precision * recall, precision + recall)
+    present = (n_pred > 0) | (n_gold > 0)
+    out["macro_f1"] = (f1 * present).sum(axis=1) / present.sum(axis=1)
+    out.update(precision=precision, recall=recall, f1=f1)
+
+    # ECE: per bin, |bin|/total * |acc - conf| = |sum of hits - sum of confidences| / total.
+    bins = np.minimum((conf * ECE_BINS).astype(np.int64), ECE_BINS - 1)
+    onehot = np.zeros((n, ECE_BINS))
+    onehot[rows, bins] = 1.0
+    out["expected_calibration_error"] = np.abs(wf @ (onehot * (hit - conf)[:, None])).sum(axis=1) / total
+
+    out["mean_average_precision"] = _weighted_mean_average_precision(probs, gold, w)
+    return out
+
+
+def _weighted_mean_average_precision(probs: np.ndarray, gold: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """(B,) mean over robots with a drawn positive of each robot's average precision, AP in closed form."""
+    harmonic = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, int(w.sum(axis=1).max()) + 1))])
+    ap_sum = np.zeros(w.shape[0])
+    robots_with_positive = np.zeros(w.shape[0])
+    for j in range(probs.shape[1]):
+        order = np.argsort(-probs[:, j], kind="stable")
+        drawn, label = w[:, order], gold[order, j]
+        positives = drawn * label
+        before = np.cumsum(drawn, axis=1) - drawn
+        lead = before - (np.cumsum(positives, axis=1) - positives)  # drawn negatives ranked above
+        gain = positives - label * lead * (harmonic[before + drawn] - harmonic[before])
+        count = positives.sum(axis=1)
+        ap_sum += _ratio(gain.sum(axis=1), count)
+        robots_with_positive += count > 0
+    return ap_sum / robots_with_positive
 
 
 def confusion_matrix(probs: np.ndarray, targets: np.ndarray) -> np.ndarray:

@@ -16,7 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ember_core.atomic import write_text_atomic  # noqa: E402
-from ember_train.metrics import ECE_BINS, compute_metrics, predicted_sets  # noqa: E402
+from ember_core.request import DEFAULT_CONFIDENCE_THRESHOLD  # noqa: E402
+from ember_train.metrics import SUMMARY_KEYS, compute_metrics, weighted_metrics  # noqa: E402
 from ember_train.plots import save_figure  # noqa: E402
 
 # (column header, compute_metrics key) of the report, in table order.
@@ -28,7 +29,6 @@ COLUMNS = (
     ("mAP", "mean_average_precision"),
     ("ECE", "expected_calibration_error"),
 )
-REPORT_KEYS = tuple(key for _, key in COLUMNS)
 PLOTTED = (("hit@1", "accuracy"), ("set Jaccard", "multi_robot_iou"), ("macro-F1", "macro_f1"))
 JSON_FILE = "report.json"
 PNG_FILE = "report.png"
@@ -48,84 +48,18 @@ class SystemResult:
     alpha: float = 0.05
 
 
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den > 0)
-
-
-def weighted_metrics(probs: np.ndarray, targets: np.ndarray, weights: np.ndarray,
-                     threshold: float = 0.5) -> dict[str, np.ndarray]:
-    """The `REPORT_KEYS` metrics of B resamples at once; weights (B, n) count how often each task is drawn.
-
-    Row b equals `compute_metrics(probs[rows], targets[rows])[key]` where `rows` lists task i
-    weights[b, i] times in task order (the order only breaks AP ties between equal scores, as
-    compute_metrics' stable sort does). Everything but AP is a weighted sum over tasks. AP is
-    summed in closed form: a positive task drawn m times, after c drawn tasks of which a are
-    positive, adds sum_{i=1..m} (a+i)/(c+i) = m - (c-a)(H(c+m) - H(c)), H the harmonic numbers.
-    """
-    probs = np.asarray(probs, dtype=np.float64)
-    gold = np.asarray(targets).astype(bool)
-    w = np.asarray(weights, dtype=np.int64)
-    n = probs.shape[0]
-    if w.ndim != 2 or w.shape[1] != n:
-        raise ValueError(f"weights must have shape (resamples, {n}), got {w.shape}")
-    if w.min(initial=0) < 0 or np.any(w.sum(axis=1) == 0):
-        raise ValueError("weights must be non-negative draw counts with at least one task per resample")
-    total = w.sum(axis=1).astype(np.float64)
-    wf = w.astype(np.float64)
-    rows = np.arange(n)
-    top1 = probs.argmax(axis=1)
-    hit = gold[rows, top1].astype(np.float64)
-    conf = probs[rows, top1]
-    pred = predicted_sets(probs, threshold)
-    both = pred & gold
-
-    out = {
-        "accuracy": wf @ hit / total,
-        "exact_set_accuracy": wf @ (pred == gold).all(axis=1) / total,
-        # gold is never empty, so neither is the union.
-        "multi_robot_iou": wf @ (both.sum(axis=1) / (pred | gold).sum(axis=1)) / total,
-    }
-    tp, n_pred, n_gold = wf @ both, wf @ pred, wf @ gold
-    precision, recall = _ratio(tp, n_pred), _ratio(tp, n_gold)
-    f1 = _ratio(2 * precision * recall, precision + recall)
-    present = (n_pred > 0) | (n_gold > 0)
-    out["macro_f1"] = (f1 * present).sum(axis=1) / present.sum(axis=1)
-
-    # ECE: per bin, |bin|/total * |acc - conf| = |sum of hits - sum of confidences| / total.
-    bins = np.minimum((conf * ECE_BINS).astype(np.int64), ECE_BINS - 1)
-    onehot = np.zeros((n, ECE_BINS))
-    onehot[rows, bins] = 1.0
-    out["expected_calibration_error"] = np.abs(wf @ (onehot * (hit - conf)[:, None])).sum(axis=1) / total
-
-    harmonic = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, int(w.sum(axis=1).max()) + 1))])
-    ap_sum = np.zeros(w.shape[0])
-    robots_with_positive = np.zeros(w.shape[0])
-    for j in range(probs.shape[1]):
-        order = np.argsort(-probs[:, j], kind="stable")
-        drawn, label = w[:, order], gold[order, j]
-        positives = drawn * label
-        before = np.cumsum(drawn, axis=1) - drawn
-        lead = before - (np.cumsum(positives, axis=1) - positives)  # drawn negatives ranked above
-        gain = positives - label * lead * (harmonic[before + drawn] - harmonic[before])
-        count = positives.sum(axis=1)
-        ap_sum += _ratio(gain.sum(axis=1), count)
-        robots_with_positive += count > 0
-    out["mean_average_precision"] = ap_sum / robots_with_positive
-    return out
-
-
 def bootstrap_ci(probs: np.ndarray, targets: np.ndarray, names: Sequence[str],
-                 metric_keys: Sequence[str] = REPORT_KEYS, samples: int = 1000, seed: int = 0,
-                 alpha: float = 0.05, threshold: float = 0.5) -> dict[str, tuple[float, float]]:
+                 metric_keys: Sequence[str] = SUMMARY_KEYS, samples: int = 1000, seed: int = 0,
+                 alpha: float = 0.05, threshold: float = DEFAULT_CONFIDENCE_THRESHOLD) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap intervals (1 - alpha) of metrics, grouped by task.
 
     Each resample draws n tasks (rows) with replacement; a task is the unit, and records are one
     per task already (`ember_train.data.merge_records`), so resampling rows resamples tasks. The
     same seed gives the same resamples for every system, so their intervals are paired.
     """
-    unknown = [key for key in metric_keys if key not in REPORT_KEYS]
+    unknown = [key for key in metric_keys if key not in SUMMARY_KEYS]
     if unknown:
-        raise ValueError(f"no bootstrap for metric(s) {unknown}; choose from {', '.join(REPORT_KEYS)}")
+        raise ValueError(f"no bootstrap for metric(s) {unknown}; choose from {', '.join(SUMMARY_KEYS)}")
     if samples < 1 or not 0.0 < alpha < 1.0:
         raise ValueError(f"need samples >= 1 and 0 < alpha < 1, got samples={samples}, alpha={alpha}")
     compute_metrics(probs, targets, names, threshold)  # validates shapes, ranges and names, with its messages
@@ -145,13 +79,13 @@ def bootstrap_ci(probs: np.ndarray, targets: np.ndarray, names: Sequence[str],
 
 
 def build_report(systems: Mapping[str, np.ndarray], targets: np.ndarray, names: Sequence[str],
-                 samples: int = 1000, seed: int = 0, alpha: float = 0.05, threshold: float = 0.5) -> list[SystemResult]:
+                 samples: int = 1000, seed: int = 0, alpha: float = 0.05, threshold: float = DEFAULT_CONFIDENCE_THRESHOLD) -> list[SystemResult]:
     """Point metrics and paired bootstrap intervals for each system's (n, N) probabilities, in the given order."""
     if not systems:
         raise ValueError("build_report got no systems; pass {name: probabilities}")
     return [
         SystemResult(name, compute_metrics(probs, targets, names, threshold),
-                     bootstrap_ci(probs, targets, names, REPORT_KEYS, samples, seed, alpha, threshold),
+                     bootstrap_ci(probs, targets, names, SUMMARY_KEYS, samples, seed, alpha, threshold),
                      samples, seed, alpha)
         for name, probs in systems.items()
     ]

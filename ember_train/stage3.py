@@ -5,7 +5,7 @@ import logging
 import math
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -15,51 +15,24 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ember_core.model.checkpoint import EmberModel
 from ember_core.model.config import preset
+from ember_core.pretrained import build_model, load_pretrained, resolve_device, save_pretrained
 from ember_core.robots_file import load_fleet
+from ember_train.args import Stage3Args
 from ember_train.augment import augment
 from ember_train.batches import SelectionDataset, collate, model_inputs
 from ember_train.calibration import fit_temperature
 from ember_train.checkpointing import save_checkpoint
-from ember_train.data import Splits, kfold, load_records, split_records
+from ember_train.data import Splits, kfold, load_records, robot_targets, split_records
 from ember_train.evaluate import Scores, score_records
 from ember_train.losses import class_weights, stage3_loss
 from ember_train.metrics import confusion_matrix, format_metrics
 from ember_train.plots import plot_calibration, plot_confusion, plot_final_report, plot_radar, plot_training_curves
+from ember_train.task_memory import remember_tasks
 from ember_train.tracking import Tracker
 
 log = logging.getLogger("ember.train")
-PRECISIONS = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-@dataclass
-class Stage3Args:
-    """The knobs of a Stage 3 run; names follow the seed's command line. A "step" is one batch."""
-
-    robot_data: str
-    output_dir: str = "outputs"
-    stage3_robot_epochs: int = 30
-    batch_size: int = 32
-    learning_rate: float = 2e-4
-    gradient_accumulation: int = 4
-    eval_steps: int = 500
-    save_steps: int = 500
-    mixed_precision: str = "no"
-    model_config: str = "embervlm-37m"
-    init_from: str | None = None
-    robots: str | None = None
-    wandb: str = "offline"
-    seed: int = 0
-    augment_factor: int = 3
-    image_dropout: float = 0.3
-    weight_decay: float = 0.01
-    head_lr_multiplier: float = 10.0
-    warmup_ratio: float = 0.05
-    device: str = "auto"
-    max_steps: int | None = None
-    kfold: int | None = None
-    fold: int = 0
+AUTOCAST_DTYPES = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class Stage3Trainer:
@@ -68,11 +41,10 @@ class Stage3Trainer:
     def __init__(self, args: Stage3Args):
         self.args = args
         _seed_everything(args.seed)
-        self.device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                                   "cpu" if args.device == "auto" else args.device)
-        if args.mixed_precision not in PRECISIONS:
-            raise ValueError(f"--mixed_precision must be one of {', '.join(PRECISIONS)}, got {args.mixed_precision!r}")
-        self.autocast_dtype = PRECISIONS[args.mixed_precision]
+        self.device = resolve_device(args.device)
+        if args.mixed_precision not in AUTOCAST_DTYPES:
+            raise ValueError(f"--mixed_precision must be one of {', '.join(AUTOCAST_DTYPES)}, got {args.mixed_precision!r}")
+        self.autocast_dtype = AUTOCAST_DTYPES[args.mixed_precision]
         self.fleet = load_fleet(args.robots)
         records = load_records(args.robot_data, self.fleet)
         if args.kfold:
@@ -90,11 +62,11 @@ class Stage3Trainer:
                  len(self.splits.train), args.augment_factor, len(self.train_records), len(self.splits.val), len(self.splits.test))
         if args.init_from:
             log.info("Loading model from checkpoint: %s", args.init_from)
-            self.bundle = EmberModel.from_pretrained(args.init_from, fleet=self.fleet)
+            self.model, self.processor = load_pretrained(args.init_from, fleet=self.fleet)
         else:
-            self.bundle = EmberModel.build(preset(args.model_config), self.fleet)
-        self.model = self.bundle.model.to(self.device)
-        self.bundle.remember_tasks([record.task for record in self.splits.train])
+            self.model, self.processor = build_model(preset(args.model_config), self.fleet)
+        self.model.to(self.device)
+        remember_tasks(self.model, self.processor, [record.task for record in self.splits.train])
         self.names = self.fleet.names
         self.stage_dir = Path(args.output_dir) / "stage3"
         self.plots_dir = self.stage_dir / "visualizations"
@@ -105,24 +77,14 @@ class Stage3Trainer:
 
     def train(self) -> dict[str, Any]:
         args = self.args
-        dataset = SelectionDataset(self.train_records, self.bundle, image_dropout=args.image_dropout, seed=args.seed)
+        dataset = SelectionDataset(self.train_records, self.processor, self.model.config.scene_tags,
+                                   image_dropout=args.image_dropout, seed=args.seed)
         generator = torch.Generator().manual_seed(args.seed)
         loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, generator=generator,
-                            collate_fn=partial(collate, pad_id=self.bundle.tokenizer.pad_token_id))
-        targets = torch.zeros(len(self.train_records), len(self.fleet))
-        for row, record in enumerate(self.train_records):
-            targets[row, [self.fleet.index(robot) for robot in record.robots]] = 1.0
-        weights = class_weights(targets).to(self.device)
+                            collate_fn=partial(collate, processor=self.processor))
+        weights = class_weights(torch.from_numpy(robot_targets(self.train_records, self.fleet)).float()).to(self.device)
         log.info("Class weights: %s", {n: round(float(w), 3) for n, w in zip(self.names, weights)})
-        # Per-part learning rates (nanoVLM style): the small heads start from scratch and need more
-        # than the pretrained-or-large parts; a multiplier of 0 freezes them.
-        heads = [self.model.robot_head] + ([self.model.scene_head] if self.model.scene_head is not None else [])
-        head = [p for module in heads for p in module.parameters() if p.requires_grad]
-        head_ids = {id(p) for p in head}
-        rest = [p for p in self.model.parameters() if p.requires_grad and id(p) not in head_ids]
-        optimizer = torch.optim.AdamW([{"params": rest, "lr": args.learning_rate},
-                                       {"params": head, "lr": args.learning_rate * args.head_lr_multiplier}],
-                                      weight_decay=args.weight_decay)
+        optimizer = torch.optim.AdamW(self._parameter_groups(), weight_decay=args.weight_decay)
         updates = math.ceil(len(loader) / args.gradient_accumulation) * args.stage3_robot_epochs
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(_warmup_cosine, total=updates,
                                                                          warmup=int(updates * args.warmup_ratio)))
@@ -136,10 +98,20 @@ class Stage3Trainer:
                 self._evaluate(epoch, tracker, plots=True)
                 if args.max_steps and self.step >= args.max_steps:
                     break
-            save_checkpoint(self.bundle, self.stage_dir, self.step, optimizer, scheduler, state)
+            save_checkpoint(self.model, self.processor, self.stage_dir, self.step, optimizer, scheduler, state)
             return self._finish(tracker)
         finally:
             tracker.finish()
+
+    def _parameter_groups(self) -> list[dict[str, Any]]:
+        """Per-part learning rates (nanoVLM style): the small heads start from scratch and need more than
+        the pretrained-or-large parts; a multiplier of 0 freezes them."""
+        heads = [self.model.robot_head] + ([self.model.scene_head] if self.model.scene_head is not None else [])
+        head = [p for module in heads for p in module.parameters() if p.requires_grad]
+        head_ids = {id(p) for p in head}
+        rest = [p for p in self.model.parameters() if p.requires_grad and id(p) not in head_ids]
+        rate = self.args.learning_rate
+        return [{"params": rest, "lr": rate}, {"params": head, "lr": rate * self.args.head_lr_multiplier}]
 
     def _train_epoch(self, epoch: int, loader: DataLoader, weights: torch.Tensor, optimizer, scheduler,
                      tracker: Tracker, state: dict) -> None:
@@ -152,7 +124,7 @@ class Stage3Trainer:
             with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
                 outputs = self.model(**model_inputs(batch, self.device))
             losses = stage3_loss(outputs, batch["targets"], batch["labels"], weights, self.model.token_logits,
-                                 batch.get("scene_targets"), batch["has_image"])
+                                 batch.get("scene_targets"), batch.get("has_image"))
             (losses["loss"] / args.gradient_accumulation).backward()
             if (index + 1) % args.gradient_accumulation == 0 or index + 1 == len(loader):
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -172,12 +144,13 @@ class Stage3Trainer:
                 self._evaluate(epoch, tracker, plots=False)
                 self.model.train()
             if self.step % args.save_steps == 0:
-                save_checkpoint(self.bundle, self.stage_dir, self.step, optimizer, scheduler, state)
+                save_checkpoint(self.model, self.processor, self.stage_dir, self.step, optimizer, scheduler, state)
             if args.max_steps and self.step >= args.max_steps:
                 break
 
     def _scores(self, records) -> Scores:
-        return score_records(self.bundle, records, self.args.batch_size, self.device, autocast_dtype=self.autocast_dtype)
+        return score_records(self.model, self.processor, records, self.args.batch_size, self.device,
+                             autocast_dtype=self.autocast_dtype)
 
     def _evaluate(self, epoch: int, tracker: Tracker, plots: bool) -> dict[str, float]:
         scores = self._scores(self.splits.val)
@@ -213,8 +186,8 @@ class Stage3Trainer:
         before = val.metrics(self.names)["expected_calibration_error"]
         after = val.metrics(self.names, temperature)["expected_calibration_error"]
         log.info("Calibration: temperature %.3f, validation ECE %.4f -> %.4f", temperature, before, after)
-        self.bundle.temperature = temperature
-        best_dir = self.bundle.save_pretrained(self.stage_dir / "best")
+        self.processor.config.temperature = temperature
+        best_dir = save_pretrained(self.model, self.processor, self.stage_dir / "best")
         summary: dict[str, Any] = {"best_dir": str(best_dir), "temperature": temperature, "val_ece_before": before,
                                    "val_ece_after": after, "val": val.metrics(self.names, temperature)}
         test_records = self.splits.test or self.splits.val

@@ -15,7 +15,7 @@ from typing import Sequence
 
 from ember_core.fleet import Fleet
 from ember_core.reasoning import Subtask, format_plan, format_reasoning, join_names
-from ember_train.scenes import scene_tags
+from ember_core.scenes import SCENE_WORDS, scene_tags
 
 ACTION_VERBS = (
     "inspect", "examine", "check", "survey", "scan", "map", "explore", "monitor", "watch", "patrol",
@@ -26,13 +26,6 @@ ACTION_VERBS = (
     "cook", "navigate", "climb", "cross", "enter", "reach", "spray", "water", "plant", "harvest",
     "feed", "deploy", "tow", "clear", "dig", "secure", "test", "record", "track", "escort",
 )
-SCENE_WORDS = {
-    "underwater": "under water",
-    "aerial": "at height or from the air",
-    "indoor": "indoors",
-    "outdoor": "outdoors",
-    "rough_terrain": "on rough or uneven ground",
-}
 _WORD = re.compile(r"[a-z]+")
 
 

@@ -14,25 +14,22 @@ MODES = ("online", "offline", "disabled")
 class Tracker:
     """Logs scalars under `stage{N}/...` and plots as images to one W&B run.
 
-    mode "disabled", DISABLE_WANDB=1, or a non-main process make every call a no-op, so the training
-    loop never branches on it. `run_id` is stored in checkpoints so a resumed run continues the same
-    W&B run.
+    mode "disabled" or DISABLE_WANDB=1 make every call a no-op, so the training loop never branches
+    on it. `run_id` is stored in checkpoints, for a resumed run to continue the same W&B run.
     """
 
-    def __init__(self, mode: str, directory: Path, run_name: str, config: Mapping[str, Any],
-                 is_main: bool = True, run_id: str | None = None):
+    def __init__(self, mode: str, directory: Path, run_name: str, config: Mapping[str, Any]):
         if mode not in MODES:
             raise ValueError(f"--wandb must be one of {', '.join(MODES)}, got {mode!r}")
         if os.environ.get("DISABLE_WANDB", "").strip().lower() in ("1", "true", "yes"):
             mode = "disabled"
         self.run = None
-        if mode == "disabled" or not is_main:
+        if mode == "disabled":
             return
         import wandb  # imported only when used: it is slow to import and spawns a service
 
         directory.mkdir(parents=True, exist_ok=True)
-        self.run = wandb.init(project=PROJECT, name=run_name, mode=mode, dir=str(directory), config=dict(config),
-                              id=run_id, resume="allow" if run_id else None)
+        self.run = wandb.init(project=PROJECT, name=run_name, mode=mode, dir=str(directory), config=dict(config))
         log.info("W&B run %s (%s mode) in %s", self.run.id, mode, directory)
 
     @property

@@ -1,8 +1,7 @@
 """Drone: the fastest robot type, for aerial surveillance, inspection and light transport."""
 from __future__ import annotations
 
-from ember_core import RobotType, TaskContext, hookimpl
-from ember_plugins import veto_underwater
+from ember_core import RobotType, hookimpl
 
 DRONE = RobotType(
     id="drone",
@@ -59,14 +58,10 @@ DRONE = RobotType(
         "Count the cars in the car park from overhead.",
         "Scan the glacier's surface for new crevasses.",
     ],
+    excluded_scenes=["underwater"],
 )
 
 
 @hookimpl
 def ember_robot_types() -> list[RobotType]:
     return [DRONE]
-
-
-@hookimpl
-def ember_robot_infeasible(robot: RobotType, context: TaskContext) -> str | None:
-    return veto_underwater(robot, context, DRONE)

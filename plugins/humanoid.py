@@ -1,8 +1,7 @@
 """Humanoid: manipulation, tool use and human interaction in human-made environments."""
 from __future__ import annotations
 
-from ember_core import RobotType, TaskContext, hookimpl
-from ember_plugins import veto_underwater
+from ember_core import RobotType, hookimpl
 
 HUMANOID = RobotType(
     id="humanoid",
@@ -64,14 +63,10 @@ HUMANOID = RobotType(
         "Rearrange the products on the shop display stand.",
         "Turn the key in the generator and check the oil with the dipstick.",
     ],
+    excluded_scenes=["underwater"],
 )
 
 
 @hookimpl
 def ember_robot_types() -> list[RobotType]:
     return [HUMANOID]
-
-
-@hookimpl
-def ember_robot_infeasible(robot: RobotType, context: TaskContext) -> str | None:
-    return veto_underwater(robot, context, HUMANOID)

@@ -1,8 +1,7 @@
 """Robot with Legs: stable locomotion and load carrying over rough terrain and stairs."""
 from __future__ import annotations
 
-from ember_core import RobotType, TaskContext, hookimpl
-from ember_plugins import veto_underwater
+from ember_core import RobotType, hookimpl
 
 ROBOT_WITH_LEGS = RobotType(
     id="robot_with_legs",
@@ -56,14 +55,10 @@ ROBOT_WITH_LEGS = RobotType(
         "Carry the water jugs up the steep village lanes with steps.",
         "Explore the lava field and take gas readings.",
     ],
+    excluded_scenes=["underwater"],
 )
 
 
 @hookimpl
 def ember_robot_types() -> list[RobotType]:
     return [ROBOT_WITH_LEGS]
-
-
-@hookimpl
-def ember_robot_infeasible(robot: RobotType, context: TaskContext) -> str | None:
-    return veto_underwater(robot, context, ROBOT_WITH_LEGS)

@@ -1,8 +1,7 @@
 """Robot with Wheels: fast, efficient transport of heavy loads on flat ground."""
 from __future__ import annotations
 
-from ember_core import RobotType, TaskContext, hookimpl
-from ember_plugins import veto_underwater
+from ember_core import RobotType, hookimpl
 
 ROBOT_WITH_WHEELS = RobotType(
     id="robot_with_wheels",
@@ -56,14 +55,10 @@ ROBOT_WITH_WHEELS = RobotType(
         "Take the recycling crates down the ramp to the car park.",
         "Move the patients' bags from reception to the ward by the lift.",
     ],
+    excluded_scenes=["underwater"],
 )
 
 
 @hookimpl
 def ember_robot_types() -> list[RobotType]:
     return [ROBOT_WITH_WHEELS]
-
-
-@hookimpl
-def ember_robot_infeasible(robot: RobotType, context: TaskContext) -> str | None:
-    return veto_underwater(robot, context, ROBOT_WITH_WHEELS)

@@ -5,7 +5,7 @@ robots.yaml to use it (tests/data/robots_with_snake.yaml does).
 """
 from __future__ import annotations
 
-from ember_core import RobotType, TaskContext, hookimpl
+from ember_core import RobotType, hookimpl
 
 SNAKE_ROBOT = RobotType(
     id="snake_robot",
@@ -63,17 +63,10 @@ SNAKE_ROBOT = RobotType(
         "Search inside the drainage pipe under the road for the lost kitten.",
     ],
     max_speed_mps=0.1,
+    excluded_scenes=["aerial", "underwater"],  # a dry-land crawler: it can neither fly nor swim
 )
 
 
 @hookimpl
 def ember_robot_types() -> list[RobotType]:
     return [SNAKE_ROBOT]
-
-
-@hookimpl
-def ember_robot_infeasible(robot: RobotType, context: TaskContext) -> str | None:
-    # A dry-land crawler: it can neither fly nor swim, so an aerial or underwater scene rules it out.
-    if robot.id == SNAKE_ROBOT.id and context.scene & {"aerial", "underwater"}:
-        return f"{robot.name} crawls on dry surfaces only and cannot fly or swim"
-    return None

@@ -1,7 +1,7 @@
 """Underwater Robot: navigation, inspection and manipulation below the water surface."""
 from __future__ import annotations
 
-from ember_core import RobotType, TaskContext, hookimpl
+from ember_core import RobotType, hookimpl
 
 UNDERWATER_ROBOT = RobotType(
     id="underwater_robot",
@@ -53,17 +53,10 @@ UNDERWATER_ROBOT = RobotType(
         "Check the condition of the sunken wreck's hull plates.",
         "Survey the lake bed before the new jetty is built.",
     ],
+    required_scenes=["underwater"],
 )
 
 
 @hookimpl
 def ember_robot_types() -> list[RobotType]:
     return [UNDERWATER_ROBOT]
-
-
-@hookimpl
-def ember_robot_infeasible(robot: RobotType, context: TaskContext) -> str | None:
-    # An unknown scene (no tags) is no evidence against water; a known dry scene is.
-    if robot.id == UNDERWATER_ROBOT.id and context.scene and "underwater" not in context.scene:
-        return f"{robot.name} operates only in water and the scene has none"
-    return None

@@ -12,7 +12,6 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 REPO = Path(__file__).resolve().parents[1]
-PUBLIC_DATA = REPO.parent / "shared" / "data" / "robot-selection"
 
 SNAKE_PLUGIN = '''
 from ember_core import RobotType, hookimpl
@@ -84,8 +83,8 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     import torch
 
     from ember_core import load_fleet
-    from ember_core.model.checkpoint import EmberModel
     from ember_core.model.config import preset
+    from ember_core.pretrained import build_model, save_pretrained
 
     torch.manual_seed(0)
-    return EmberModel.build(preset("tiny"), load_fleet()).save_pretrained(tmp_path_factory.mktemp("tiny") / "tiny")
+    return save_pretrained(*build_model(preset("tiny"), load_fleet()), tmp_path_factory.mktemp("tiny") / "tiny")

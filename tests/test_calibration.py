@@ -1,11 +1,16 @@
 """Temperature scaling: an over-confident head gets T > 1 and lower ECE; a calibrated one keeps T near 1."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
+from ember_core.model.tokenizer import load_tokenizer
+from ember_core.processor import EmberProcessor, ProcessorConfig
 from ember_train.calibration import MAX_TEMPERATURE, fit_temperature
+from ember_train.evaluate import Scores
 from ember_train.metrics import expected_calibration_error
 
 
@@ -51,3 +56,23 @@ def test_degenerate_logits_are_clamped():
     # Logits pointing the wrong way: the loss keeps falling as T grows, so the fit hits the cap.
     temperature = fit_temperature(torch.tensor([[5.0, -5.0]]), torch.tensor([[0.0, 1.0]]))
     assert temperature == MAX_TEMPERATURE
+
+
+def test_the_processor_applies_the_fitted_temperature_as_evaluation_does(fleet, tmp_path):
+    """The Selector (processor.probabilities) and the metrics (Scores) turn logits into the same
+    probabilities, with the temperature that travels in processor_config.json."""
+    logits, labels = _synthetic(scale=4.0, shape=(50, 5))
+    temperature = fit_temperature(torch.from_numpy(logits), torch.from_numpy(labels))
+    saved = EmberProcessor(ProcessorConfig(image_size=32, image_tokens=4, max_task_chars=100, temperature=temperature),
+                           load_tokenizer(), fleet)
+    saved.save_pretrained(tmp_path)
+    processor = EmberProcessor.from_pretrained(tmp_path)
+    assert processor.temperature == temperature
+    head = torch.from_numpy(logits).to(torch.bfloat16)  # what autocast gives on a GPU
+    probabilities = processor.probabilities(head)
+    assert probabilities.dtype == torch.float32 and probabilities.device.type == "cpu"
+    first = float(head[0, 0])
+    assert probabilities[0, 0].item() == pytest.approx(1 / (1 + math.exp(-first / temperature)), rel=1e-6)
+    scores = Scores(head.float().numpy(), labels.astype(np.float32))
+    assert np.array_equal(scores.probabilities(processor.temperature), probabilities.numpy())
+    assert not np.allclose(scores.probabilities(1.0), probabilities.numpy())

@@ -1,6 +1,11 @@
-"""Training checkpoints: optimizer, scheduler, RNG and loop state come back exactly; writes are atomic."""
+"""Training checkpoints: the model files plus optimizer, scheduler, RNG and loop state; writes are atomic.
+
+Nothing reads `training_state/` back yet (no resume), so these tests read the files themselves: what
+a resume would need must be there, exact.
+"""
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
@@ -8,9 +13,9 @@ import pytest
 import torch
 
 from ember_core import load_fleet
-from ember_core.model.checkpoint import EmberModel
 from ember_core.model.config import preset
-from ember_train.checkpointing import latest_checkpoint, load_training_state, save_checkpoint
+from ember_core.pretrained import build_model, load_pretrained
+from ember_train.checkpointing import LATEST, STATE_DIR, save_checkpoint
 
 
 def make_optimizer(model):
@@ -20,9 +25,9 @@ def make_optimizer(model):
 
 
 @pytest.fixture(scope="module")
-def bundle():
+def tiny():
     torch.manual_seed(0)
-    return EmberModel.build(preset("tiny"), load_fleet())
+    return build_model(preset("tiny"), load_fleet())
 
 
 def one_update(model, optimizer, scheduler):
@@ -33,36 +38,61 @@ def one_update(model, optimizer, scheduler):
     optimizer.zero_grad()
 
 
-def test_training_state_round_trip_is_exact(bundle, tmp_path):
-    model = bundle.model
+def test_training_state_is_saved_exactly(tiny, tmp_path):
+    model, processor = tiny
     optimizer, scheduler = make_optimizer(model)
     one_update(model, optimizer, scheduler)
     random.seed(5)
     np.random.seed(6)
     torch.manual_seed(7)
-    path = save_checkpoint(bundle, tmp_path / "stage3", 12, optimizer, scheduler, {"epoch": 2, "wandb_run_id": "abc"})
+    path = save_checkpoint(model, processor, tmp_path / "stage3", 12, optimizer, scheduler,
+                           {"epoch": 2, "wandb_run_id": "abc"})
     expected = (random.random(), np.random.rand(), torch.rand(1))
+    assert path == tmp_path / "stage3" / "checkpoint-12"
+    assert (tmp_path / "stage3" / LATEST).read_text() == "checkpoint-12\n"
+
+    training = path / STATE_DIR
+    state = json.loads((training / "state.json").read_text())
+    assert state["step"] == 12 and state["epoch"] == 2 and state["wandb_run_id"] == "abc"
+    # Restoring the saved RNG states replays the numbers drawn right after the save.
+    version, internal, gauss = state["python_random"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, position, has_gauss, cached = state["numpy_random"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), position, has_gauss, cached))
+    torch.set_rng_state(torch.load(training / "rng.pt")["torch"])
+    assert (random.random(), np.random.rand(), torch.rand(1)) == expected
 
     fresh_optimizer, fresh_scheduler = make_optimizer(model)
-    state = load_training_state(path, fresh_optimizer, fresh_scheduler)
-    assert state["step"] == 12 and state["epoch"] == 2 and state["wandb_run_id"] == "abc"
-    assert (random.random(), np.random.rand(), torch.rand(1)) == expected
-    assert fresh_scheduler.get_last_lr() == scheduler.get_last_lr()
+    fresh_optimizer.load_state_dict(torch.load(training / "optimizer.pt"))
+    fresh_scheduler.load_state_dict(json.loads((training / "scheduler.json").read_text()))
+    assert fresh_scheduler.get_last_lr() == scheduler.get_last_lr() != [1e-3]
     saved, restored = optimizer.state_dict()["state"], fresh_optimizer.state_dict()["state"]
-    assert saved.keys() == restored.keys()
+    assert saved.keys() == restored.keys() and saved
     assert all(torch.equal(saved[k]["exp_avg"], restored[k]["exp_avg"]) for k in saved)
-    assert latest_checkpoint(tmp_path / "stage3") == path
 
 
-def test_a_failed_checkpoint_keeps_latest_on_the_previous_one(bundle, tmp_path, monkeypatch):
-    optimizer, scheduler = make_optimizer(bundle.model)
-    first = save_checkpoint(bundle, tmp_path, 1, optimizer, scheduler, {"epoch": 0})
+def test_a_checkpoint_is_a_loadable_model_directory(tiny, tmp_path):
+    model, processor = tiny
+    optimizer, scheduler = make_optimizer(model)
+    path = save_checkpoint(model, processor, tmp_path, 3, optimizer, scheduler, {"epoch": 0})
+    loaded, loaded_processor = load_pretrained(path)
+    assert loaded_processor.fleet.ids == processor.fleet.ids
+    inputs = processor.collate([processor.features("Inspect a bridge")])
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(**inputs)["robot_logits"], loaded(**inputs)["robot_logits"])
+
+
+def test_a_failed_checkpoint_keeps_latest_on_the_previous_one(tiny, tmp_path, monkeypatch):
+    model, processor = tiny
+    optimizer, scheduler = make_optimizer(model)
+    first = save_checkpoint(model, processor, tmp_path, 1, optimizer, scheduler, {"epoch": 0})
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(torch, "save", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        save_checkpoint(bundle, tmp_path, 2, optimizer, scheduler, {"epoch": 0})
-    assert latest_checkpoint(tmp_path) == first
+        save_checkpoint(model, processor, tmp_path, 2, optimizer, scheduler, {"epoch": 0})
+    assert (tmp_path / LATEST).read_text() == f"{first.name}\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-1", "latest"]

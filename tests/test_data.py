@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PUBLIC_DATA
+from ember_train.public_data import PUBLIC_DATA
 from ember_core import Fleet
+from ember_core.scenes import scene_tags
+from ember_core.text import normalise_task
 from ember_train.augment import augment
 from ember_train.data import (
     MULTI_FILE,
@@ -18,12 +20,10 @@ from ember_train.data import (
     load_jsonl,
     load_public,
     load_records,
-    normalise_task,
     plan_stats,
     split_records,
     task_key,
 )
-from ember_train.scenes import scene_tags
 
 needs_public = pytest.mark.skipif(not PUBLIC_DATA.is_dir(), reason=f"public dataset not found at {PUBLIC_DATA}")
 

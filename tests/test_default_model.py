@@ -5,13 +5,14 @@ import json
 
 import pytest
 
-from conftest import PUBLIC_DATA
 from ember_core.cli import main
-from ember_core.model.checkpoint import DEFAULT_MODEL_DIR, EmberModel
+from ember_core.pretrained import DEFAULT_MODEL_DIR, load_pretrained, resolve_model_dir
+from ember_core.request import SelectionRequest
+from ember_core.scenes import render_scene
 from ember_core.selector import Selector
 from ember_train.data import load_records, split_records
 from ember_train.evaluate import score_records
-from ember_train.scenes import render_scene
+from ember_train.public_data import PUBLIC_DATA
 
 RECORDED = json.loads((DEFAULT_MODEL_DIR / "evaluation.json").read_text(encoding="utf-8"))
 
@@ -21,22 +22,45 @@ def selector() -> Selector:
     return Selector(device="cpu")
 
 
+@pytest.fixture(scope="module")
+def shipped(fleet):
+    return load_pretrained(DEFAULT_MODEL_DIR, fleet=fleet)
+
+
+def select(selector: Selector, task: str, image) -> dict:
+    """The document ranking the whole fleet (vetoed robots come last, so a top 3 could leave them out)."""
+    request = SelectionRequest(task, image, top_k=len(selector.fleet), return_reasoning=False)
+    return selector.select(request).to_document()
+
+
 def test_the_shipped_model_is_small_and_loaded_when_no_model_is_given(selector):
     size = sum(path.stat().st_size for path in DEFAULT_MODEL_DIR.iterdir())
     assert size <= 30e6
-    assert selector.bundle.name == f"embervlm-edge:{DEFAULT_MODEL_DIR.name}"
+    assert resolve_model_dir(None) == DEFAULT_MODEL_DIR
+    assert selector.model_name == f"embervlm-edge:{DEFAULT_MODEL_DIR.name}"
+    assert selector.model_sha not in ("", "random-init")
 
 
-def test_the_shipped_model_remembers_its_training_tasks(fleet):
+def test_the_shipped_model_directory_is_a_current_save(shipped, fleet):
+    """processor_config.json holds the temperature (no calibration.json); config.json the head's robot ids."""
+    model, processor = shipped
+    files = {path.name for path in DEFAULT_MODEL_DIR.iterdir()}
+    assert {"config.json", "model.safetensors", "processor_config.json", "fleet.json", "tokenizer.json"} <= files
+    assert "calibration.json" not in files
+    assert model.config.robot_ids == processor.fleet.ids == fleet.ids
+    assert processor.temperature == RECORDED["temperature"] != 1.0
+
+
+def test_the_shipped_model_remembers_its_training_tasks(shipped, fleet):
     """Its gate compares a task with the public train split's tasks (heads.py), so it holds all of them."""
     if not PUBLIC_DATA.is_dir():
         pytest.skip(f"public dataset not found at {PUBLIC_DATA}")
-    bundle = EmberModel.from_pretrained(DEFAULT_MODEL_DIR, fleet=fleet)
+    model, _ = shipped
     train = split_records(load_records(PUBLIC_DATA, fleet), seed=0).train
-    assert bundle.model.robot_head.task_memory.shape == (len(train), 384)
+    assert model.robot_head.task_memory.shape == (len(train), 384)
     task = train[0].task
-    encoder = bundle.model.text_encoder
-    assert bundle.model.robot_head.familiarity(encoder(**encoder.tokenize([task]))).item() > 0.95
+    encoder = model.text_encoder
+    assert model.robot_head.familiarity(encoder(**encoder.tokenize([task]))).item() > 0.95
 
 
 def test_done_criterion_flooded_pump_station_is_underwater_first(capsys):
@@ -46,13 +70,14 @@ def test_done_criterion_flooded_pump_station_is_underwater_first(capsys):
 
 
 @pytest.mark.parametrize("mode", ["rendered_scenes", "text_only"])
-def test_recorded_public_test_metrics_reproduce(mode, fleet):
+def test_recorded_public_test_metrics_reproduce(mode, shipped, fleet):
     if not PUBLIC_DATA.is_dir():
         pytest.skip(f"public dataset not found at {PUBLIC_DATA}")
-    bundle = EmberModel.from_pretrained(DEFAULT_MODEL_DIR, fleet=fleet)
+    model, processor = shipped
     test = split_records(load_records(PUBLIC_DATA, fleet), seed=0).test
     assert len(test) == RECORDED["num_tasks"]
-    metrics = score_records(bundle, test, use_images=mode == "rendered_scenes").metrics(fleet.names, bundle.temperature)
+    scores = score_records(model, processor, test, use_images=mode == "rendered_scenes")
+    metrics = scores.metrics(fleet.names, processor.temperature)
     for key, value in RECORDED[mode].items():
         assert metrics[key] == pytest.approx(value, abs=1e-3), key
 
@@ -61,8 +86,8 @@ def test_the_scene_image_changes_the_ranking_of_an_ambiguous_task(selector):
     """The same ambiguous task with an underwater and a sky scene: the model's scene head names the
     scene, the plugins' feasibility rules apply to it, and the rankings differ."""
     task = "Inspect the pipeline"
-    water = selector.select(task, render_scene("a reef deep under the sea"), return_reasoning=False)
-    sky = selector.select(task, render_scene("aerial view from the sky above a tower"), return_reasoning=False)
+    water = select(selector, task, render_scene("a reef deep under the sea"))
+    sky = select(selector, task, render_scene("aerial view from the sky above a tower"))
     assert water["image"]["scene"] == ["underwater"] and "aerial" in sky["image"]["scene"]
     assert water["candidates"][0]["robot_id"] == "underwater_robot"
     drone = next(c for c in water["candidates"] if c["robot_id"] == "drone")

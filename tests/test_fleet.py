@@ -1,13 +1,14 @@
-"""The default fleet, Fleet lookups, the fleet hash, the prompt rendering and the feasibility hook."""
+"""The default fleet, Fleet lookups, the fleet hash, the prompt rendering, the card scene rules and the feasibility hook."""
 from __future__ import annotations
 
+import importlib
 import json
 
 import pytest
 
-from conftest import PUBLIC_DATA
+from ember_train.public_data import PUBLIC_DATA
 from ember_core import Fleet, RobotType, RobotTypeError, TaskContext, UnknownRobotError, load_fleet
-from ember_core.model.prompt import card_phrases
+from ember_core.prompt import card_phrases, fleet_text
 
 DEFAULT_IDS = ["drone", "underwater_robot", "humanoid", "robot_with_wheels", "robot_with_legs"]
 
@@ -36,7 +37,7 @@ def test_cards_render_exactly_as_the_public_dataset_instruction(fleet):
         pytest.skip(f"public dataset not found at {PUBLIC_DATA}")
     for name in ("single_robot_selection.json", "multi_robot_selection_dataset.json"):
         records = json.loads((PUBLIC_DATA / name).read_text(encoding="utf-8"))
-        assert {record["instruction"] for record in records} == {fleet.render_cards()}
+        assert {record["instruction"] for record in records} == {fleet_text(fleet)}
 
 
 def test_hash_is_stable_and_tracks_order_and_card_facts(fleet):
@@ -55,20 +56,97 @@ def test_fleet_rejects_two_robots_with_the_same_name(fleet):
         Fleet([fleet.robots[0], twin])
 
 
+UNDER_WATER = {robot_id: [f"{name} cannot operate under water"] for robot_id, name in (
+    ("drone", "Drone"), ("humanoid", "Humanoid"), ("robot_with_wheels", "Robot with Wheels"), ("robot_with_legs", "Robot with Legs"))}
+DRY = {"underwater_robot": ["Underwater Robot operates only under water and the scene shows none of that"]}
+
+
 @pytest.mark.parametrize(
-    ("scene", "vetoed"),
+    ("scene", "vetoes"),
     [
-        (set(), []),
-        ({"underwater"}, ["drone", "humanoid", "robot_with_wheels", "robot_with_legs"]),
-        ({"aerial", "outdoor"}, ["underwater_robot"]),
-        ({"indoor"}, ["underwater_robot"]),
+        (set(), {}),  # an unknown scene rules nobody out, not even the underwater robot
+        ({"underwater"}, UNDER_WATER),
+        ({"underwater", "rough_terrain"}, UNDER_WATER),
+        ({"aerial", "outdoor"}, DRY),
+        ({"indoor"}, DRY),
+        ({"rough_terrain"}, DRY),
     ],
 )
-def test_plugins_veto_robots_that_cannot_work_in_the_scene(fleet, scene, vetoed):
-    vetoes = fleet.infeasible(TaskContext(task="inspect the area", scene=frozenset(scene)))
-    assert sorted(vetoes) == sorted(vetoed)
-    for reasons in vetoes.values():
-        assert all(isinstance(reason, str) and reason for reason in reasons)
+def test_card_scene_rules_veto_robots_that_cannot_work_in_the_scene(fleet, scene, vetoes):
+    assert fleet.infeasible(TaskContext(task="inspect the area", scene=frozenset(scene))) == vetoes
+
+
+def test_builtin_plugins_are_their_cards_only(fleet):
+    rules = {robot.id: (robot.excluded_scenes, robot.required_scenes) for robot in fleet}
+    assert rules == {"drone": (("underwater",), ()), "underwater_robot": ((), ("underwater",)),
+                     "humanoid": (("underwater",), ()), "robot_with_wheels": (("underwater",), ()),
+                     "robot_with_legs": (("underwater",), ())}
+    for name in (*DEFAULT_IDS, "snake_robot"):
+        module = importlib.import_module(f"ember_plugins.{name}")
+        assert not hasattr(module, "ember_robot_infeasible"), name
+    assert importlib.import_module("ember_plugins.snake_robot").SNAKE_ROBOT.excluded_scenes == ("aerial", "underwater")
+
+
+def _card(**rules) -> RobotType:
+    return RobotType(id="cart", name="Cart", description="A cart.", capabilities=["carry loads"],
+                     limitations=["slow"], environments=["warehouse"], **rules)
+
+
+def test_excluded_scenes_give_one_reason_per_tag_seen():
+    crawler = _card(excluded_scenes=["aerial", "underwater"])
+    assert crawler.infeasible_in(frozenset({"underwater", "aerial", "outdoor"})) == [
+        "Cart cannot operate under water", "Cart cannot operate at height or from the air"]
+    assert crawler.infeasible_in(frozenset({"aerial"})) == ["Cart cannot operate at height or from the air"]
+    assert crawler.infeasible_in(frozenset({"indoor", "rough_terrain"})) == []
+    assert crawler.infeasible_in(frozenset()) == []
+
+
+def test_required_scenes_need_one_of_them_in_a_known_scene():
+    cleaner = _card(required_scenes=["indoor", "underwater"])
+    assert cleaner.infeasible_in(frozenset({"outdoor", "rough_terrain"})) == [
+        "Cart operates only under water or indoors and the scene shows none of that"]
+    assert cleaner.infeasible_in(frozenset({"indoor"})) == []
+    assert cleaner.infeasible_in(frozenset({"underwater", "outdoor"})) == []
+    assert cleaner.infeasible_in(frozenset()) == []  # unknown scene: no evidence against it
+    assert _card().infeasible_in(frozenset({"underwater"})) == []
+
+
+def test_a_plugin_hook_still_vetoes_alongside_the_card_rules(write_plugin, write_robots):
+    write_plugin("site_cart", '''
+        from ember_core import RobotType, hookimpl
+
+        @hookimpl
+        def ember_robot_types():
+            return [RobotType(id="cart", name="Cart", description="Site cart.", capabilities=["carry"],
+                              limitations=["flat floors only"], environments=["indoor"], excluded_scenes=["rough_terrain"])]
+
+        @hookimpl
+        def ember_robot_infeasible(robot, context):
+            if robot.id == "drone" and ("indoor" in context.scene or "harbour" in context.task):
+                return "drones are not allowed indoors or over the harbour at this site"
+            return None
+    ''')
+    site = load_fleet(write_robots(["  - plugin: ember_plugins.drone", "  - plugin: ember_plugins.underwater_robot",
+                                    "  - plugin: site_cart"]))
+    harbour = site.infeasible(TaskContext(task="film the harbour", scene=frozenset({"underwater", "rough_terrain"})))
+    assert harbour == {"drone": ["Drone cannot operate under water",
+                                 "drones are not allowed indoors or over the harbour at this site"],
+                       "cart": ["Cart cannot operate on rough or uneven ground"]}
+    indoors = site.infeasible(TaskContext(task="film the hall", scene=frozenset({"indoor"})))
+    assert indoors == {"drone": ["drones are not allowed indoors or over the harbour at this site"], **DRY}
+    assert site.infeasible(TaskContext(task="film the hall")) == {}
+
+
+def test_fleet_json_records_written_before_the_scene_rules_still_load(fleet):
+    """Checkpoints store each card as `to_dict()` in fleet.json and load it with `RobotType(**record)`."""
+    for record in json.loads(json.dumps([robot.to_dict() for robot in fleet])):
+        old = {key: value for key, value in record.items() if key not in ("excluded_scenes", "required_scenes")}
+        robot = RobotType(**old)
+        assert robot.excluded_scenes == () and robot.required_scenes == () and robot.capabilities == tuple(record["capabilities"])
+        assert robot.infeasible_in(frozenset({"underwater"})) == []
+    card = fleet.robot("drone").to_dict()
+    assert card["excluded_scenes"] == ["underwater"] and card["required_scenes"] == []
+    assert RobotType(**card) == fleet.robot("drone")
 
 
 def test_robot_type_normalises_phrases_and_keeps_numbers(fleet):
@@ -98,6 +176,10 @@ def test_every_builtin_robot_has_example_requests_the_model_matches(fleet):
         ("examples", ["Fly over the dam.", " "], "non-empty strings"),
         ("payload_kg", -1, "non-negative number"),
         ("max_speed_mps", True, "non-negative number"),
+        ("excluded_scenes", ["space"], "unknown scene tag 'space'; known scene tags: underwater, aerial, indoor, outdoor, rough_terrain"),
+        ("excluded_scenes", "underwater", "list of strings"),
+        ("required_scenes", ["under water"], "unknown scene tag 'under water'; known scene tags: underwater, aerial"),
+        ("required_scenes", ["underwater"], "'underwater' is also in excluded_scenes"),  # the drone's card excludes it
     ],
 )
 def test_robot_type_validation_names_the_field(fleet, field, value, message):

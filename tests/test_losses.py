@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from ember_train.losses import IGNORE_INDEX, class_weights, focal_loss, reasoning_loss, stage3_loss
+from ember_core.processor import IGNORE_INDEX
+from ember_train.losses import class_weights, focal_loss, reasoning_loss, stage3_loss
 
 LOGITS = torch.tensor([[2.0, -1.0]])
 TARGETS = torch.tensor([[1.0, 0.0]])

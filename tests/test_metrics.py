@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from ember_train.metrics import (
-    average_precision,
     compute_metrics,
     confusion_matrix,
     expected_calibration_error,
@@ -115,18 +114,15 @@ def test_average_precision_matches_sklearn():
     probs = rng.random((200, 5))  # continuous scores: no ties, where sklearn groups thresholds
     targets = (rng.random((200, 5)) < 0.3).astype(int)
     targets[np.arange(200), rng.integers(0, 5, 200)] = 1
-    for j in range(5):
-        assert average_precision(probs[:, j], targets[:, j]) == pytest.approx(
-            average_precision_score(targets[:, j], probs[:, j])
-        )
     names = [f"Robot {j}" for j in range(5)]
     expected = np.mean([average_precision_score(targets[:, j], probs[:, j]) for j in range(5)])
     assert compute_metrics(probs, targets, names)["mean_average_precision"] == pytest.approx(expected)
 
 
 def test_average_precision_ties_keep_input_order():
-    # Equal scores: the positive listed second ranks second -> AP 1/2.
-    assert average_precision(np.array([0.5, 0.5]), np.array([0, 1])) == pytest.approx(0.5)
+    # Robot 0 has equal scores: its positive, listed second, ranks second -> AP 1/2; robot 1 ranks its positives first -> 1.
+    probs, targets = np.array([[0.5, 0.1], [0.5, 0.9]]), np.array([[0, 1], [1, 1]])
+    assert compute_metrics(probs, targets, ["a", "b"])["mean_average_precision"] == pytest.approx(0.75)
 
 
 def test_confusion_matrix_hand_example():

@@ -10,26 +10,33 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from conftest import SNAKE_PLUGIN
 from ember_core import load_fleet
-from ember_core.model.checkpoint import EmberModel, load_checkpoint
 from ember_core.model.config import EmberVLMConfig, preset
 from ember_core.model.generation import greedy_continue
-from ember_core.model.prompt import REASONING_START, selection_prompt
+from ember_core.model.loading import ROBOT_ROWS, file_sha, load_matching
 from ember_core.model.registry import create_part, list_parts
 from ember_core.model.vision import VisionEncoder
+from ember_core.model.vlm import EmberVLM
+from ember_core.pretrained import build_model, load_pretrained, save_pretrained
+from ember_core.processor import EmberProcessor
+from ember_core.prompt import REASONING_START
+
+MODEL_FILES = {"config.json", "model.safetensors"}
 
 
 @pytest.fixture(scope="module")
-def tiny(fleet) -> EmberModel:
+def tiny(fleet) -> tuple[EmberVLM, EmberProcessor]:
     torch.manual_seed(0)
-    return EmberModel.build(preset("tiny"), fleet)
+    model, processor = build_model(preset("tiny"), fleet)
+    return model.eval(), processor
 
 
-def batch(bundle: EmberModel, tasks: list[str]) -> dict[str, torch.Tensor]:
-    texts = [selection_prompt(t, bundle.fleet, bundle.model.vision.num_tokens) for t in tasks]
-    encoded = bundle.tokenizer(texts, padding=True, return_tensors="pt")
-    size = bundle.model.config.image_size
-    return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"],
-            "pixel_values": torch.rand(len(tasks), 3, size, size), "has_image": torch.tensor([True, False][: len(tasks)])}
+def batch(processor: EmberProcessor, tasks: list[str], shown: tuple[bool, ...] = (True, False)) -> dict[str, torch.Tensor]:
+    """The processor's batch of `tasks`; the i-th has a (random) image when shown[i]."""
+    size = processor.config.image_size
+    generator = torch.Generator().manual_seed(0)
+    features = [processor.features(task, torch.rand(3, size, size, generator=generator) if image else None)
+                for task, image in zip(tasks, shown)]
+    return processor.collate(features)
 
 
 def test_registry_lists_and_creates_parts():
@@ -86,101 +93,182 @@ def test_vision_weights_load_from_a_local_file(tmp_path):
         VisionEncoder("repvit_m0_9", out_dim=8, image_size=32, weights=str(tmp_path / "other.safetensors"))
 
 
+def test_build_model_lays_the_head_out_for_the_fleet(tiny, fleet):
+    model, processor = tiny
+    assert model.config.robot_ids == fleet.ids == processor.fleet.ids
+    assert model.num_robots == len(fleet) and model.robot_head.mlp[-1].out_features == len(fleet)
+    assert (model.name, model.sha) == ("tiny (random init)", "random-init")
+    # The preset itself is not changed by building a model for a fleet.
+    assert preset("tiny").robot_ids == []
+    with pytest.raises(ValueError, match="robot_ids is empty"):
+        EmberVLM(preset("tiny"), processor.tokenizer)
+
+
 def test_forward_and_backward_reach_every_part(tiny):
-    tiny.model.train()
-    inputs = batch(tiny, ["Inspect a pipeline under the sea", "Carry boxes in a warehouse"])
-    out = tiny.model(**inputs)
+    model, processor = tiny
+    model.train()
+    inputs = batch(processor, ["Inspect a pipeline under the sea", "Carry boxes in a warehouse"])
+    out = model(**inputs)
     assert out["robot_logits"].shape == (2, 5)
     assert out["card_logits"].shape == out["mlp_logits"].shape == (2, 5)
     assert out["hidden_states"].shape == (*inputs["input_ids"].shape, 32)
-    token_logits = tiny.model.token_logits(out["hidden_states"][:, -3:])
-    assert token_logits.shape == (2, 3, len(tiny.tokenizer))
+    token_logits = model.token_logits(out["hidden_states"][:, -3:])
+    assert token_logits.shape == (2, 3, len(processor.tokenizer))
     (out["robot_logits"].sum() + token_logits.mean()).backward()
-    for name, part in [("vision", tiny.model.vision), ("lm", tiny.model.language_model), ("head", tiny.model.robot_head)]:
+    for name, part in [("vision", model.vision), ("lm", model.language_model), ("head", model.robot_head)]:
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters()), name
-    tiny.model.zero_grad()
-    tiny.model.eval()
+    model.zero_grad()
+    model.eval()
 
 
 def test_the_image_changes_the_scores(tiny):
-    inputs = batch(tiny, ["Inspect the area"])
+    model, processor = tiny
+    inputs = batch(processor, ["Inspect the area"], shown=(True,))
     with torch.no_grad():
-        text_only = tiny.model(inputs["input_ids"], inputs["attention_mask"])["robot_logits"]
-        with_image = tiny.model(inputs["input_ids"], inputs["attention_mask"], inputs["pixel_values"],
-                                torch.tensor([True]))["robot_logits"]
+        text_only = model(inputs["input_ids"], inputs["attention_mask"])["robot_logits"]
+        with_image = model(**inputs)["robot_logits"]
     assert not torch.allclose(text_only, with_image)
 
 
+def test_a_row_without_an_image_scores_as_if_the_batch_had_no_pixels(tiny):
+    """collate zero-fills a missing image; has_image False must make the model ignore those zeros."""
+    model, processor = tiny
+    tasks = ["Inspect a bridge", "Deliver parcels"]
+    mixed = batch(processor, tasks, shown=(True, False))
+    with torch.no_grad():
+        alone = model(**batch(processor, tasks[1:], shown=(False,)))["robot_logits"]
+        together = model(**mixed)["robot_logits"]
+        zeros_as_image = model(**{**mixed, "has_image": torch.tensor([True, True])})["robot_logits"]
+    assert "pixel_values" not in batch(processor, tasks[1:], shown=(False,))
+    assert torch.allclose(together[1], alone[0], atol=1e-5)
+    assert not torch.allclose(zeros_as_image[1], alone[0], atol=1e-5)
+
+
+def test_model_save_and_from_pretrained_give_identical_logits(tiny, tmp_path):
+    model, processor = tiny
+    model.save_pretrained(tmp_path)
+    assert {p.name for p in tmp_path.iterdir()} == MODEL_FILES
+    loaded = EmberVLM.from_pretrained(tmp_path, processor.tokenizer)
+    assert not loaded.training and loaded.config == model.config
+    assert loaded.name == f"tiny:{tmp_path.name}" and loaded.sha == file_sha(tmp_path / "model.safetensors")
+    loaded.set_cards(processor.card_inputs())
+    inputs = batch(processor, ["Inspect a bridge", "Deliver parcels"])
+    with torch.no_grad():
+        expected, got = model(**inputs), loaded(**inputs)
+    for key in ("robot_logits", "card_logits", "mlp_logits", "hidden_states"):
+        assert torch.equal(expected[key], got[key]), key
+
+
+def test_from_pretrained_with_another_fleet_keeps_trained_rows_by_id(tiny, tmp_path, caplog):
+    model, processor = tiny
+    save_pretrained(model, processor, tmp_path / "model")
+    ids = ["snake_robot", "robot_with_legs", "drone", "humanoid"]  # one added, two removed, reordered
+    with caplog.at_level(logging.WARNING, logger="ember.model"):
+        loaded = EmberVLM.from_pretrained(tmp_path / "model", robot_ids=ids)
+    assert loaded.config.robot_ids == ids and loaded.num_robots == 4
+    assert ("Fleet differs from the checkpoint's: added ['snake_robot'], removed ['underwater_robot', "
+            "'robot_with_wheels']") in caplog.text
+    assert "New robot(s) ['snake_robot'] are scored from their capability cards only until trained" in caplog.text
+    assert "Skipped" not in caplog.text  # the remapped rows fit: nothing falls back to random init
+    saved, new = model.state_dict(), loaded.state_dict()
+    for key in ROBOT_ROWS:
+        for index, robot in enumerate(ids[1:], start=1):
+            assert torch.equal(new[key][index], saved[key][processor.fleet.index(robot)]), (key, robot)
+    assert loaded.robot_head.known.tolist() == [False, True, True, True]
+    assert torch.equal(new["robot_head.mlp.3.weight"], saved["robot_head.mlp.3.weight"])  # not per robot: as saved
+
+
 def test_save_and_load_round_trip_gives_identical_outputs(tiny, tmp_path):
-    tiny.temperature = 1.7
-    path = tiny.save_pretrained(tmp_path / "model")
-    assert {p.name for p in path.iterdir()} >= {"config.json", "model.safetensors", "fleet.json", "calibration.json", "tokenizer.json"}
-    loaded = EmberModel.from_pretrained(path)
-    assert loaded.fleet.hash == tiny.fleet.hash and loaded.temperature == 1.7
-    inputs = batch(tiny, ["Inspect a bridge", "Deliver parcels"])
-    tiny.model.eval()
+    model, processor = tiny
+    processor.config.temperature = 1.7
+    try:
+        path = save_pretrained(model, processor, tmp_path / "model")
+    finally:
+        processor.config.temperature = 1.0
+    assert {p.name for p in path.iterdir()} >= MODEL_FILES | {"fleet.json", "processor_config.json", "tokenizer.json"}
+    loaded, loaded_processor = load_pretrained(path)
+    assert loaded_processor.fleet.hash == processor.fleet.hash and loaded_processor.temperature == 1.7
+    inputs = batch(processor, ["Inspect a bridge", "Deliver parcels"])
     with torch.no_grad():
         for key in ("robot_logits", "hidden_states"):
-            assert torch.equal(tiny.model(**inputs)[key], loaded.model(**inputs)[key]), key
-    tiny.temperature = 1.0
+            assert torch.equal(model(**inputs)[key], loaded(**inputs)[key]), key
+
+
+def test_a_model_and_processor_for_different_fleets_are_not_saved(tiny, tmp_path, write_plugin, write_robots,
+                                                                  default_robots_lines):
+    model, processor = tiny
+    write_plugin("snake_robot", SNAKE_PLUGIN)
+    six = load_fleet(write_robots(default_robots_lines + ["  - plugin: snake_robot"]))
+    other = EmberProcessor(processor.config, processor.tokenizer, six)
+    with pytest.raises(ValueError, match="head is laid out for .*'robot_with_legs'\\], the processor's fleet is"):
+        save_pretrained(model, other, tmp_path / "model")
+    assert not (tmp_path / "model").exists()
 
 
 def test_saving_replaces_a_model_directory_atomically(tiny, tmp_path):
-    path = tiny.save_pretrained(tmp_path / "model")
+    path = save_pretrained(*tiny, tmp_path / "model")
     (path / "stale.txt").write_text("from an older save")
-    tiny.save_pretrained(path)
+    save_pretrained(*tiny, path)
     assert not (path / "stale.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
 def test_a_failed_save_leaves_the_previous_model_untouched(tiny, tmp_path, monkeypatch):
-    path = tiny.save_pretrained(tmp_path / "model")
+    model, processor = tiny
+    path = save_pretrained(model, processor, tmp_path / "model")
     before = (path / "model.safetensors").read_bytes()
 
     def disk_full(directory):
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(tiny.tokenizer, "save_pretrained", disk_full)
+    monkeypatch.setattr(processor.tokenizer, "save_pretrained", disk_full)
     with pytest.raises(OSError, match="No space left"):
-        tiny.save_pretrained(path)
+        save_pretrained(model, processor, path)
     assert (path / "model.safetensors").read_bytes() == before and (path / "tokenizer.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
-def test_five_robot_checkpoint_loads_into_a_six_robot_fleet(tiny, tmp_path, write_plugin, write_robots, default_robots_lines, caplog):
-    path = tiny.save_pretrained(tmp_path / "model")
+def test_five_robot_checkpoint_loads_into_a_six_robot_fleet(tiny, tmp_path, write_plugin, write_robots,
+                                                            default_robots_lines, caplog):
+    model, processor = tiny
+    path = save_pretrained(model, processor, tmp_path / "model")
     write_plugin("snake_robot", SNAKE_PLUGIN)
     six = load_fleet(write_robots(["  - plugin: snake_robot"] + default_robots_lines))
     with caplog.at_level(logging.WARNING, logger="ember.model"):
-        loaded = EmberModel.from_pretrained(path, fleet=six)
+        loaded, loaded_processor = load_pretrained(path, fleet=six)
     assert "Fleet differs from the checkpoint's: added ['snake_robot']" in caplog.text
-    assert loaded.model.robot_head.known.tolist() == [False, True, True, True, True, True]
-    inputs = batch(tiny, ["Inspect a pipe"])
+    assert loaded_processor.fleet.ids == loaded.config.robot_ids == six.ids
+    assert loaded.robot_head.known.tolist() == [False, True, True, True, True, True]
+    inputs = batch(processor, ["Inspect a pipe"], shown=(False,))
     with torch.no_grad():
-        old = tiny.model(**inputs)["mlp_logits"]
-        new = loaded.model(**inputs)
+        old = model(**inputs)["mlp_logits"]
+        new = loaded(**inputs)
     assert torch.allclose(new["mlp_logits"][:, 1:], old)
     assert torch.equal(new["robot_logits"][:, 0], new["card_logits"][:, 0])
 
 
-def test_load_checkpoint_skips_mismatched_tensors_with_the_seed_log_lines(tiny, caplog):
-    state = {k: v.clone() for k, v in tiny.model.state_dict().items()}
+def test_load_matching_skips_mismatched_tensors_with_the_seed_log_lines(tiny, fleet, caplog):
+    model, _ = tiny
+    state = {k: v.clone() for k, v in model.state_dict().items()}
     state["robot_head.mlp.6.weight"] = torch.zeros(1, 16)
     state["robot_head.mlp.6.bias"] = torch.zeros(1)
-    target = EmberModel.build(preset("tiny"), tiny.fleet).model
+    torch.manual_seed(1)
+    target, _ = build_model(preset("tiny"), fleet)
+    fresh_row = target.robot_head.mlp[6].weight.clone()
     with caplog.at_level(logging.WARNING, logger="ember.model"):
-        skipped = load_checkpoint(target, state)
+        skipped = load_matching(target, state)
     assert skipped == ["robot_head.mlp.6.weight", "robot_head.mlp.6.bias"]
     assert "Skipped 2 mismatched layer(s) - will be randomly initialized:" in caplog.text
     assert "  - robot_head.mlp.6.weight: checkpoint torch.Size([1, 16]) vs model torch.Size([5, 16])" in caplog.text
-    assert torch.equal(target.vision.projector[0].weight, tiny.model.vision.projector[0].weight)
+    assert torch.equal(target.vision.projector[0].weight, model.vision.projector[0].weight)
+    assert torch.equal(target.robot_head.mlp[6].weight, fresh_row)
 
 
 def test_kv_cached_greedy_decoding_equals_uncached(tiny):
-    model, tokenizer = tiny.model.eval(), tiny.tokenizer
-    inputs = batch(tiny, ["Survey a collapsed parking garage for cracks"])
-    ids, mask = inputs["input_ids"][:1], inputs["attention_mask"][:1]
-    start = tokenizer.convert_tokens_to_ids(REASONING_START)
+    model, processor = tiny
+    inputs = batch(processor, ["Survey a collapsed parking garage for cracks"], shown=(False,))
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    start = processor.token_id(REASONING_START)
     with torch.no_grad():
         past = model(ids, mask, use_cache=True)["past_key_values"]
         cached, _, _ = greedy_continue(model.language_model, past, mask, [start], 12, stop_ids=set())
@@ -206,15 +294,16 @@ def test_a_pretrained_lm_directory_brings_its_tokenizer_and_is_resized_for_the_s
     lm.save_pretrained(tmp_path / "lm")
     config = preset("tiny", language_model="pretrained", lm_name_or_path=str(tmp_path / "lm"))
     with caplog.at_level(logging.INFO, logger="ember.model"):
-        bundle = EmberModel.build(config, fleet)
+        model, processor = build_model(config, fleet)
     assert "Current embedding size: 50257" in caplog.text and "Embedding resize successful: 50262" in caplog.text
-    assert torch.equal(bundle.model.language_model.transformer.wte.weight[:50257], lm.transformer.wte.weight)
-    out = bundle.model.eval()(**batch(bundle, ["Inspect a dam"]))
+    assert len(processor.tokenizer) == 50262
+    assert torch.equal(model.language_model.transformer.wte.weight[:50257], lm.transformer.wte.weight)
+    out = model.eval()(**batch(processor, ["Inspect a dam"], shown=(True,)))
     assert out["robot_logits"].shape == (1, 5)
 
 
 def test_default_config_is_the_seeds_size(fleet):
-    counts = EmberModel.build(EmberVLMConfig(), fleet).model.parameter_counts()
+    counts = build_model(EmberVLMConfig(), fleet)[0].parameter_counts()
     assert 30e6 <= counts["total"] <= 45e6, counts
     assert 28e6 <= counts["language_model"] <= 32e6 and 4e6 <= counts["vision"] <= 6e6
 
@@ -223,11 +312,9 @@ def test_scene_head_reads_the_pooled_visual_tokens_and_the_scene_loss_trains_it(
     from ember_train.losses import stage3_loss
 
     torch.manual_seed(0)
-    config = preset("tiny")
-    config.scene_tags = ["aerial", "underwater"]
-    bundle = EmberModel.build(config, fleet)
-    model = bundle.model.eval()
-    inputs = batch(bundle, ["Inspect a pipeline under the sea", "Carry boxes in a warehouse"])
+    model, processor = build_model(preset("tiny", scene_tags=["aerial", "underwater"]), fleet)
+    model.eval()
+    inputs = batch(processor, ["Inspect a pipeline under the sea", "Carry boxes in a warehouse"])
     assert "scene_logits" not in model(inputs["input_ids"], inputs["attention_mask"])
     out = model(**inputs)
     with torch.no_grad():

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from conftest import REPO
+from ember_core import TaskContext, load_fleet
 
 
 def _example(label: str) -> str:
@@ -36,3 +37,9 @@ def test_readme_plugin_example_grows_the_fleet_to_six(tmp_path: Path):
     assert "index 5 of 6" in validate.stdout and "max_speed_mps: 0.2" in validate.stdout
     assert "examples: 4\n    - Crawl through the ventilation duct" in validate.stdout
     assert "... 1 more (--json lists them all)" in validate.stdout
+    assert "  excluded_scenes: aerial, underwater\n  required_scenes: -\n" in validate.stdout
+
+    fleet = load_fleet(tmp_path / "robots.yaml")
+    assert fleet.infeasible(TaskContext(task="x", scene=frozenset({"underwater"})))["snake_robot"] == [
+        "Snake Robot cannot operate under water"]
+    assert "snake_robot" not in fleet.infeasible(TaskContext(task="x", scene=frozenset({"indoor", "rough_terrain"})))

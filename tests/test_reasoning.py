@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import PUBLIC_DATA
+from ember_train.public_data import PUBLIC_DATA
 from ember_core import Fleet, RobotType, UnknownRobotError
 from ember_core.reasoning import (
     Subtask,

@@ -17,15 +17,9 @@ from ember_train.baselines import (
     tfidf_logistic,
 )
 from ember_train.data import TaskRecord
-from ember_train.metrics import compute_metrics
-from ember_train.report import (
-    REPORT_KEYS,
-    bootstrap_ci,
-    build_report,
-    format_report,
-    weighted_metrics,
-    write_report,
-)
+from ember_train.metrics import SUMMARY_KEYS, compute_metrics, weighted_metrics
+from ember_train.public_data import PUBLIC_DATA
+from ember_train.report import bootstrap_ci, build_report, format_report, write_report
 
 UNDERWATER = ["Dive to the reef and count the fish.", "Inspect the ship hull below the waterline underwater.",
               "Collect samples from the seabed of the ocean.", "Survey the coral reef for bleaching.",
@@ -110,7 +104,7 @@ def test_lean_metrics_agree_with_compute_metrics(seed):
     for b, row in enumerate(draws):
         rows = np.arange(probs.shape[0]) if b == 0 else np.sort(row)
         full = compute_metrics(probs[rows], targets[rows], names)
-        for key in REPORT_KEYS:
+        for key in SUMMARY_KEYS:
             assert lean[key][b] == pytest.approx(full[key], abs=1e-12), (key, b)
 
 
@@ -155,17 +149,9 @@ def test_write_report_writes_every_system_and_a_png(tmp_path):
     assert [s["name"] for s in report["systems"]] == ["model", "perfect"]
     assert report["n"] == 30 and report["samples"] == 100 and report["seed"] == 0
     assert report["extra"]["command"] == "ember eval"
-    assert set(report["systems"][0]["intervals"]) == set(REPORT_KEYS)
+    assert set(report["systems"][0]["intervals"]) == set(SUMMARY_KEYS)
     with Image.open(tmp_path / "out" / "report.png") as image:
         assert image.format == "PNG" and image.size[0] > 500
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory, fleet):
-    from ember_core.model.checkpoint import EmberModel
-    from ember_core.model.config import preset
-
-    return EmberModel.build(preset("tiny"), fleet).save_pretrained(tmp_path_factory.mktemp("tiny") / "model")
 
 
 @pytest.fixture
@@ -195,10 +181,18 @@ def test_eval_report_end_to_end(tiny_model_dir, small_jsonl, tmp_path, capsys):
 
 def test_eval_report_refuses_baselines_fitted_on_the_scored_tasks(tiny_model_dir, small_jsonl, tmp_path, capsys):
     code = main(["eval", "--model", str(tiny_model_dir), "--data", str(small_jsonl), "--split", "all",
-                 "--report", str(tmp_path / "report")])
+                 "--train_data", str(small_jsonl), "--report", str(tmp_path / "report")])
     assert code == 1
     assert "--train_data" in capsys.readouterr().err
     assert not (tmp_path / "report").exists()
+
+
+@pytest.mark.skipif(not PUBLIC_DATA.is_dir(), reason=f"public dataset not found at {PUBLIC_DATA}")
+def test_eval_report_fits_the_baselines_on_the_public_data_by_default(tiny_model_dir, small_jsonl, tmp_path):
+    assert main(["eval", "--model", str(tiny_model_dir), "--data", str(small_jsonl), "--split", "all",
+                 "--report", str(tmp_path / "report"), "--bootstrap_samples", "20"]) == 0
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["extra"]["baselines fitted on"].startswith(f"{PUBLIC_DATA}, train split (seed 0): ")
 
 
 def test_train_data_needs_report(small_jsonl, capsys):

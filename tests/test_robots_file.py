@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, SNAKE_PLUGIN
-from ember_core import FleetConfigError, find_robots_file, load_fleet
+from ember_core import FleetConfigError, TaskContext, find_robots_file, load_fleet
+from ember_core.prompt import fleet_text
 
 
 def test_lookup_order_is_argument_then_env_then_cwd_then_packaged(tmp_path, monkeypatch, write_robots, default_robots_lines):
@@ -38,7 +39,7 @@ def test_sixth_robot_from_a_module_next_to_robots_yaml(write_plugin, write_robot
     fleet = load_fleet(write_robots(default_robots_lines + ["  - plugin: snake_robot"]))
     assert fleet.num_robots == 6
     assert fleet.ids[-1] == "snake_robot" and fleet.index("Snake Robot") == 5
-    assert "Snake Robot:\ncapabilities: pipe navigation, confined space access, climbing," in fleet.render_cards()
+    assert "Snake Robot:\ncapabilities: pipe navigation, confined space access, climbing," in fleet_text(fleet)
 
 
 def test_nothing_loads_that_robots_yaml_does_not_name(write_robots, default_robots_lines):
@@ -71,6 +72,24 @@ def test_overrides_replace_card_fields(write_robots):
     drone = load_fleet(path).robot("drone")
     assert drone.payload_kg == 2.5 and drone.environments == ("outdoor", "orchards")
     assert drone.capabilities[0] == "fastest"
+
+
+def test_overrides_set_the_scene_rules(write_robots):
+    path = write_robots([
+        "  - plugin: ember_plugins.drone",
+        "    overrides: {excluded_scenes: [underwater, indoor]}",
+        "  - plugin: ember_plugins.humanoid",
+        "    overrides: {excluded_scenes: []}",
+        "  - plugin: ember_plugins.robot_with_wheels",
+        "    overrides: {excluded_scenes: [], required_scenes: [indoor]}",
+    ])
+    fleet = load_fleet(path)
+    assert fleet.robot("drone").excluded_scenes == ("underwater", "indoor")
+    assert fleet.infeasible(TaskContext(task="x", scene=frozenset({"indoor"}))) == {"drone": ["Drone cannot operate indoors"]}
+    assert fleet.infeasible(TaskContext(task="x", scene=frozenset({"underwater"}))) == {
+        "drone": ["Drone cannot operate under water"],
+        "robot_with_wheels": ["Robot with Wheels operates only indoors and the scene shows none of that"],
+    }
 
 
 def test_a_plugin_with_several_robots_is_picked_by_id(write_plugin, write_robots):
@@ -146,6 +165,9 @@ BAD_FILES = {
     "bad override value": ("robots:\n  - plugin: ember_plugins.drone\n    overrides: {payload_kg: heavy}\n",
                            r"overrides: field 'payload_kg': expected a non-negative number"),
     "id override": ("robots:\n  - plugin: ember_plugins.drone\n    overrides: {id: uav}\n", r"field 'id': the id is fixed by the plugin"),
+    "unknown scene tag override": ("robots:\n  - plugin: ember_plugins.drone\n    overrides: {excluded_scenes: [space]}\n",
+                                   r"entry 1 \(plugin 'ember_plugins.drone'\): overrides: field 'excluded_scenes': "
+                                   r"unknown scene tag 'space'; known scene tags: underwater, aerial, indoor, outdoor, rough_terrain"),
 }
 
 

@@ -298,14 +298,28 @@ def test_a_bad_qos_override_fails_activation_with_the_reason(make_node):
     assert node.stats.last_error.startswith("activate failed") and "reliabel" in node.stats.last_error
 
 
-def test_shipped_params_file_lists_every_parameter_with_its_default():
-    import yaml
-
-    from ember_ros.launch_defaults import default_params_file
-    from ember_ros.parameters import SPECS
-
-    values = yaml.safe_load(default_params_file().read_text())["/**"]["ros__parameters"]
-    assert values == {spec.name: spec.default for spec in SPECS}
+def test_threshold_and_top_k_parameters_reach_each_task_and_leave_the_selector_alone(make_node, make_probe):
+    """The same selector answers the same task under two parameter sets; only the requests differ."""
+    node, probe = make_node(require_image=False, return_reasoning=False), make_probe()
+    selector = node.selector
+    scalars = {name: value for name, value in vars(selector).items() if isinstance(value, (bool, int, float, str))}
+    results = {}
+    with spinning(node, probe):
+        connected(probe, node)
+        for threshold, top_k in ((0.0, 5), (1.0, 2)):
+            updates = [Parameter("confidence_threshold", value=threshold), Parameter("top_k", value=top_k)]
+            assert all(result.successful for result in node.set_parameters(updates))
+            probe.send_task({"task": TASK, "request_id": f"at-{threshold}"})
+            results[threshold] = wait_for(lambda: probe.result(f"at-{threshold}"), f"the result at threshold {threshold}")
+    low, high = results[0.0]["candidates"], results[1.0]["candidates"]
+    assert (len(low), len(high)) == (5, 2)
+    assert [c["robot_id"] for c in high] == [c["robot_id"] for c in low[:2]]  # one ranking, cut at each top_k
+    feasible = [c["robot_id"] for c in low if not c["infeasible"]]
+    assert len(feasible) >= 2  # else both thresholds would select the same single robot
+    assert [c["robot_id"] for c in low if c["selected"]] == feasible  # threshold 0: every feasible robot
+    assert [c["robot_id"] for c in high if c["selected"]] == [high[0]["robot_id"]]  # threshold 1: the best one only
+    assert node.selector is selector and not [name for name in vars(selector) if "threshold" in name]
+    assert {name: value for name, value in vars(selector).items() if isinstance(value, (bool, int, float, str))} == scalars
 
 
 def test_whole_numbers_are_accepted_for_double_parameters(make_node):

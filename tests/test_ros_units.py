@@ -1,15 +1,23 @@
-"""The node's plain-Python parts: task parsing, the bounded queue, frame pairing, topic split, launch values."""
+"""The node's plain-Python parts: task parsing, the bounded queue, frame pairing, topic split, launch values,
+and the one parameter table that the params file, the README and the launch arguments follow."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
+import yaml
 
+from conftest import REPO
+from ember_core.availability import FleetStatus
+from ember_core.request import DEFAULT_CONFIDENCE_THRESHOLD, DEFAULT_TOP_K
 from ember_core.selection import ImageInfo
 from ember_ros import launch_defaults
 from ember_ros.camera import Frame, LatestFrame, pair
 from ember_ros.outputs import split_document
+from ember_ros.parameters import SPEC_BY_NAME, SPECS, Settings
 from ember_ros.requests import TaskQueue, TaskRequest, parse_task
+from ember_ros.worker import selection_request
 
 
 def test_plain_and_json_tasks():
@@ -93,3 +101,61 @@ def test_launch_command_line_from_defaults_and_overrides():
     assert "model_path:=/m" in line and "autostart:=false" in line and line[-2:] == ["--log-level", "debug"]
     with pytest.raises(ValueError, match="true or false"):
         launch_defaults.command_line({"use_sim_time": "yes"})
+
+
+def test_launch_arguments_that_set_parameters_default_to_the_params_file():
+    """An argument's default must not override the params file: `autostart: false` there once lost to `true`."""
+    line = launch_defaults.command_line({})
+    assert not [arg for arg in line if arg.split(":=")[0] in SPEC_BY_NAME]
+    assert launch_defaults.parameter_overrides({**launch_defaults.DEFAULTS, "autostart": "False", "robots_file": "/r.yaml"}) \
+        == {"use_sim_time": False, "autostart": False, "robots_file": "/r.yaml"}
+
+
+def test_launch_arguments_that_set_parameters_describe_them_from_the_specs():
+    setting = [argument for argument in launch_defaults.ARGUMENTS if argument.name in SPEC_BY_NAME]
+    assert [argument.name for argument in setting] == ["robots_file", "model_path", "autostart"]
+    for argument in setting:
+        spec = SPEC_BY_NAME[argument.name]
+        assert argument.default == "" and argument.description.startswith(f"parameter {spec.name}: {spec.description}")
+    autostart = next(argument for argument in setting if argument.name == "autostart")
+    assert "(default true)" in autostart.description
+
+
+def test_shipped_params_file_lists_every_parameter_with_its_default_in_order():
+    values = yaml.safe_load(launch_defaults.default_params_file().read_text())["/**"]["ros__parameters"]
+    assert list(values) == [spec.name for spec in SPECS]
+    assert [(type(v), v) for v in values.values()] == [(type(spec.default), spec.default) for spec in SPECS]
+
+
+def _readme_parameter_rows() -> list[list[str]]:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    table = re.search(r"<!-- ros parameters.*?-->\n(.*?)\n\n", readme, re.S)
+    assert table, "README.md has no table after a '<!-- ros parameters ... -->' marker"
+    lines = table.group(1).splitlines()[2:]  # after the header and the |---| line
+    return [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in lines]
+
+
+def test_readme_parameter_table_is_the_spec_table():
+    rows = _readme_parameter_rows()
+    assert [row[0].strip("`") for row in rows] == [spec.name for spec in SPECS]
+    for (name, default, limits, notes), spec in zip(rows, SPECS):
+        shown = yaml.safe_load(default.strip("`"))
+        assert (type(shown), shown) == (type(spec.default), spec.default), f"README default of {spec.name}: {default}"
+        assert limits == ("" if spec.low is None else f"{spec.low:g}-{spec.high:g}"), f"README range of {spec.name}"
+        assert notes.startswith("read-only" if spec.read_only else "dynamic"), f"README notes of {spec.name}"
+
+
+def test_top_k_and_threshold_defaults_are_the_core_ones():
+    assert (SPEC_BY_NAME["top_k"].default, SPEC_BY_NAME["confidence_threshold"].default) == \
+        (DEFAULT_TOP_K, DEFAULT_CONFIDENCE_THRESHOLD)
+
+
+def test_selection_request_takes_the_tasks_top_k_and_the_nodes_other_settings():
+    settings = Settings(top_k=4, confidence_threshold=0.8, return_reasoning=False, max_image_age=1.0,
+                        require_image=True, queue_size=4)
+    status = FleetStatus({"drone": "busy"})
+    info = ImageInfo(stamp=1.0, frame_id="cam", age_ms=5.0)
+    own = selection_request(TaskRequest("r1", "Inspect", task_id="T1", top_k=2), settings, status, image_info=info)
+    assert (own.request_id, own.task_id, own.task, own.top_k) == ("r1", "T1", "Inspect", 2)
+    assert (own.confidence_threshold, own.return_reasoning, own.fleet_status, own.image_info) == (0.8, False, status, info)
+    assert selection_request(TaskRequest("r2", "Inspect"), settings, status).top_k == 4

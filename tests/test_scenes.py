@@ -1,18 +1,47 @@
-"""Tests for the scene tags and procedural scene images, including a probe that the image adds nothing to the text."""
+"""Tests for the scene vocabulary, the scene tags and procedural scene images, including a probe that the image adds nothing to the text."""
 from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import PUBLIC_DATA
+from ember_train.public_data import PUBLIC_DATA
 from ember_core import load_fleet
+from ember_core.scenes import COARSE_SCENE_TAGS, KEYWORDS, SCENE_TAGS, SCENE_WORDS, render_scene, scene_tags
 from ember_train.data import TaskRecord, kfold, load_public
-from ember_train.scenes import TAGS, render_scene, scene_tags
 
 
 def pixels(task: str, size: int = 224) -> np.ndarray:
     return np.asarray(render_scene(task, size))
+
+
+def test_one_scene_vocabulary_that_every_table_reads():
+    assert SCENE_TAGS == ("underwater", "aerial", "indoor", "outdoor", "rough_terrain")
+    assert tuple(KEYWORDS) == SCENE_TAGS == tuple(SCENE_WORDS)
+    assert SCENE_WORDS["underwater"] == "under water" and SCENE_WORDS["aerial"] == "at height or from the air"
+    # The coarse tags are the shipped scene head's, in its order.
+    assert COARSE_SCENE_TAGS == ("aerial", "underwater", "indoor", "outdoor")
+    assert set(COARSE_SCENE_TAGS) < set(SCENE_TAGS)
+
+
+def test_training_tables_use_the_core_scene_tags():
+    """A misspelt tag in a training table would silently never match; every key must be a core tag."""
+    from ember_train import baselines, scene_probe, targets  # torch and sklearn: only this test needs them
+
+    assert set(baselines.SCENE_PHRASES) <= set(SCENE_TAGS)
+    assert inspect.signature(scene_probe.fit_scene_head).parameters["tags"].default == COARSE_SCENE_TAGS
+    assert targets.SCENE_WORDS is SCENE_WORDS
+
+
+def test_the_core_scene_module_imports_nothing_from_training():
+    """The ROS demo camera renders scenes and ember_ros must not import ember_train."""
+    code = "import sys, ember_core.scenes, ember_core.robot; print(sorted(m for m in sys.modules if m.startswith('ember_train')))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize(("task", "tags"), [
@@ -67,7 +96,7 @@ def test_image_probe_is_no_better_than_the_environment_words():
     fleet = load_fleet()
     records = load_public(PUBLIC_DATA, fleet)
     images = np.stack([np.asarray(render_scene(r.task).resize((16, 16), Image.BOX)).ravel() / 255.0 for r in records])
-    words = np.array([[tag in scene_tags(r.task) for tag in TAGS] for r in records], dtype=float)
+    words = np.array([[tag in scene_tags(r.task) for tag in SCENE_TAGS] for r in records], dtype=float)
     labels = np.array([[robot in r.robots for robot in fleet.ids] for r in records], dtype=int)
     index = {id(r): i for i, r in enumerate(records)}
     correct = {"image": 0, "words": 0, "majority": 0}

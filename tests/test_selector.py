@@ -12,10 +12,14 @@ from PIL import Image
 
 from ember_core import load_fleet
 from ember_core.availability import parse_fleet_status
-from ember_core.cli import main, render_selection
+from ember_core.cli import main
 from ember_core.images import InvalidInputError
-from ember_core.model.checkpoint import EmberModel
 from ember_core.model.config import preset
+from ember_core.model.vlm import EmberVLM
+from ember_core.presentation import render_selection
+from ember_core.pretrained import build_model, load_pretrained
+from ember_core.reasoning import parse_reasoning
+from ember_core.request import SelectionRequest
 from ember_core.selection import validate_document
 from ember_core.selector import Selector
 
@@ -23,9 +27,15 @@ TASK = "Survey a collapsed parking garage for cracks"
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    return EmberModel.build(preset("tiny"), load_fleet()).save_pretrained(tmp_path_factory.mktemp("m") / "tiny")
+def model_dir(tiny_model_dir):
+    return tiny_model_dir
+
+
+def select(selector: Selector, task, image=None, **settings) -> dict:
+    """The selection document of one request, checked against the shipped schema."""
+    document = selector.select(SelectionRequest(task, image, **settings)).to_document()
+    validate_document(document)
+    return document
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +56,7 @@ def test_select_robots_is_sorted_bounded_and_respects_top_k(selector, top_k):
 
 
 def test_select_document_is_schema_valid_with_reasoning_plan_and_latencies(selector):
-    document = selector.select(TASK, top_k=5)
-    validate_document(document)
+    document = select(selector, TASK, top_k=5)
     assert document["status"] == "ok" and len(document["candidates"]) == 5
     assert sorted(c["robot_id"] for c in document["candidates"]) == sorted(load_fleet().ids)
     reasoning = document["reasoning"]
@@ -59,9 +68,41 @@ def test_select_document_is_schema_valid_with_reasoning_plan_and_latencies(selec
 
 def test_reasoning_is_generated_text_from_the_model(selector):
     """Same request twice gives the same generated text (greedy), and it comes from the LM's tokens."""
-    first = selector.select(TASK, top_k=2)["reasoning"]["text"]
-    assert first == selector.select(TASK, top_k=2)["reasoning"]["text"]
-    assert selector.select(TASK, top_k=2, return_reasoning=False)["reasoning"] is None
+    first = select(selector, TASK, top_k=2)["reasoning"]["text"]
+    assert first == select(selector, TASK, top_k=2)["reasoning"]["text"]
+    assert select(selector, TASK, top_k=2, return_reasoning=False)["reasoning"] is None
+
+
+def test_the_prompt_runs_through_the_model_once_per_request_with_reasoning(selector, monkeypatch):
+    """The reasoning continues from the KV cache of the scoring pass instead of encoding the prompt again."""
+    calls = []
+    original = EmberVLM.forward
+    monkeypatch.setattr(EmberVLM, "forward", lambda self, *args, **kwargs: calls.append(1) or original(self, *args, **kwargs))
+    explained = select(selector, TASK)
+    assert calls == [1] and explained["reasoning"]["text"]
+    scored = select(selector, TASK, return_reasoning=False)
+    assert calls == [1, 1]
+    assert [c["confidence"] for c in scored["candidates"]] == [c["confidence"] for c in explained["candidates"]]
+
+
+def test_threshold_and_top_k_are_per_request_and_leave_the_selector_unchanged(selector):
+    before = dict(vars(selector))
+    everyone = select(selector, TASK, top_k=5, confidence_threshold=0.0, return_reasoning=False)
+    only_best = select(selector, TASK, top_k=2, confidence_threshold=1.0, return_reasoning=False)
+    assert [c["selected"] for c in everyone["candidates"]] == [True] * 5
+    assert [c["selected"] for c in only_best["candidates"]] == [True, False] and only_best["top_k"] == 2
+    assert vars(selector) == before
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"top_k": 0}, "top_k must be a positive integer"),
+    ({"top_k": True}, "top_k must be a positive integer"),
+    ({"confidence_threshold": 1.5}, r"confidence_threshold must be a number in \[0, 1\]"),
+    ({"confidence_threshold": "high"}, r"confidence_threshold must be a number in \[0, 1\]"),
+])
+def test_bad_request_settings_are_invalid_input(selector, settings, message):
+    document = select(selector, TASK, **settings)
+    assert document["status"] == "invalid_input" and re.search(message, document["errors"][0])
 
 
 def test_image_inputs_pil_array_and_path_agree(selector, tmp_path):
@@ -77,19 +118,24 @@ def test_image_inputs_pil_array_and_path_agree(selector, tmp_path):
 
 def test_batch_call_matches_single_calls(selector):
     tasks = [TASK, "Clean the hull of a ship in the harbour", "Deliver medicine to the third floor"]
-    batched = selector.select_batch(tasks, top_k=5, return_reasoning=False)
+    requests = [SelectionRequest(task, top_k=5, return_reasoning=False) for task in tasks] + [SelectionRequest(" ")]
+    *batched, bad = [selection.to_document() for selection in selector.select_batch(requests)]
+    assert bad["status"] == "invalid_input"
     for task, document in zip(tasks, batched):
-        single = selector.select(task, top_k=5, return_reasoning=False)
+        single = select(selector, task, top_k=5, return_reasoning=False)
         assert [c["robot_id"] for c in document["candidates"]] == [c["robot_id"] for c in single["candidates"]]
         assert np.allclose([c["confidence"] for c in document["candidates"]],
                            [c["confidence"] for c in single["candidates"]], atol=1e-5)
 
 
 def test_calibration_temperature_is_applied(model_dir):
-    cold = EmberModel.from_pretrained(model_dir)
-    cold.temperature = 100.0
-    flat = Selector(cold, device="cpu").select_robots(None, TASK, return_reasoning=False)
-    assert all(abs(c["confidence"] - 0.5) < 0.05 for c in flat)
+    model, processor = load_pretrained(model_dir)
+    warm = Selector((model, processor), device="cpu").select_robots(None, TASK, return_reasoning=False)
+    processor.config.temperature = 100.0
+    flat = Selector((model, processor), device="cpu").select_robots(None, TASK, return_reasoning=False)
+    logits = {c["robot_id"]: np.log(c["confidence"] / (1 - c["confidence"])) for c in warm}
+    assert {c["robot_id"]: c["confidence"] for c in flat} == pytest.approx(
+        {robot: 1 / (1 + np.exp(-logit / 100.0)) for robot, logit in logits.items()}, abs=1e-5)
 
 
 BAD_INPUTS = {
@@ -106,8 +152,7 @@ def test_bad_input_raises_in_select_robots_and_is_a_document_in_select(selector,
     task, image, message = BAD_INPUTS[case]
     with pytest.raises(InvalidInputError, match=message):
         selector.select_robots(image, task)
-    document = selector.select(task, image)
-    validate_document(document)
+    document = select(selector, task, image)
     assert document["status"] == "invalid_input" and document["candidates"] == []
     assert re.search(message, document["errors"][0])
 
@@ -139,20 +184,23 @@ def test_plugin_vetoes_rank_a_robot_last_with_its_reason(model_dir, write_plugin
     ''')
     fleet = load_fleet(write_robots(default_robots_lines + ["  - plugin: site_cart"]))
     selector = Selector(model_dir, fleet=fleet, device="cpu")
-    document = selector.select("Move boxes indoors", top_k=6, return_reasoning=False)
+    document = select(selector, "Move boxes indoors", top_k=6, return_reasoning=False)
     last = document["candidates"][-1]
     assert last["robot_id"] == "drone" and not last["selected"]
     assert last["infeasible"] == ["drones are not allowed indoors at this site"]
-    outdoors = selector.select("Move boxes outdoors", top_k=6, return_reasoning=False)
+    outdoors = select(selector, "Move boxes outdoors", top_k=6, return_reasoning=False)
     assert all(not c["infeasible"] for c in outdoors["candidates"])
 
 
 def test_cli_select_json_prints_a_valid_document_ranking_the_whole_fleet(model_dir, capsys):
-    assert main(["select", "--task", TASK, "--json", "--model", str(model_dir)]) == 0
+    assert main(["select", "--task", TASK, "--json", "--model", str(model_dir), "--top-k", "5"]) == 0
     document = json.loads(capsys.readouterr().out)
     validate_document(document)
     assert len(document["candidates"]) == 5 and len(document["reasoning"]["steps"]) <= 4
-    assert document["reasoning"]["reasoning_valid"] or document["reasoning"]["problems"]
+    # The document reports exactly what the parser finds in the generated text, whatever it is.
+    selected = [c["robot_id"] for c in document["candidates"] if c["selected"]]
+    reparsed = parse_reasoning(document["reasoning"]["text"], load_fleet(), selected)
+    assert document["reasoning"]["problems"] == reparsed.problems and document["reasoning"]["reasoning_valid"] == reparsed.valid
     assert document["plan"] is not None
 
 
@@ -163,8 +211,8 @@ def test_cli_select_table_and_no_reasoning(model_dir, capsys):
 
 
 def test_cli_select_without_any_model_warns_that_output_is_meaningless(caplog, capsys, monkeypatch, tmp_path):
-    monkeypatch.setattr("ember_core.selector.DEFAULT_MODEL_DIR", tmp_path / "not-installed")
-    with caplog.at_level(logging.WARNING, logger="ember.selector"):
+    monkeypatch.setattr("ember_core.pretrained.DEFAULT_MODEL_DIR", tmp_path / "not-installed")
+    with caplog.at_level(logging.WARNING, logger="ember.model"):
         assert main(["select", "--task", TASK, "--no-reasoning", "--json"]) == 0
     assert "RANDOMLY INITIALISED" in caplog.text
     assert "random init" in json.loads(capsys.readouterr().out)["model"]["name"]
@@ -179,12 +227,11 @@ def test_cli_model_info_reports_the_default_size_by_part(capsys):
 
 
 def test_fleet_status_moves_busy_and_offline_robots_down_and_never_selects_them(selector):
-    free = selector.select(TASK, return_reasoning=False)
+    free = select(selector, TASK, return_reasoning=False)
     first, second = free["candidates"][0]["robot_id"], free["candidates"][1]["robot_id"]
     assert {c["availability"] for c in free["candidates"]} == {"unknown"}
     status = parse_fleet_status({"busy": [first], "offline": [second], "available": ["humanoid"]}, selector.fleet)
-    document = selector.select(TASK, return_reasoning=False, fleet_status=status, task_id="T-7")
-    validate_document(document)
+    document = select(selector, TASK, top_k=5, return_reasoning=False, fleet_status=status, task_id="T-7")
     ranked = [(c["robot_id"], c["availability"], c["selected"]) for c in document["candidates"]]
     assert ranked[-2:] == [(first, "busy", False), (second, "offline", False)]
     assert ranked[0][2] is True and ranked[0][1] in ("available", "unknown")
@@ -195,8 +242,7 @@ def test_fleet_status_moves_busy_and_offline_robots_down_and_never_selects_them(
 
 def test_fleet_status_with_every_robot_busy_selects_none(selector):
     status = parse_fleet_status({"busy": list(selector.fleet.ids)}, selector.fleet)
-    document = selector.select(TASK, fleet_status=status)
-    validate_document(document)
+    document = select(selector, TASK, fleet_status=status)
     assert document["status"] == "ok" and not any(c["selected"] for c in document["candidates"])
 
 
@@ -217,7 +263,7 @@ def test_fleet_status_ignores_and_lists_robots_outside_the_fleet(fleet):
 
 
 def test_rendered_table_clips_runaway_reasoning_lines_but_the_document_keeps_them(selector):
-    document = selector.select(TASK)
+    document = select(selector, TASK)
     document["reasoning"]["steps"] = ["Step 1: Task analysis: " + "and " * 200]
     table = render_selection(document)
     assert max(len(line) for line in table.splitlines()) <= 242 and table.count("…") >= 1
@@ -229,26 +275,25 @@ def test_scene_seen_in_the_image_reaches_the_plugins_feasibility_hooks(fleet):
     torch.manual_seed(0)
     config = preset("tiny")
     config.scene_tags = ["aerial", "underwater", "indoor", "outdoor"]
-    bundle = EmberModel.build(config, fleet)
+    model, processor = build_model(config, fleet)
     with torch.no_grad():
-        bundle.model.scene_head.weight.zero_()
-        bundle.model.scene_head.bias.copy_(torch.tensor([-5.0, 5.0, -5.0, -5.0]))
-    selector = Selector(bundle, fleet=fleet, device="cpu")
-    document = selector.select(TASK, np.zeros((32, 32, 3), dtype=np.uint8), return_reasoning=False)
-    validate_document(document)
+        model.scene_head.weight.zero_()
+        model.scene_head.bias.copy_(torch.tensor([-5.0, 5.0, -5.0, -5.0]))
+    selector = Selector((model, processor), fleet=fleet, device="cpu")
+    document = select(selector, TASK, np.zeros((32, 32, 3), dtype=np.uint8), top_k=5, return_reasoning=False)
     assert document["image"]["scene"] == ["underwater"]
     assert "Image: frame '', age unknown, scene underwater" in render_selection(document)
     drone = next(c for c in document["candidates"] if c["robot_id"] == "drone")
     assert drone["infeasible"] == ["Drone cannot operate under water"] and not drone["selected"]
     vetoed = [c for c in document["candidates"] if c["infeasible"]]
     assert document["candidates"][-len(vetoed):] == vetoed and document["candidates"][0]["robot_id"] == "underwater_robot"
-    text_only = selector.select(TASK, return_reasoning=False)
+    text_only = select(selector, TASK, return_reasoning=False)
     assert text_only["image"] is None and not any(c["infeasible"] for c in text_only["candidates"])
     selector.scene_vetoes = False
-    unused = selector.select(TASK, np.zeros((32, 32, 3), dtype=np.uint8), return_reasoning=False)
+    unused = select(selector, TASK, np.zeros((32, 32, 3), dtype=np.uint8), return_reasoning=False)
     assert unused["image"]["scene"] == [] and not any(c["infeasible"] for c in unused["candidates"])
 
 
 def test_cards_are_embedded_when_the_selector_is_built(model_dir):
     """The first request must not pay for embedding every card phrase (the node's configure does)."""
-    assert Selector(model_dir, device="cpu").bundle.model._card_cache is not None
+    assert Selector(model_dir, device="cpu").model._card_cache is not None

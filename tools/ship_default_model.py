@@ -10,35 +10,36 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import torch
 
-from ember_core.model.checkpoint import DEFAULT_MODEL_DIR, EmberModel
+from ember_core.pretrained import DEFAULT_MODEL_DIR, load_pretrained, save_pretrained
 from ember_core.robots_file import load_fleet
 from ember_train.data import load_records, split_records
 from ember_train.evaluate import score_records
+from ember_train.public_data import PUBLIC_DATA
 from ember_train.scene_probe import fit_scene_head
 
-PUBLIC_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "robot-selection"
 EVALUATION_FILE = "evaluation.json"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="directory of the trained model (e.g. outputs/default-model/stage3/best)")
-    parser.add_argument("--data", default=str(PUBLIC_DATA), help="public robot-selection data (for the recorded metrics)")
+    parser.add_argument("--data", default=str(PUBLIC_DATA), help="public robot-selection data, for the recorded metrics "
+                        "(default: $EMBER_DATA, %(default)s)")
     args = parser.parse_args()
-    trained = EmberModel.from_pretrained(args.model, fleet=load_fleet())
-    splits = split_records(load_records(args.data, trained.fleet), seed=0)
-    scene = fit_scene_head(trained, splits.train, splits.test)
-    trained.save_pretrained(DEFAULT_MODEL_DIR, dtype=torch.float16)
-    shipped = EmberModel.from_pretrained(DEFAULT_MODEL_DIR, fleet=load_fleet())
+    model, processor = load_pretrained(args.model, fleet=load_fleet())
+    splits = split_records(load_records(args.data, processor.fleet), seed=0)
+    scene = fit_scene_head(model, processor, splits.train, splits.test)
+    save_pretrained(model, processor, DEFAULT_MODEL_DIR, dtype=torch.float16)
+    model, processor = load_pretrained(DEFAULT_MODEL_DIR, fleet=load_fleet())
     test = splits.test
-    recorded = {"split": "public test, seed 0", "num_tasks": len(test), "temperature": shipped.temperature,
+    recorded = {"split": "public test, seed 0", "num_tasks": len(test), "temperature": processor.temperature,
                 "scene_probe_test": scene}
     for name, use_images in (("rendered_scenes", True), ("text_only", False)):
-        recorded[name] = score_records(shipped, test, use_images=use_images).metrics(shipped.fleet.names, shipped.temperature)
+        scores = score_records(model, processor, test, use_images=use_images)
+        recorded[name] = scores.metrics(processor.fleet.names, processor.temperature)
     (DEFAULT_MODEL_DIR / EVALUATION_FILE).write_text(json.dumps(recorded, indent=2) + "\n", encoding="utf-8")
     size = sum(p.stat().st_size for p in DEFAULT_MODEL_DIR.iterdir())
     print(f"Shipped {args.model} -> {DEFAULT_MODEL_DIR} ({size / 1e6:.1f} MB)")

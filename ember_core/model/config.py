@@ -8,13 +8,17 @@ from pathlib import Path
 from typing import Any
 
 CONFIG_FILE = "config.json"
+# The preset `ember train` builds and a model is described as when none is named: the design's ~37M model.
+DEFAULT_PRESET = "embervlm-37m"
 
 
 @dataclass
 class EmberVLMConfig:
-    """How to build an EmberVLM. The fleet size and vocabulary come from the Fleet and the tokenizer."""
+    """How to build an EmberVLM. The vocabulary comes from the tokenizer."""
 
-    preset: str = "embervlm-37m"
+    preset: str = DEFAULT_PRESET
+    # The robot ids of the head's rows, in order: set from the fleet when a model is built for one.
+    robot_ids: list[str] = dataclasses.field(default_factory=list)
     # Vision: a registered encoder; weights from a local file/dir or a timm hub name, None = random init.
     vision_encoder: str = "repvit_m0_9"
     vision_weights: str | None = None
@@ -35,7 +39,7 @@ class EmberVLMConfig:
     text_encoder: str | None = None
     text_encoder_path: str | None = None
     freeze_text_encoder: bool = True
-    # Robot selection head (the seed's MLP) and the capability-card scorer.
+    # Robot selection head (the reference implementation's MLP) and the capability-card scorer.
     head_hidden: int = 384
     head_mid: int = 96
     head_dropout: float = 0.1
@@ -47,7 +51,7 @@ class EmberVLMConfig:
     memory_threshold: float = 0.6
     memory_sharpness: float = 10.0
     # Scene tags a head on the pooled visual tokens recognises in the camera image (TaskContext.scene);
-    # the Selector hands them to the plugins' feasibility hooks. Empty: no scene head.
+    # the Selector hands them to the fleet's scene rules (cards and plugins). Empty: no scene head.
     scene_tags: list[str] = dataclasses.field(default_factory=list)
     # Limits of inference: longer tasks are rejected, generation stops at these lengths.
     max_task_chars: int = 2000
@@ -79,8 +83,8 @@ class EmberVLMConfig:
 
 
 PRESETS: dict[str, EmberVLMConfig] = {
-    # The seed's model: RepViT-M0.9 + a 6-layer, 384-wide GPT-2 ("tinyllm-30m"); ~37M with a 50k vocabulary.
-    "embervlm-37m": EmberVLMConfig(),
+    # The reference implementation's model: RepViT-M0.9 + a 6-layer, 384-wide GPT-2 ("tinyllm-30m"); ~37M with a 50k vocabulary.
+    DEFAULT_PRESET: EmberVLMConfig(),
     # The model Ember ships: frozen all-MiniLM-L6-v2 for tasks and cards, a small reasoning LM, RepViT at
     # 64 px (scene type, not detail: 2x2 visual tokens); about 12M stored parameters (25 MB in fp16),
     # trainable on a CPU.

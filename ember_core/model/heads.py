@@ -1,8 +1,8 @@
-"""Robot selection head: the seed's per-robot MLP blended with a capability-card scorer.
+"""Robot selection head: the reference implementation's per-robot MLP blended with a capability-card scorer.
 
 Two scorers read the hidden state at `<|robot_selection|>` (and, in presets with a sentence
 encoder, the task's sentence embedding):
-- `mlp`: the seed's head, in -> 384 (ReLU, dropout) -> 96 (ReLU, dropout) -> N, one logit per robot
+- `mlp`: the reference implementation's head, in -> 384 (ReLU, dropout) -> 96 (ReLU, dropout) -> N, one logit per robot
   the checkpoint was trained with. It learns fleet-specific detail, and the habits of its training
   data, but knows robots only by index.
 - `card`: a match between the request and each robot's capability card, `scale * sim_i + bias`.

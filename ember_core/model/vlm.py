@@ -1,18 +1,27 @@
 """EmberVLM: vision encoder -> projector -> language model -> robot head, composed in one nn.Module."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 import torch.nn as nn
+from safetensors.torch import save_file
 from transformers import PreTrainedTokenizerBase
 
 from ember_core.model import language as _language  # noqa: F401  (registers the language parts)
 from ember_core.model import text_encoder as _text_encoder  # noqa: F401  (registers the text parts)
 from ember_core.model import vision as _vision  # noqa: F401  (registers the vision parts)
-from ember_core.model.config import EmberVLMConfig
+from ember_core.model.config import CONFIG_FILE, EmberVLMConfig
 from ember_core.model.heads import RobotHead
 from ember_core.model.language import hidden_size
+from ember_core.model.loading import file_sha, load_matching, remap_robot_rows, stored_state
 from ember_core.model.registry import create_part
-from ember_core.model.tokenizer import special_token_ids, validate_embeddings
+from ember_core.model.tokenizer import IMAGE, SELECTION, load_tokenizer, special_token_ids, validate_embeddings
+from ember_core.model.weights import load_state_dict_file
+
+WEIGHTS_FILE = "model.safetensors"
+TASK_MEMORY = "robot_head.task_memory"
 
 
 class EmberVLM(nn.Module):
@@ -24,9 +33,14 @@ class EmberVLM(nn.Module):
     `set_cards`) are embedded by the same LM for the capability-aware part of the head.
     """
 
-    def __init__(self, config: EmberVLMConfig, num_robots: int, tokenizer: PreTrainedTokenizerBase):
+    def __init__(self, config: EmberVLMConfig, tokenizer: PreTrainedTokenizerBase):
         super().__init__()
+        if not config.robot_ids:
+            raise ValueError("config.robot_ids is empty; build the model for a fleet (ember_core.loading.build_model)")
+        num_robots = len(config.robot_ids)
         self.config = config
+        # What a result names as its model: "<preset>:<directory>" and the weights file's sha once loaded.
+        self.name, self.sha = f"{config.preset} (random init)", "random-init"
         self.special_ids = special_token_ids(tokenizer)
         self.eos_token_id = int(tokenizer.eos_token_id)
         self.language_model = create_part(
@@ -63,11 +77,11 @@ class EmberVLM(nn.Module):
 
     @property
     def image_token_id(self) -> int:
-        return self.special_ids["<|image|>"]
+        return self.special_ids[IMAGE]
 
     @property
     def selection_token_id(self) -> int:
-        return self.special_ids["<|robot_selection|>"]
+        return self.special_ids[SELECTION]
 
     @property
     def external_prefixes(self) -> tuple[str, ...]:
@@ -184,3 +198,44 @@ class EmberVLM(nn.Module):
         counts["other"] = self.no_image.numel()
         counts["total"] = sum(p.numel() for p in self.parameters())
         return counts
+
+    # ---- saving and loading ----------------------------------------------------------------
+
+    def save_pretrained(self, directory: str | os.PathLike, dtype: torch.dtype = torch.float32) -> None:
+        """Write config.json and model.safetensors into an existing directory.
+
+        `dtype=torch.float16` halves the weights file (the shipped model); loading casts back.
+        """
+        self.config.save(directory)
+        save_file(stored_state(self, dtype), str(Path(directory) / WEIGHTS_FILE))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, tokenizer: PreTrainedTokenizerBase | None = None,
+                        robot_ids: list[str] | None = None) -> EmberVLM:
+        """Load a saved model (tokenizer: the one saved beside it unless given), in eval mode.
+
+        With `robot_ids` the head is laid out for that fleet: rows of robots the checkpoint knows
+        move to their new index, a new robot is scored from its card alone (see heads.py).
+        """
+        path = require_model_dir(directory)
+        config = EmberVLMConfig.load(path)
+        saved_ids = list(config.robot_ids)
+        if robot_ids is not None:
+            config.robot_ids = list(robot_ids)
+        model = cls(config, tokenizer or load_tokenizer(path))
+        state = load_state_dict_file(path / WEIGHTS_FILE)
+        if TASK_MEMORY in state:  # as many rows as the model had training tasks
+            model.robot_head.set_task_memory(state[TASK_MEMORY])
+        if config.robot_ids != saved_ids:
+            state = remap_robot_rows(state, model.state_dict(), saved_ids, config.robot_ids)
+        load_matching(model, state)
+        model.name, model.sha = f"{config.preset}:{path.name}", file_sha(path / WEIGHTS_FILE)
+        return model.eval()
+
+
+def require_model_dir(directory: str | os.PathLike) -> Path:
+    """`directory` as a Path; FileNotFoundError unless it holds a saved model's config and weights."""
+    path = Path(directory)
+    if not (path / CONFIG_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
+        raise FileNotFoundError(f"{path}: not an Ember model directory (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
+    return path

@@ -1,11 +1,14 @@
-"""Procedural scene images drawn from a task's TEXT only (never its label), with no text drawn.
+"""The scene vocabulary (tags and their prose words), keyword rules for a task's tags, and scene images.
+
+`SCENE_TAGS` is the one list of scene tags: robot cards name them in their scene rules, the training
+targets describe them with `SCENE_WORDS`, the baselines and the scene head read them, and
+`ember_core.hookspecs.TaskContext.scene` carries them. `COARSE_SCENE_TAGS` is the subset a camera
+image can show (where the robot is, not what the ground is like).
 
 The public dataset has no images, so training pairs each task with a picture of the environment its
 words name. `scene_tags` reads those words with keyword rules; `render_scene` draws the scene. Both
 see only the task text, so the image can carry nothing the text does not already say, and two
-records with the same text get identical pixels whatever their labels. The tags "aerial",
-"underwater", "indoor" and "outdoor" are also the coarse scene vocabulary of
-`ember_core.hookspecs.TaskContext.scene`.
+records with the same text get identical pixels whatever their labels.
 """
 from __future__ import annotations
 
@@ -15,9 +18,24 @@ import re
 
 from PIL import Image, ImageDraw
 
-from ember_train.data import normalise_task
+from ember_core.text import normalise_task
 
-# Whole-word (or phrase) keywords per tag; an optional plural "s"/"es" is allowed after each.
+# Each scene tag and the words that describe it in prose ("the work happens under water",
+# "Drone cannot operate under water"); its keys, in this order, are SCENE_TAGS.
+SCENE_WORDS: dict[str, str] = {
+    "underwater": "under water",
+    "aerial": "at height or from the air",
+    "indoor": "indoors",
+    "outdoor": "outdoors",
+    "rough_terrain": "on rough or uneven ground",
+}
+SCENE_TAGS: tuple[str, ...] = tuple(SCENE_WORDS)
+# The tags a scene head predicts from an image and hands to TaskContext.scene, in the order of the
+# shipped model's scene head; rough terrain is a detail of the ground, not a scene of its own.
+COARSE_SCENE_TAGS: tuple[str, ...] = ("aerial", "underwater", "indoor", "outdoor")
+
+# Whole-word (or phrase) keywords per tag of SCENE_TAGS (the same keys, in the same order); an
+# optional plural "s"/"es" is allowed after each.
 KEYWORDS: dict[str, tuple[str, ...]] = {
     "underwater": (
         "underwater", "under water", "subsea", "sea", "seabed", "seafloor", "sea floor", "deep-sea", "ocean",
@@ -50,7 +68,6 @@ KEYWORDS: dict[str, tuple[str, ...]] = {
         "volcanic", "obstacle",
     ),
 }
-TAGS = tuple(KEYWORDS)
 # Phrases that contain a keyword but deny its scene; they are removed before matching.
 NEGATED = ("dry riverbed", "dry river bed")
 _PATTERNS = {

@@ -1,0 +1,98 @@
+"""Loading weights into an EmberVLM that may differ from the one saved: another fleet, other shapes.
+
+`remap_robot_rows` lays a checkpoint's per-robot head rows out for another fleet by robot id;
+`load_matching` loads every tensor whose name and shape match and logs the rest. `stored_state`
+is what a checkpoint keeps (each tied tensor once, frozen pretrained parts left out).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger("ember.model")
+# Tensors whose first dimension is one row per robot of the fleet.
+ROBOT_ROWS = ("robot_head.mlp.6.weight", "robot_head.mlp.6.bias", "robot_head.known")
+
+
+def remap_robot_rows(state: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor],
+                     saved_ids: list[str], ids: list[str]) -> dict[str, torch.Tensor]:
+    """Lay the per-robot rows of a checkpoint out for another fleet, matching robots by id.
+
+    A robot the checkpoint knows keeps its trained row at its new index; a new robot keeps the
+    fresh initialisation and is marked unknown, so the head scores it from its card alone.
+    """
+    added = [robot for robot in ids if robot not in saved_ids]
+    removed = [robot for robot in saved_ids if robot not in ids]
+    log.warning("Fleet differs from the checkpoint's: added %s, removed %s, order %s -> %s",
+                added or "none", removed or "none", saved_ids, ids)
+    if added:
+        log.warning("New robot(s) %s are scored from their capability cards only until trained", added)
+    state = dict(state)
+    for key in ROBOT_ROWS:
+        if key not in state:
+            continue
+        rows = fresh[key].clone()
+        if key.endswith("known"):
+            rows[:] = False
+        for new_index, robot in enumerate(ids):
+            if robot in saved_ids:
+                rows[new_index] = state[key][saved_ids.index(robot)]
+        state[key] = rows
+    return state
+
+
+def stored_state(model: torch.nn.Module, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """The tensors a checkpoint keeps: each tied tensor once, frozen pretrained parts left out."""
+    stored, seen = {}, set()
+    for key, tensor in model.state_dict().items():
+        if key.startswith(model.external_prefixes) or (tensor.numel() and tensor.data_ptr() in seen):
+            continue
+        seen.add(tensor.data_ptr())
+        tensor = tensor.detach().cpu()
+        stored[key] = (tensor.to(dtype) if tensor.is_floating_point() else tensor).contiguous()
+    return stored
+
+
+def load_matching(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Load every tensor whose name and shape match; log and skip the rest (they keep their init).
+
+    Returns the names of the skipped tensors. Never raises on a shape mismatch, so a model whose
+    head or vocabulary has another size still gets every part that fits.
+    """
+    own = model.state_dict()
+    matching, mismatched = {}, []
+    for key, tensor in state.items():
+        if key in own and own[key].shape == tensor.shape:
+            matching[key] = tensor
+        elif key in own:
+            mismatched.append(f"{key}: checkpoint {tensor.shape} vs model {own[key].shape}")
+    if mismatched:
+        log.warning("Skipped %d mismatched layer(s) - will be randomly initialized:", len(mismatched))
+        for line in mismatched:
+            log.warning("  - %s", line)
+    unexpected = sorted(set(state) - set(own))
+    if unexpected:
+        log.warning("Ignored %d tensor(s) the model does not have: %s", len(unexpected), unexpected[:5])
+    result = model.load_state_dict(matching, strict=False)
+    loaded = {own[key].data_ptr() for key in matching}
+    skipped = {line.split(":")[0] for line in mismatched}
+    # A tied tensor (stored once) counts as loaded under its other name too; frozen pretrained parts
+    # are not stored at all and come from their own source.
+    external = getattr(model, "external_prefixes", ())
+    missing = [key for key in result.missing_keys
+               if key not in skipped and own[key].data_ptr() not in loaded and not key.startswith(external)]
+    if missing:
+        log.warning("%d tensor(s) not in the checkpoint keep their initialisation: %s", len(missing), missing[:5])
+    return [line.split(":")[0] for line in mismatched]
+
+
+def file_sha(path: Path) -> str:
+    """The first 16 hex digits of a file's sha256: names the weights a result came from."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]

@@ -1,0 +1,227 @@
+"""EmberProcessor: everything between raw input and model tensors, and from robot logits back to choices.
+
+One processor serves inference (the Selector), training, evaluation and the metrics, so what a
+user gets and what a report measures go through the same prompt, tokenisation, image transform,
+padding, calibration and selection rule. It is saved next to the model (tokenizer files,
+fleet.json, processor_config.json), so a checkpoint brings its own.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from ember_core.fleet import Fleet
+from ember_core.images import ImageInput, InvalidInputError, to_pixels, to_rgb
+from ember_core.model.text_encoder import load_task_tokenizer, tokenize_tasks
+from ember_core.model.tokenizer import load_tokenizer
+from ember_core.prompt import REASONING_START, card_phrases, card_text, decision_text, selection_prompt
+from ember_core.robot import RobotType
+
+PROCESSOR_FILE = "processor_config.json"
+FLEET_FILE = "fleet.json"
+# Positions of a label sequence that carry no loss (the transformers convention).
+IGNORE_INDEX = -100
+
+
+@dataclass
+class ProcessorConfig:
+    """The processor's settings, stored as processor_config.json beside the model.
+
+    `temperature` is the calibration fitted on validation data (robot probability = sigmoid(logit / T)).
+    `text_encoder`/`text_encoder_path` name the sentence encoder whose tokenizer encodes tasks (None: none).
+    """
+
+    image_size: int
+    image_tokens: int
+    max_task_chars: int
+    temperature: float = 1.0
+    text_encoder: str | None = None
+    text_encoder_path: str | None = None
+
+    @classmethod
+    def load(cls, directory: Path) -> ProcessorConfig:
+        path = directory / PROCESSOR_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls(**data)
+        except (OSError, json.JSONDecodeError, TypeError) as err:
+            raise ValueError(f"{path}: not a valid Ember processor config ({err}); re-save the model with "
+                             f"save_pretrained") from err
+
+
+@dataclass
+class Features:
+    """One request as model inputs before batching: prompt ids, optional pixels and task ids, training labels."""
+
+    input_ids: torch.Tensor  # (L,)
+    pixels: torch.Tensor | None = None  # (3, S, S)
+    task_input_ids: torch.Tensor | None = None  # (T,) sentence-encoder ids
+    labels: torch.Tensor | None = None  # (L,) training only: the LM target, IGNORE_INDEX where nothing is learned
+
+
+class EmberProcessor:
+    """Prompt and card text, tokenisation, task encoding, image transform, collation, calibration, selection rule."""
+
+    def __init__(self, config: ProcessorConfig, tokenizer: PreTrainedTokenizerBase, fleet: Fleet,
+                 task_tokenizer: PreTrainedTokenizerBase | None = None):
+        if config.text_encoder and task_tokenizer is None:
+            task_tokenizer = load_task_tokenizer(config.text_encoder, config.text_encoder_path)
+        self.config, self.tokenizer, self.fleet, self.task_tokenizer = config, tokenizer, fleet, task_tokenizer
+
+    @property
+    def temperature(self) -> float:
+        return self.config.temperature
+
+    # ---- input -> tensors ----------------------------------------------------------------
+
+    def clean_task(self, task: Any) -> str:
+        """The task with runs of whitespace collapsed; InvalidInputError when empty or too long."""
+        if not isinstance(task, str) or not task.strip():
+            raise InvalidInputError("task is empty; describe what the robots should do")
+        task = " ".join(task.split())
+        if len(task) > self.config.max_task_chars:
+            raise InvalidInputError(f"task is {len(task)} characters; the limit is {self.config.max_task_chars}")
+        return task
+
+    def pixels(self, image: ImageInput) -> torch.Tensor | None:
+        """(3, S, S) normalised pixels of an image input, or None for no image."""
+        rgb = to_rgb(image)
+        return None if rgb is None else to_pixels(rgb, self.config.image_size)
+
+    def features(self, task: str, pixels: torch.Tensor | None = None) -> Features:
+        """The prompt ids (and sentence-encoder ids) of a clean task, with the image's pixels."""
+        text = selection_prompt(task, self.fleet, self.config.image_tokens)
+        input_ids = torch.tensor(self.tokenizer(text)["input_ids"])
+        task_ids = None
+        if self.task_tokenizer is not None:
+            task_ids = self.encode_tasks([task])["input_ids"][0]
+        return Features(input_ids, pixels, task_ids)
+
+    def with_explanation(self, features: Features, robots: Sequence[str], explanation: str) -> Features:
+        """Training features: the prompt, the decision (given, not learned), then `explanation` (learned).
+
+        `explanation` is the reasoning, its end marker, the plan marker, the plan and the end-of-text token.
+        """
+        given = self.tokenizer(decision_text(list(robots), self.fleet) + REASONING_START)["input_ids"]
+        learned = self.tokenizer(explanation + self.tokenizer.eos_token)["input_ids"]
+        prompt = features.input_ids.tolist()
+        labels = [IGNORE_INDEX] * (len(prompt) + len(given)) + learned
+        return dataclasses.replace(features, input_ids=torch.tensor(prompt + given + learned), labels=torch.tensor(labels))
+
+    def decision_ids(self, robots: Sequence[str]) -> list[int]:
+        """The ids the LM is fed after the prompt at inference: the selected names, then `<|reasoning_start|>`."""
+        return self.tokenizer(decision_text(list(robots), self.fleet))["input_ids"] + [self.token_id(REASONING_START)]
+
+    def token_id(self, token: str) -> int:
+        return int(self.tokenizer.convert_tokens_to_ids(token))
+
+    def encode_tasks(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Sentence-encoder ids and mask of texts, padded to the longest ({} without a sentence encoder)."""
+        return {} if self.task_tokenizer is None else tokenize_tasks(self.task_tokenizer, texts)
+
+    def collate(self, items: Sequence[Features]) -> dict[str, torch.Tensor]:
+        """Right-pad a batch: prompt ids (pad id), labels (ignored), sentence-encoder ids (0, BERT's [PAD]).
+
+        Rows without an image get zero pixels and `has_image` False (the model fills their image slots
+        with its learned no-image vector); a batch without any image has no pixel entries at all.
+        """
+        batch = _pad([item.input_ids for item in items], self.tokenizer.pad_token_id)
+        if items[0].labels is not None:
+            batch["labels"] = _pad([item.labels for item in items], IGNORE_INDEX)["input_ids"]
+        if any(item.pixels is not None for item in items):
+            size = self.config.image_size
+            blank = torch.zeros(3, size, size)
+            batch["pixel_values"] = torch.stack([blank if item.pixels is None else item.pixels for item in items])
+            batch["has_image"] = torch.tensor([item.pixels is not None for item in items])
+        if items[0].task_input_ids is not None:
+            task = _pad([item.task_input_ids for item in items], 0)
+            batch["task_input_ids"], batch["task_attention_mask"] = task["input_ids"], task["attention_mask"]
+        return batch
+
+    def card_inputs(self) -> dict[str, torch.Tensor]:
+        """The fleet's cards as `EmberVLM.set_cards` takes them: card text ids, and with a sentence encoder
+        every card phrase's ids with the index of the robot it belongs to."""
+        encoded = self.tokenizer([card_text(robot) for robot in self.fleet], padding=True, return_tensors="pt")
+        cards = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+        phrases = [(index, phrase) for index, robot in enumerate(self.fleet) for phrase in card_phrases(robot)]
+        text = self.encode_tasks([phrase for _, phrase in phrases])
+        if text:
+            cards.update({"text_input_ids": text["input_ids"], "text_attention_mask": text["attention_mask"],
+                          "text_owner": torch.tensor([index for index, _ in phrases])})
+        return cards
+
+    # ---- logits -> choices ---------------------------------------------------------------
+
+    def probabilities(self, robot_logits: torch.Tensor) -> torch.Tensor:
+        """Calibrated per-robot probabilities, sigmoid(logit / temperature), as float32 on the CPU."""
+        return calibrated(robot_logits, self.config.temperature)
+
+    # ---- saving and loading --------------------------------------------------------------
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Write processor_config.json, fleet.json and the tokenizer files into `directory`."""
+        directory = Path(directory)
+        (directory / PROCESSOR_FILE).write_text(json.dumps(dataclasses.asdict(self.config), indent=2) + "\n",
+                                                encoding="utf-8")
+        record = {"ids": self.fleet.ids, "names": self.fleet.names, "hash": self.fleet.hash,
+                  "robots": [robot.to_dict() for robot in self.fleet]}
+        (directory / FLEET_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        self.tokenizer.save_pretrained(directory)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, fleet: Fleet | None = None,
+                        task_tokenizer: PreTrainedTokenizerBase | None = None) -> EmberProcessor:
+        """Load a saved processor; `fleet` replaces the saved one (a model used with another fleet)."""
+        directory = Path(directory)
+        return cls(ProcessorConfig.load(directory), load_tokenizer(directory), fleet or saved_fleet(directory),
+                   task_tokenizer)
+
+
+def saved_fleet(directory: str | os.PathLike) -> Fleet:
+    """The fleet a model directory was saved with (fleet.json)."""
+    path = Path(directory) / FLEET_FILE
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        return Fleet([RobotType(**robot) for robot in record["robots"]])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: not a valid fleet record ({err}); re-save the model with save_pretrained") from err
+
+
+def calibrated(robot_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """sigmoid(logit / temperature) as float32 on the CPU."""
+    return torch.sigmoid(robot_logits.detach().float().cpu() / temperature)
+
+
+def select_mask(probabilities: np.ndarray, threshold: float, eligible: np.ndarray | None = None) -> np.ndarray:
+    """The selection rule, (n, N) bool: the most probable eligible robot of each row, and every other
+    eligible robot whose probability reaches `threshold`.
+
+    So a row with any eligible robot always selects one. Ties for the first place go to the robot
+    earlier in fleet order. `eligible` (default: all) leaves out robots that are vetoed, busy or offline.
+    """
+    probabilities = np.asarray(probabilities)
+    eligible = np.ones(probabilities.shape, dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool)
+    chosen = eligible & (probabilities >= threshold)
+    masked = np.where(eligible, probabilities, -np.inf)
+    rows = np.flatnonzero(eligible.any(axis=1))
+    chosen[rows, masked[rows].argmax(axis=1)] = True
+    return chosen
+
+
+def _pad(sequences: Sequence[torch.Tensor], value: int) -> dict[str, torch.Tensor]:
+    """Right-pad 1-d id tensors to the longest: {"input_ids": (B, L) padded with `value`, "attention_mask": (B, L)}."""
+    length = max(sequence.numel() for sequence in sequences)
+    ids = torch.full((len(sequences), length), value, dtype=torch.long)
+    mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        ids[row, : sequence.numel()] = sequence
+        mask[row, : sequence.numel()] = 1
+    return {"input_ids": ids, "attention_mask": mask}

@@ -1,0 +1,191 @@
+"""EmberProcessor: prompt features, training labels, collation, saving and loading, and the selection rule."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ember_core.fleet import Fleet
+from ember_core.images import InvalidInputError
+from ember_core.model.tokenizer import load_tokenizer
+from ember_core.processor import (
+    IGNORE_INDEX,
+    EmberProcessor,
+    ProcessorConfig,
+    saved_fleet,
+    select_mask,
+)
+from ember_core.prompt import IMAGE, REASONING_START, SELECTION, card_text, selection_prompt
+
+IMAGE_TOKENS = 4
+
+
+@pytest.fixture(scope="module")
+def processor(fleet) -> EmberProcessor:
+    return EmberProcessor(ProcessorConfig(image_size=32, image_tokens=IMAGE_TOKENS, max_task_chars=60),
+                          load_tokenizer(), fleet)
+
+
+@pytest.fixture(scope="module")
+def text_processor(fleet) -> EmberProcessor:
+    """A processor with the MiniLM sentence encoder's tokenizer (no encoder weights are loaded)."""
+    return EmberProcessor(ProcessorConfig(image_size=32, image_tokens=IMAGE_TOKENS, max_task_chars=200,
+                                          text_encoder="minilm"), load_tokenizer(), fleet)
+
+
+def pixels(processor: EmberProcessor, colour: tuple[int, int, int]) -> torch.Tensor:
+    return processor.pixels(Image.new("RGB", (48, 40), colour))
+
+
+def test_clean_task_collapses_whitespace_and_rejects_empty_or_long_tasks(processor):
+    assert processor.clean_task("  Inspect\tthe \n\n roof  ") == "Inspect the roof"
+    with pytest.raises(InvalidInputError, match="task is empty"):
+        processor.clean_task(" \n ")
+    with pytest.raises(InvalidInputError, match="task is empty"):
+        processor.clean_task(None)
+    with pytest.raises(InvalidInputError, match="task is 61 characters; the limit is 60"):
+        processor.clean_task("x" * 61)
+
+
+def test_pixels_are_resized_and_none_stays_none(processor):
+    assert processor.pixels(None) is None
+    red, blue = pixels(processor, (255, 0, 0)), pixels(processor, (0, 0, 255))
+    assert red.shape == blue.shape == (3, 32, 32)
+    assert red[0].mean() > blue[0].mean() and red[2].mean() < blue[2].mean()
+
+
+def test_features_are_the_tokenised_selection_prompt(processor, fleet):
+    features = processor.features("Inspect the roof")
+    expected = processor.tokenizer(selection_prompt("Inspect the roof", fleet, IMAGE_TOKENS))["input_ids"]
+    assert features.input_ids.tolist() == expected
+    ids = features.input_ids.tolist()
+    assert ids.count(processor.token_id(IMAGE)) == IMAGE_TOKENS and ids[-1] == processor.token_id(SELECTION)
+    assert features.pixels is None and features.task_input_ids is None and features.labels is None
+
+
+def test_training_labels_learn_the_explanation_only_and_the_decision_matches_inference(processor):
+    features = processor.features("Carry boxes across the warehouse")
+    explanation = "Step 1: carry boxes.<|reasoning_end|><|action_plan|>"
+    trained = processor.with_explanation(features, ["robot_with_wheels", "humanoid"], explanation)
+    prompt = features.input_ids.numel()
+    decision = processor.decision_ids(["robot_with_wheels", "humanoid"])
+    learned = processor.tokenizer(explanation + processor.tokenizer.eos_token)["input_ids"]
+    # What training feeds after the prompt is what the Selector feeds at inference.
+    assert trained.input_ids.tolist() == features.input_ids.tolist() + decision + learned
+    assert decision[-1] == processor.token_id(REASONING_START)
+    assert trained.labels.tolist() == [IGNORE_INDEX] * (prompt + len(decision)) + learned
+    assert trained.labels[-1] == processor.tokenizer.eos_token_id
+    assert features.labels is None  # the prompt-only features are not changed
+
+
+def test_collate_pads_ids_and_labels_and_zero_fills_missing_images(processor):
+    red = pixels(processor, (255, 0, 0))
+    long = processor.with_explanation(processor.features("Inspect a long long pipeline today", red), ["drone"],
+                                      "Step 1: inspect.")
+    short = processor.with_explanation(processor.features("Go"), ["drone"], "Step 1: go.")
+    batch = processor.collate([long, short])
+    lengths = [long.input_ids.numel(), short.input_ids.numel()]
+    assert lengths[0] > lengths[1]
+    assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape == (2, lengths[0])
+    assert batch["attention_mask"].sum(1).tolist() == lengths
+    assert torch.equal(batch["input_ids"][1, : lengths[1]], short.input_ids)
+    assert (batch["input_ids"][1, lengths[1]:] == processor.tokenizer.pad_token_id).all()
+    assert torch.equal(batch["labels"][1, : lengths[1]], short.labels)
+    assert (batch["labels"][1, lengths[1]:] == IGNORE_INDEX).all()
+    assert batch["has_image"].tolist() == [True, False]
+    assert batch["pixel_values"].shape == (2, 3, 32, 32)
+    assert torch.equal(batch["pixel_values"][0], red)
+    assert torch.equal(batch["pixel_values"][1], torch.zeros(3, 32, 32))
+
+
+def test_a_batch_without_images_has_no_pixel_entries(processor):
+    batch = processor.collate([processor.features("Go"), processor.features("Inspect a roof")])
+    assert set(batch) == {"input_ids", "attention_mask"}
+
+
+def test_collate_pads_sentence_encoder_ids_like_encoding_the_tasks_together(text_processor):
+    tasks = ["Dive to the reef", "Fly over the field and photograph every row of the orchard"]
+    batch = text_processor.collate([text_processor.features(task) for task in tasks])
+    together = text_processor.encode_tasks(tasks)
+    assert batch["task_input_ids"].shape[0] == 2 and batch["task_attention_mask"][0].sum() < batch["task_attention_mask"][1].sum()
+    assert torch.equal(batch["task_input_ids"], together["input_ids"])
+    assert torch.equal(batch["task_attention_mask"], together["attention_mask"])
+
+
+def test_card_inputs_are_each_robots_card_in_fleet_order(processor, text_processor, fleet):
+    cards = processor.card_inputs()
+    assert set(cards) == {"input_ids", "attention_mask"} and cards["input_ids"].shape[0] == len(fleet)
+    for row, robot in enumerate(fleet):
+        ids = cards["input_ids"][row][cards["attention_mask"][row].bool()]
+        assert processor.tokenizer.decode(ids) == card_text(robot)
+    text = text_processor.card_inputs()
+    owners = text["text_owner"].tolist()
+    assert owners == sorted(owners) and set(owners) == set(range(len(fleet)))
+    assert text["text_input_ids"].shape[0] == len(owners)
+
+
+def test_save_and_from_pretrained_round_trip(processor, fleet, tmp_path):
+    saved = EmberProcessor(ProcessorConfig(image_size=32, image_tokens=IMAGE_TOKENS, max_task_chars=60,
+                                           temperature=0.73), processor.tokenizer, fleet)
+    saved.save_pretrained(tmp_path)
+    loaded = EmberProcessor.from_pretrained(tmp_path)
+    assert loaded.config == saved.config and loaded.temperature == 0.73
+    assert json.loads((tmp_path / "processor_config.json").read_text())["temperature"] == 0.73
+    assert loaded.fleet.ids == fleet.ids and loaded.fleet.hash == fleet.hash
+    assert [robot.to_dict() for robot in saved_fleet(tmp_path)] == [robot.to_dict() for robot in fleet]
+    text = "<|image|>Task: Inspect the café roof<|robot_selection|> Drone<|reasoning_start|>Step 1"
+    assert loaded.tokenizer(text)["input_ids"] == processor.tokenizer(text)["input_ids"]
+    assert len(loaded.tokenizer) == len(processor.tokenizer)
+    assert torch.equal(loaded.features("Inspect the roof").input_ids, saved.features("Inspect the roof").input_ids)
+
+
+def test_from_pretrained_with_another_fleet_uses_that_fleet(processor, fleet, tmp_path):
+    processor.save_pretrained(tmp_path)
+    smaller = Fleet(fleet.robots[:2])
+    loaded = EmberProcessor.from_pretrained(tmp_path, smaller)
+    assert loaded.fleet.ids == ["drone", "underwater_robot"] and saved_fleet(tmp_path).ids == fleet.ids
+
+
+def test_a_broken_saved_processor_is_a_clear_error(processor, tmp_path):
+    processor.save_pretrained(tmp_path)
+    (tmp_path / "processor_config.json").write_text('{"image_size": 32, "colour": "red"}')
+    with pytest.raises(ValueError, match="processor_config.json: not a valid Ember processor config"):
+        EmberProcessor.from_pretrained(tmp_path)
+    (tmp_path / "fleet.json").write_text("[]")
+    with pytest.raises(ValueError, match="fleet.json: not a valid fleet record"):
+        saved_fleet(tmp_path)
+
+
+# ---- the selection rule -------------------------------------------------------------------
+
+def test_select_mask_always_selects_the_top_robot_and_others_at_the_threshold():
+    probabilities = np.array([[0.2, 0.3, 0.1],    # nothing reaches the threshold: the best one anyway
+                              [0.9, 0.5, 0.49],   # 0.5 reaches 0.5, 0.49 does not
+                              [0.6, 0.7, 0.8]])
+    assert select_mask(probabilities, 0.5).tolist() == [[False, True, False],
+                                                         [True, True, False],
+                                                         [True, True, True]]
+    assert select_mask(probabilities, 0.75).tolist() == [[False, True, False],
+                                                          [True, False, False],
+                                                          [False, False, True]]
+
+
+def test_select_mask_leaves_ineligible_robots_out():
+    probabilities = np.array([[0.9, 0.8, 0.1], [0.9, 0.2, 0.3], [0.9, 0.8, 0.7]])
+    eligible = np.array([[False, True, True], [False, True, True], [False, False, False]])
+    # Row 0: the best robot is vetoed, the next eligible is selected; row 1: the best eligible one,
+    # though below the threshold; row 2: nobody is eligible, nobody is selected.
+    assert select_mask(probabilities, 0.5, eligible).tolist() == [[False, True, False],
+                                                                   [False, False, True],
+                                                                   [False, False, False]]
+
+
+def test_select_mask_ties_go_to_the_robot_earlier_in_fleet_order():
+    probabilities = np.array([[0.3, 0.4, 0.4, 0.1], [0.4, 0.4, 0.4, 0.4]])
+    assert select_mask(probabilities, 0.9).tolist() == [[False, True, False, False],
+                                                        [True, False, False, False]]
+    eligible = np.array([[True, True, True, True], [False, True, True, True]])
+    assert select_mask(probabilities, 0.9, eligible)[1].tolist() == [False, True, False, False]
