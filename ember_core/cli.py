@@ -24,15 +24,22 @@ SHOWN_EXAMPLES = 3  # `ember robots show` lists this many example requests; --js
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ember", description="Ember: pick the right robots of a fleet for a task.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    robots = commands.add_parser("robots", help="inspect and validate the robot fleet (robots.yaml)")
-    robot_commands = robots.add_subparsers(dest="robots_command", required=True, metavar="ACTION")
     fleet_file = argparse.ArgumentParser(add_help=False)
     fleet_file.add_argument(
         "--robots", metavar="FILE", default=None,
         help=f"robots.yaml to load (default: ${ENV_VAR}, ./robots.yaml, then the installed default)",
     )
+    _add_robots_command(commands, fleet_file)
+    _add_select_command(commands, fleet_file)
+    _add_model_command(commands, fleet_file)
+    for entry_point in importlib.metadata.entry_points(group=COMMANDS_GROUP):
+        entry_point.load()(commands)  # e.g. `train` and `eval`; their code loads only when they run
+    return parser
 
+
+def _add_robots_command(commands: argparse._SubParsersAction, fleet_file: argparse.ArgumentParser) -> None:
+    robots = commands.add_parser("robots", help="inspect and validate the robot fleet (robots.yaml)")
+    robot_commands = robots.add_subparsers(dest="robots_command", required=True, metavar="ACTION")
     listing = robot_commands.add_parser("list", parents=[fleet_file], help="list the fleet's robot types in order")
     listing.add_argument("--json", action="store_true", help="print a JSON list of {id, name, capabilities, limitations, environments}")
     listing.set_defaults(handler=_list)
@@ -46,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("file", metavar="FILE", nargs="?", default=None, help="robots.yaml to check (default: the one in use)")
     validate.set_defaults(handler=_validate)
 
+
+def _add_select_command(commands: argparse._SubParsersAction, fleet_file: argparse.ArgumentParser) -> None:
     select = commands.add_parser("select", parents=[fleet_file], help="rank the fleet's robots for a task")
     select.add_argument("--task", required=True, help="what the robots should do")
     select.add_argument("--image", metavar="PATH", default=None, help="camera image of the scene (optional)")
@@ -60,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="do not let the fleet's scene rules (cards and plugins) rule robots out by the scene seen in --image")
     select.set_defaults(handler=_select)
 
+
+def _add_model_command(commands: argparse._SubParsersAction, fleet_file: argparse.ArgumentParser) -> None:
     model = commands.add_parser("model", help="inspect models")
     model_commands = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
     info = model_commands.add_parser("info", parents=[fleet_file], help="parameter counts per part, config and fleet")
@@ -67,10 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--preset", default=None, choices=sorted(PRESETS), help="describe a random-init model of this preset instead")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(handler=_model_info)
-
-    for entry_point in importlib.metadata.entry_points(group=COMMANDS_GROUP):
-        entry_point.load()(commands)  # e.g. `train` and `eval`; their code loads only when they run
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,13 +1,15 @@
-"""The `ember robots` subcommands: list (table and JSON), show, validate, and their errors."""
+"""The `ember robots` subcommands (list, show, validate), `ember model info` on a saved model, and flag rules."""
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 
 import pytest
 
-from conftest import SNAKE_PLUGIN
+from conftest import REPO, SNAKE_PLUGIN
 from ember_core.cli import build_parser, main
+from ember_core.model.loading import file_sha
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -81,3 +83,34 @@ def test_missing_subcommand_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as caught:
         main(["robots"])
     assert caught.value.code == 2
+
+
+def test_model_info_describes_a_saved_model_with_its_processor(capsys, tiny_model_dir, tmp_path):
+    model_dir = shutil.copytree(tiny_model_dir, tmp_path / "calibrated")
+    config = json.loads((model_dir / "processor_config.json").read_text())
+    (model_dir / "processor_config.json").write_text(json.dumps({**config, "temperature": 0.5}))
+    code, out, _ = run(capsys, "model", "info", "--model", str(model_dir), "--json")
+    info = json.loads(out)
+    assert code == 0
+    assert info["name"] == "tiny:calibrated" and info["sha"] == file_sha(model_dir / "model.safetensors")
+    assert info["temperature"] == 0.5 and info["vocab_size"] == 50262
+    assert info["config"]["robot_ids"] == info["fleet"]["robots"] == ["drone", "underwater_robot", "humanoid",
+                                                                      "robot_with_wheels", "robot_with_legs"]
+
+
+def test_model_info_lays_a_saved_model_out_for_another_fleet(capsys, tiny_model_dir):
+    code, out, _ = run(capsys, "model", "info", "--model", str(tiny_model_dir), "--json",
+                       "--robots", str(REPO / "tests" / "data" / "robots_with_snake.yaml"))
+    info = json.loads(out)
+    assert code == 0 and info["config"]["robot_ids"][-1] == info["fleet"]["robots"][-1] == "snake_robot"
+    assert len(info["config"]["robot_ids"]) == 6
+
+
+def test_model_info_table_and_unknown_preset(capsys, tiny_model_dir):
+    code, out, _ = run(capsys, "model", "info", "--model", str(tiny_model_dir))
+    assert code == 0 and out.startswith("tiny:tiny: ") and "vocabulary 50262" in out
+    assert "Fleet: drone, underwater_robot" in out and out.rstrip().endswith("calibration temperature 1")
+    with pytest.raises(SystemExit) as caught:
+        main(["model", "info", "--preset", "huge"])
+    assert caught.value.code == 2
+    assert "invalid choice: 'huge'" in capsys.readouterr().err

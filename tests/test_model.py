@@ -30,7 +30,8 @@ def tiny(fleet) -> tuple[EmberVLM, EmberProcessor]:
     return model.eval(), processor
 
 
-def batch(processor: EmberProcessor, tasks: list[str], shown: tuple[bool, ...] = (True, False)) -> dict[str, torch.Tensor]:
+def batch(processor: EmberProcessor, tasks: list[str],
+          shown: tuple[bool, ...] = (True, False)) -> dict[str, torch.Tensor]:
     """The processor's batch of `tasks`; the i-th has a (random) image when shown[i]."""
     size = processor.config.image_size
     generator = torch.Generator().manual_seed(0)

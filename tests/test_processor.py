@@ -110,7 +110,8 @@ def test_collate_pads_sentence_encoder_ids_like_encoding_the_tasks_together(text
     tasks = ["Dive to the reef", "Fly over the field and photograph every row of the orchard"]
     batch = text_processor.collate([text_processor.features(task) for task in tasks])
     together = text_processor.encode_tasks(tasks)
-    assert batch["task_input_ids"].shape[0] == 2 and batch["task_attention_mask"][0].sum() < batch["task_attention_mask"][1].sum()
+    mask = batch["task_attention_mask"]
+    assert batch["task_input_ids"].shape[0] == 2 and mask[0].sum() < mask[1].sum()
     assert torch.equal(batch["task_input_ids"], together["input_ids"])
     assert torch.equal(batch["task_attention_mask"], together["attention_mask"])
 

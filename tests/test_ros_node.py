@@ -1,12 +1,9 @@
 """The selector node with real rclpy on an isolated domain: topics, QoS, pairing, load, lifecycle, parameters."""
 from __future__ import annotations
 
-import io
 import json
 
-import numpy as np
 import pytest
-from PIL import Image as PILImage
 
 pytest.importorskip("rclpy", reason="ROS 2 rclpy is not installed (pip install '.[ros]')")
 from rosutil import Probe, scene, spinning, wait_for  # noqa: E402
@@ -18,7 +15,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
-from ember_core.selection import SCHEMA_PATH, validate_document  # noqa: E402
+from ember_core.selection import validate_document  # noqa: E402
 from ember_ros.selector_node import SelectorNode  # noqa: E402
 
 TASK = "Inspect the intake pipe of a flooded pump station for blockages"

@@ -163,3 +163,29 @@ def test_kfold_cross_validation_trains_one_model_per_fold(tmp_path, capsys):
     assert len(result["folds"]) == 2 and sum(f["num_samples"] for f in result["folds"]) == 34
     assert (tmp_path / "cv" / "fold1" / "stage3" / "best" / "model.safetensors").is_file()
     assert "2-fold cross-validation (grouped by task)" in capsys.readouterr().out
+
+
+def test_training_overfits_a_few_tasks_and_beats_the_majority_baseline_on_them(tmp_path):
+    """Learning, not just running: the loss falls and the trained head ranks its own training tasks better
+    than always answering the most frequent robot set."""
+    from ember_train.args import Stage3Args
+    from ember_train.baselines import majority_set
+    from ember_train.evaluate import score_records
+    from ember_train.metrics import compute_metrics
+    from ember_train.stage3 import Stage3Trainer
+
+    data = tmp_path / "tasks.jsonl"
+    data.write_text("".join(json.dumps({"task": template.format(i=i), "robots": [robot]}) + "\n"
+                            for robot, template in TEMPLATES.items() for i in range(4)))
+    trainer = Stage3Trainer(Stage3Args(robot_data=str(data), output_dir=str(tmp_path / "out"), model_config="tiny",
+                                       stage3_robot_epochs=5, batch_size=8, gradient_accumulation=1, learning_rate=3e-3,
+                                       augment_factor=1, image_dropout=0.0, eval_steps=10**6, save_steps=10**6,
+                                       wandb="disabled"))
+    trainer.train()
+    losses = [entry["loss"] for entry in trainer.history if "loss" in entry]
+    assert sum(losses[-3:]) < 0.85 * sum(losses[:3])
+    train = trainer.splits.train
+    scores = score_records(trainer.model, trainer.processor, train)
+    learned = scores.metrics(trainer.fleet.names)["accuracy"]
+    majority = compute_metrics(majority_set(train, train, trainer.fleet), scores.targets, trainer.fleet.names)["accuracy"]
+    assert learned > majority + 0.2

@@ -51,7 +51,8 @@ def test_plan_target_round_trips_and_is_empty_without_plan(fleet):
 
 
 def test_robot_targets_follow_fleet_order(fleet):
-    records = [TaskRecord("Carry boxes", ("robot_with_wheels",)), TaskRecord("Search rubble", ("drone", "robot_with_legs"))]
+    records = [TaskRecord("Carry boxes", ("robot_with_wheels",)),
+               TaskRecord("Search rubble", ("drone", "robot_with_legs"))]
     assert robot_targets(records, fleet).tolist() == [[0, 0, 0, 1, 0], [1, 0, 0, 0, 1]]
 
 

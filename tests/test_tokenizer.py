@@ -10,7 +10,12 @@ import torch
 from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
 from ember_core.model.tokenizer import (
+    ACTION_PLAN,
     DEFAULT_TOKENIZER_DIR,
+    IMAGE,
+    REASONING_END,
+    REASONING_START,
+    SELECTION,
     SPECIAL_TOKENS,
     load_tokenizer,
     special_token_ids,
@@ -65,6 +70,11 @@ def test_default_tokenizer_has_gpt2_size_plus_special_tokens(tokenizer) -> None:
     assert tokenizer.padding_side == "right"
 
 
+def test_the_token_names_are_the_five_special_tokens_in_vocabulary_order() -> None:
+    assert (REASONING_START, REASONING_END, SELECTION, ACTION_PLAN, IMAGE) == SPECIAL_TOKENS == (
+        "<|reasoning_start|>", "<|reasoning_end|>", "<|robot_selection|>", "<|action_plan|>", "<|image|>")
+
+
 def test_special_tokens_are_single_new_ids_that_round_trip(tokenizer) -> None:
     ids = special_token_ids(tokenizer)
     assert list(ids) == list(SPECIAL_TOKENS)
@@ -87,12 +97,12 @@ def test_common_words_are_single_tokens(tokenizer) -> None:
 
 
 def test_special_tokens_inside_text_are_not_split(tokenizer) -> None:
-    text = "<|image|>Task: survey a roof<|reasoning_start|>Step 1: Task analysis<|reasoning_end|><|robot_selection|>Drone"
+    text = f"{IMAGE}Task: survey a roof{REASONING_START}Step 1: Task analysis{REASONING_END}{SELECTION}Drone"
     ids = tokenizer.encode(text, add_special_tokens=False)
     special = special_token_ids(tokenizer)
-    for token in ("<|image|>", "<|reasoning_start|>", "<|reasoning_end|>", "<|robot_selection|>"):
+    for token in (IMAGE, REASONING_START, REASONING_END, SELECTION):
         assert ids.count(special[token]) == 1
-    assert ids[0] == special["<|image|>"]
+    assert ids[0] == special[IMAGE]
     assert tokenizer.decode(ids) == text
     assert "<|" not in tokenizer.decode(ids, skip_special_tokens=True)
 
@@ -102,7 +112,7 @@ def test_loading_a_saved_copy_gives_the_same_ids_and_adds_nothing(tokenizer, tmp
     reloaded = load_tokenizer(tmp_path)
     assert len(reloaded) == FULL_SIZE
     assert special_token_ids(reloaded) == special_token_ids(tokenizer)
-    text = ROUND_TRIP_TEXTS[2] + "<|action_plan|>" + ROUND_TRIP_TEXTS[3]
+    text = ROUND_TRIP_TEXTS[2] + ACTION_PLAN + ROUND_TRIP_TEXTS[3]
     assert reloaded.encode(text) == tokenizer.encode(text)
 
 
@@ -137,7 +147,7 @@ def test_smaller_embedding_is_resized_and_the_special_ids_then_work(tokenizer, c
     ]
     assert model.get_input_embeddings().weight.shape[0] == FULL_SIZE
     assert model.get_output_embeddings().weight.shape[0] == FULL_SIZE
-    ids = tokenizer("<|image|>Deliver a parcel<|reasoning_start|>", return_tensors="pt").input_ids
+    ids = tokenizer(f"{IMAGE}Deliver a parcel{REASONING_START}", return_tensors="pt").input_ids
     with torch.no_grad():
         logits = model(input_ids=ids).logits
     assert logits.shape == (1, ids.shape[1], FULL_SIZE)

@@ -1,1 +1,1 @@
-"""EmberVLM: the composed vision-language model, its parts, tokenizer and checkpoints."""
+"""EmberVLM: the composed vision-language model, its parts, tokenizer and weight loading."""

@@ -21,7 +21,7 @@ g = sigmoid(sharpness * (max cosine to a training task - threshold)), so tasks p
 training data are scored by the MLP that learned them and tasks unlike anything it saw by the cards.
 An empty memory (an untrained model) gives the cards alone. Without a sentence encoder g =
 sigmoid(gate) is learned. Loading a 5-robot checkpoint into a 6-robot fleet copies the 5 trained MLP
-rows to their new positions by robot id and marks the new robot unknown (see checkpoint.py).
+rows to their new positions by robot id and marks the new robot unknown (see loading.py).
 Training adds a loss on the card logits alone so that they are a calibrated scorer in their own right.
 """
 from __future__ import annotations

@@ -36,7 +36,7 @@ class EmberVLM(nn.Module):
     def __init__(self, config: EmberVLMConfig, tokenizer: PreTrainedTokenizerBase):
         super().__init__()
         if not config.robot_ids:
-            raise ValueError("config.robot_ids is empty; build the model for a fleet (ember_core.loading.build_model)")
+            raise ValueError("config.robot_ids is empty; build the model for a fleet (ember_core.pretrained.build_model)")
         num_robots = len(config.robot_ids)
         self.config = config
         # What a result names as its model: "<preset>:<directory>" and the weights file's sha once loaded.
