@@ -52,7 +52,7 @@ setup(
             "ros-kilted-rmw-fastrtps-cpp",
             "ros-kilted-ament-index-python",
         ],
-        "dev": ["pytest>=8.0", "colcon-core>=0.15", "colcon-ros>=0.4"],
+        "dev": ["pytest>=8.0", "hypothesis>=6.100", "colcon-core>=0.15", "colcon-ros>=0.4"],
     },
     entry_points={"console_scripts": [
         "ember = ember_core.cli:main",

@@ -7,9 +7,28 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 # Tests never reach a model hub: a hub name that is not cached fails at once instead of retrying.
 os.environ["HF_HUB_OFFLINE"] = "1"
+
+# Property-based (fuzz) tests: a few hundred examples per property in CI; `pytest --fuzz-long` or
+# EMBER_FUZZ_LONG=1 runs thousands by hand. No deadline: a model call's time varies with the machine.
+settings.register_profile("ci", max_examples=200, deadline=None, derandomize=True,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+settings.register_profile("long", max_examples=5000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+settings.load_profile("long" if os.environ.get("EMBER_FUZZ_LONG") else "ci")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--fuzz-long", action="store_true", help="run thousands of examples per fuzz property")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--fuzz-long"):
+        settings.load_profile("long")
+
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,0 +1,19 @@
+"""The limits on what Ember reads from outside, in one place: change them here (README, "Security")."""
+from __future__ import annotations
+
+# Images (files, arrays, ROS frames): checked before decoding. 25 megapixels is a 5000x5000 frame,
+# above any camera a robot carries, and 75 MB decoded; Pillow's own bomb limit is ~179 megapixels.
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")
+MAX_IMAGE_BYTES = 32 * 1024 * 1024
+MAX_IMAGE_PIXELS = 25_000_000
+# JSON documents on topics (and HTTP): nesting and size, checked before the parser builds anything.
+MAX_JSON_BYTES = 256 * 1024
+MAX_JSON_DEPTH = 32
+# robots.yaml: size, nesting and anchors/aliases (an alias bomb expands a few bytes into gigabytes).
+MAX_YAML_BYTES = 1024 * 1024
+MAX_YAML_DEPTH = 32
+MAX_YAML_ALIASES = 64
+# A plugin hook slower than this (seconds) is reported with its time.
+HOOK_TIME_BUDGET_S = 0.25
+# Ranked robots one result may list.
+MAX_TOP_K = 256
