@@ -16,6 +16,7 @@ from ember_core.request import DEFAULT_CONFIDENCE_THRESHOLD, DEFAULT_TOP_K
 from ember_core.robot import LIST_FIELDS, NUMBER_FIELDS
 from ember_core.robots_file import ENV_VAR, FleetConfigError, find_robots_file, load_fleet
 
+EXIT_ERROR = 2  # what argparse exits with for a usage error; every other error too
 # Packages that add subcommands register `add_commands(subparsers)` here (the training package adds train and eval).
 COMMANDS_GROUP = "ember.commands"
 SHOWN_EXAMPLES = 3  # `ember robots show` lists this many example requests; --json gives all
@@ -81,14 +82,26 @@ def _add_model_command(commands: argparse._SubParsersAction, fleet_file: argpars
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one `ember` command. Exit status 0 on success, 2 on any error (argparse's usage errors too),
+    reported as one `ember: error: ...` line; EMBER_DEBUG=1 shows the traceback of an unexpected one."""
     args = build_parser().parse_args(argv)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no "Loading weights" bars in a CLI
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s - %(message)s", stream=sys.stderr)
     try:
         return args.handler(args)
-    except (FleetConfigError, UnknownRobotError, FileNotFoundError, ValueError) as err:
-        print(f"ember: error: {err}", file=sys.stderr)
-        return 1
+    except (FleetConfigError, UnknownRobotError, OSError, ValueError) as err:
+        _error(str(err))
+    except Exception as err:  # noqa: BLE001 - a command line reports, it does not dump a traceback
+        if os.environ.get("EMBER_DEBUG"):
+            raise
+        _error(f"unexpected {type(err).__name__}: {err} (set EMBER_DEBUG=1 for the traceback, and please report it)")
+    return EXIT_ERROR
+
+
+def _error(message: str) -> None:
+    # One line, printable on any terminal: text from the outside (argv, files) may hold anything.
+    line = " ".join(message.split())[:2000]
+    print(f"ember: error: {line}".encode("utf-8", "backslashreplace").decode("utf-8"), file=sys.stderr)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -128,8 +141,12 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from ember_core.fleet import fleet_warnings
+
     fleet: Fleet = load_fleet(args.file)
     print(f"OK {find_robots_file(args.file)}: {fleet.num_robots} robots ({', '.join(fleet.ids)}), hash {fleet.hash[:12]}")
+    for warning in fleet_warnings(fleet):  # the fleet loads; these are worth a look, not errors
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 
@@ -145,7 +162,7 @@ def _select(args: argparse.Namespace) -> int:
         print(json.dumps(document, indent=2, ensure_ascii=False))
     else:
         print(render_selection(document))
-    return 0 if document["status"] == "ok" else 1
+    return 0 if document["status"] == "ok" else EXIT_ERROR
 
 
 def _model_info(args: argparse.Namespace) -> int:

@@ -9,14 +9,13 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from ember_core.errors import InvalidInputError
+
 # RepViT is trained on ImageNet with timm's default normalisation.
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 ImageInput = Union[Image.Image, np.ndarray, str, os.PathLike, None]
 
-
-class InvalidInputError(ValueError):
-    """A request the Selector cannot run: the message names the input and what to change."""
 
 
 def to_rgb(image: ImageInput) -> Image.Image | None:

@@ -17,3 +17,5 @@ MAX_YAML_ALIASES = 64
 HOOK_TIME_BUDGET_S = 0.25
 # Ranked robots one result may list.
 MAX_TOP_K = 256
+# Characters of a refused task echoed back in its error result.
+MAX_TASK_ECHO = 4096

@@ -13,11 +13,13 @@ from pathlib import Path
 import torch
 
 from ember_core.atomic import atomic_directory
+from ember_core.excerpt import excerpt
 from ember_core.fleet import Fleet
 from ember_core.model.config import CONFIG_FILE, DEFAULT_PRESET, EmberVLMConfig, preset
 from ember_core.model.tokenizer import load_tokenizer
 from ember_core.model.vlm import EmberVLM, require_model_dir
-from ember_core.processor import EmberProcessor, ProcessorConfig, saved_fleet
+from ember_core.processor import FLEET_FILE, PROCESSOR_FILE, EmberProcessor, ProcessorConfig, saved_fleet
+from ember_core.processor_files import processor_matches_model
 from ember_core.robots_file import load_fleet
 
 log = logging.getLogger("ember.model")
@@ -36,11 +38,40 @@ def resolve_model_dir(model: str | os.PathLike | None) -> Path | None:
     return DEFAULT_MODEL_DIR if (DEFAULT_MODEL_DIR / CONFIG_FILE).is_file() else None
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """"auto" is cuda when a GPU is visible, else cpu; anything else is a torch device name."""
+def available_devices() -> list[str]:
+    """The devices this machine can run a model on: cpu, cuda:0..N-1 when CUDA is available, mps when available."""
+    names = ["cpu"]
+    if torch.cuda.is_available():
+        names += [f"cuda:{index}" for index in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        names.append("mps")
+    return names
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """"auto" is cuda when a GPU is visible, else cpu; else one of `available_devices()` ("cuda" is the
+    current GPU). ValueError listing what this machine has for anything else: a typo, `cuda:7` on a
+    machine with one GPU, a device that cannot run a model (meta)."""
+    available = available_devices()
+    if isinstance(name, torch.device):
+        name = str(name)
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        return torch.device("cuda" if any(device.startswith("cuda") for device in available) else "cpu")
+    device = None
+    if isinstance(name, str):
+        try:
+            device = torch.device(name)
+        except (RuntimeError, ValueError, TypeError, OverflowError):
+            device = None  # not a device name torch knows
+    if device is not None:
+        if device.type in ("cpu", "mps") and device.index in (None, 0) and device.type in available:
+            return torch.device(device.type)
+        if device.type == "cuda" and (f"cuda:{device.index}" in available
+                                      or (device.index is None and "cuda:0" in available)):
+            return device
+    raise ValueError(f"device {excerpt(name)} is not available on this machine; use auto or one of: "
+                     f"{', '.join(available)}")
 
 
 def build_model(config: EmberVLMConfig, fleet: Fleet) -> tuple[EmberVLM, EmberProcessor]:
@@ -54,8 +85,11 @@ def build_model(config: EmberVLMConfig, fleet: Fleet) -> tuple[EmberVLM, EmberPr
         source = config.lm_name_or_path
     tokenizer = load_tokenizer(source)
     model = EmberVLM(config, tokenizer)
+    # The markers fed around the generated text (<|reasoning_start|>, <|reasoning_end|>, <|action_plan|>) take 3.
+    max_prompt_tokens = config.lm_context - config.max_reasoning_tokens - config.max_plan_tokens - 3
     processor_config = ProcessorConfig(image_size=config.image_size, image_tokens=model.vision.num_tokens,
-                                       max_task_chars=config.max_task_chars, text_encoder=config.text_encoder,
+                                       max_task_chars=config.max_task_chars, max_prompt_tokens=max_prompt_tokens,
+                                       text_encoder=config.text_encoder,
                                        text_encoder_path=config.text_encoder_path)
     return _paired(model, EmberProcessor(processor_config, tokenizer, fleet, _task_tokenizer(model)))
 
@@ -71,7 +105,15 @@ def load_pretrained(model: str | os.PathLike | None = None, fleet: Fleet | None 
         log.warning(RANDOM_INIT_WARNING.format(preset=DEFAULT_PRESET))
         return build_model(preset(DEFAULT_PRESET), fleet or load_fleet())
     require_model_dir(directory)
-    fleet = fleet or saved_fleet(directory)
+    # Every file is checked before anything heavy is built; each error names its file and field.
+    config = EmberVLMConfig.load(directory)
+    processor_matches_model(ProcessorConfig.load(directory), config, directory / PROCESSOR_FILE)
+    if fleet is None:
+        fleet = saved_fleet(directory)
+        if fleet.ids != config.robot_ids:
+            raise ValueError(f"{directory / FLEET_FILE}: robots {fleet.ids} are not the head's rows "
+                             f"{config.robot_ids} of {directory / CONFIG_FILE}; re-save the model, or pass the "
+                             f"fleet to use (--robots)")
     tokenizer = load_tokenizer(directory)
     vlm = EmberVLM.from_pretrained(directory, tokenizer, robot_ids=fleet.ids)
     processor = EmberProcessor.from_pretrained(directory, fleet, _task_tokenizer(vlm))

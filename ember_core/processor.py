@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,16 +20,30 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from ember_core.fleet import Fleet
-from ember_core.images import ImageInput, InvalidInputError, to_pixels, to_rgb
+from ember_core.errors import InvalidInputError
+from ember_core.images import ImageInput, to_pixels, to_rgb
 from ember_core.model.text_encoder import load_task_tokenizer, tokenize_tasks
 from ember_core.model.tokenizer import load_tokenizer
-from ember_core.prompt import REASONING_START, card_phrases, card_text, decision_text, selection_prompt
-from ember_core.robot import RobotType
+from ember_core.prompt import (
+    CARD_DETAILS,
+    REASONING_START,
+    card_phrases,
+    card_text,
+    decision_text,
+    fleet_text,
+    prompt_around_task,
+)
+from ember_core.fields import read_json
+from ember_core.processor_files import fleet_from_record, processor_fields
+from ember_core.text import clean_task
 
+log = logging.getLogger("ember.model")
 PROCESSOR_FILE = "processor_config.json"
 FLEET_FILE = "fleet.json"
 # Positions of a label sequence that carry no loss (the transformers convention).
 IGNORE_INDEX = -100
+# Fewest task tokens the prompt must leave room for before the cards are shortened.
+MIN_TASK_TOKENS = 96
 
 
 @dataclass
@@ -36,25 +51,30 @@ class ProcessorConfig:
     """The processor's settings, stored as processor_config.json beside the model.
 
     `temperature` is the calibration fitted on validation data (robot probability = sigmoid(logit / T)).
+    `max_prompt_tokens` is what the language model reads before it writes (its context less the reasoning
+    and plan lengths and their markers); the fleet's cards and the task share it.
     `text_encoder`/`text_encoder_path` name the sentence encoder whose tokenizer encodes tasks (None: none).
     """
 
     image_size: int
     image_tokens: int
     max_task_chars: int
+    # Prompt tokens the language model can read and still write the reasoning and the plan in its context.
+    max_prompt_tokens: int
     temperature: float = 1.0
     text_encoder: str | None = None
     text_encoder_path: str | None = None
 
     @classmethod
     def load(cls, directory: Path) -> ProcessorConfig:
-        path = directory / PROCESSOR_FILE
+        """processor_config.json of a model directory, every field checked (ember_core.processor_files)."""
+        path = Path(directory) / PROCESSOR_FILE
+        data = read_json(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return cls(**data)
-        except (OSError, json.JSONDecodeError, TypeError) as err:
-            raise ValueError(f"{path}: not a valid Ember processor config ({err}); re-save the model with "
-                             f"save_pretrained") from err
+            return cls(**processor_fields(data, dataclasses.fields(cls)))
+        except ValueError as err:
+            raise ValueError(f"{path}: not a valid Ember processor config ({err}); fix it or re-save the model "
+                             f"with save_pretrained") from None
 
 
 @dataclass
@@ -75,6 +95,28 @@ class EmberProcessor:
         if config.text_encoder and task_tokenizer is None:
             task_tokenizer = load_task_tokenizer(config.text_encoder, config.text_encoder_path)
         self.config, self.tokenizer, self.fleet, self.task_tokenizer = config, tokenizer, fleet, task_tokenizer
+        self._fit_prompt()
+
+    def _fit_prompt(self) -> None:
+        """Encode the prompt around the task once, with as much of each card as leaves the task room."""
+        # Room for the decision: the LM is fed the selected robots' names, at most all of them.
+        decision = len(self.tokenizer(decision_text(self.fleet.ids, self.fleet))["input_ids"])
+        for detail in CARD_DETAILS:
+            before, after = prompt_around_task(fleet_text(self.fleet, detail), self.config.image_tokens)
+            self._before, self._after = self.tokenizer(before)["input_ids"], self.tokenizer(after)["input_ids"]
+            self.max_task_tokens = self.config.max_prompt_tokens - len(self._before) - len(self._after) - decision
+            if self.max_task_tokens >= MIN_TASK_TOKENS:
+                break
+        else:
+            if self.max_task_tokens < 1:
+                raise ValueError(f"a fleet of {len(self.fleet)} robots does not fit this model's prompt of "
+                                 f"{self.config.max_prompt_tokens} tokens even as a list of names; use a model "
+                                 f"with a longer context (lm_context) or fewer robots")
+        self.card_detail = detail
+        if detail != "full":
+            log.warning("The fleet of %d robots does not fit the prompt with full cards; the language model reads "
+                        "the cards' %s (tasks up to %d tokens). The robot head still scores every card phrase.",
+                        len(self.fleet), detail, self.max_task_tokens)
 
     @property
     def temperature(self) -> float:
@@ -83,13 +125,8 @@ class EmberProcessor:
     # ---- input -> tensors ----------------------------------------------------------------
 
     def clean_task(self, task: Any) -> str:
-        """The task with runs of whitespace collapsed; InvalidInputError when empty or too long."""
-        if not isinstance(task, str) or not task.strip():
-            raise InvalidInputError("task is empty; describe what the robots should do")
-        task = " ".join(task.split())
-        if len(task) > self.config.max_task_chars:
-            raise InvalidInputError(f"task is {len(task)} characters; the limit is {self.config.max_task_chars}")
-        return task
+        """The request's task as the model reads it (see `ember_core.text.clean_task`); InvalidInputError if unusable."""
+        return clean_task(task, self.config.max_task_chars)
 
     def pixels(self, image: ImageInput) -> torch.Tensor | None:
         """(3, S, S) normalised pixels of an image input, or None for no image."""
@@ -97,13 +134,21 @@ class EmberProcessor:
         return None if rgb is None else to_pixels(rgb, self.config.image_size)
 
     def features(self, task: str, pixels: torch.Tensor | None = None) -> Features:
-        """The prompt ids (and sentence-encoder ids) of a clean task, with the image's pixels."""
-        text = selection_prompt(task, self.fleet, self.config.image_tokens)
-        input_ids = torch.tensor(self.tokenizer(text)["input_ids"])
-        task_ids = None
+        """The prompt ids (and sentence-encoder ids) of a clean task, with the image's pixels.
+
+        The task's own text is encoded with marker strings as plain text, so a task that contains
+        `<|robot_selection|>` cannot move the model's selection point. InvalidInputError when the
+        task is more tokens than the model's context leaves it.
+        """
+        task_ids = self.tokenizer(f" {task}", split_special_tokens=True)["input_ids"]
+        if len(task_ids) > self.max_task_tokens:
+            raise InvalidInputError(f"task is {len(task_ids)} tokens; this model reads at most {self.max_task_tokens} "
+                                    f"with a fleet of {len(self.fleet)} robots; shorten it")
+        input_ids = torch.tensor(self._before + task_ids + self._after)
+        sentence_ids = None
         if self.task_tokenizer is not None:
-            task_ids = self.encode_tasks([task])["input_ids"][0]
-        return Features(input_ids, pixels, task_ids)
+            sentence_ids = self.encode_tasks([task])["input_ids"][0]
+        return Features(input_ids, pixels, sentence_ids)
 
     def with_explanation(self, features: Features, robots: Sequence[str], explanation: str) -> Features:
         """Training features: the prompt, the decision (given, not learned), then `explanation` (learned).
@@ -186,13 +231,13 @@ class EmberProcessor:
 
 
 def saved_fleet(directory: str | os.PathLike) -> Fleet:
-    """The fleet a model directory was saved with (fleet.json)."""
+    """The fleet a model directory was saved with (fleet.json); ValueError naming the file and field if invalid."""
     path = Path(directory) / FLEET_FILE
+    record = read_json(path)
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-        return Fleet([RobotType(**robot) for robot in record["robots"]])
-    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{path}: not a valid fleet record ({err}); re-save the model with save_pretrained") from err
+        return fleet_from_record(record)
+    except ValueError as err:
+        raise ValueError(f"{path}: not a valid fleet record ({err}); re-save the model with save_pretrained") from None
 
 
 def calibrated(robot_logits: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -12,8 +12,8 @@ from ember_core.model.tokenizer import ACTION_PLAN, IMAGE, REASONING_END, REASON
 from ember_core.reasoning import join_names
 from ember_core.robot import RobotType
 
-__all__ = ["ACTION_PLAN", "IMAGE", "REASONING_END", "REASONING_START", "SELECTION", "card_phrases", "card_text",
-           "decision_text", "fleet_text", "selection_prompt"]
+__all__ = ["ACTION_PLAN", "CARD_DETAILS", "IMAGE", "REASONING_END", "REASONING_START", "SELECTION", "card_phrases",
+           "card_text", "decision_text", "fleet_text", "prompt_around_task", "selection_prompt"]
 
 PROMPT_QUESTION = (
     "What is the most suited robot for the task? "
@@ -30,15 +30,27 @@ def _fact_lines(robot: RobotType) -> list[str]:
     ]
 
 
-def fleet_text(fleet: Fleet) -> str:
+# How much of each card the prompt carries, most first. The processor takes the first that leaves the
+# task room in the language model's context; the robot head's card scorer reads every card phrase
+# through the sentence encoder whatever the prompt holds, so a large fleet still ranks by its cards.
+CARD_DETAILS = ("full", "capabilities", "names")
+
+
+def fleet_text(fleet: Fleet, detail: str = "full") -> str:
     """The capability cards as the prompt text, in the layout of the public dataset's instruction.
 
     The header lists robots in fleet order; the cards follow sorted by display name, as the
-    dataset does, so the default fleet renders that instruction byte for byte.
+    dataset does, so the default fleet renders that instruction byte for byte. `detail`
+    "capabilities" gives each card one line of capabilities, "names" the header alone.
     """
+    if detail not in CARD_DETAILS:
+        raise ValueError(f"unknown card detail {detail!r}; use one of {', '.join(CARD_DETAILS)}")
     lines = [f"Robots: {', '.join(fleet.names)}. {PROMPT_QUESTION}"]
-    for robot in sorted(fleet.robots, key=lambda r: r.name):
-        lines += [f"{robot.name}:", *_fact_lines(robot)]
+    for robot in sorted(fleet.robots, key=lambda r: r.name) if detail != "names" else ():
+        if detail == "full":
+            lines += [f"{robot.name}:", *_fact_lines(robot)]
+        else:
+            lines.append(f"{robot.name}: {', '.join(robot.capabilities)}")
     return "\n".join(lines)
 
 
@@ -52,13 +64,21 @@ def card_phrases(robot: RobotType) -> list[str]:
     return [*robot.capabilities, *robot.environments, *robot.roles, robot.description, *robot.examples]
 
 
-def selection_prompt(task: str, fleet: Fleet, image_tokens: int) -> str:
-    """Image slots, the fleet's cards (the dataset's instruction text), the task, then `<|robot_selection|>`.
+def prompt_around_task(fleet_prompt: str, image_tokens: int) -> tuple[str, str]:
+    """The prompt before and after the task text, which goes between them after one space.
 
-    The selection marker ends the prompt so its hidden state has read everything before it; the
-    reasoning and the plan are generated after it.
+    Image slots, the fleet's cards (the dataset's instruction text), `Task:`, the task, then
+    `<|robot_selection|>`: the selection marker ends the prompt so its hidden state has read
+    everything before it; the reasoning and the plan are generated after it. The task is encoded on
+    its own so that marker strings inside it stay plain text.
     """
-    return f"{IMAGE * image_tokens}{fleet_text(fleet)}\nTask: {task}\n{SELECTION}"
+    return f"{IMAGE * image_tokens}{fleet_prompt}\nTask:", f"\n{SELECTION}"
+
+
+def selection_prompt(task: str, fleet: Fleet, image_tokens: int, detail: str = "full") -> str:
+    """The whole prompt as one text (what the model reads, for a task without marker strings)."""
+    before, after = prompt_around_task(fleet_text(fleet, detail), image_tokens)
+    return f"{before} {task}{after}"
 
 
 def decision_text(robot_ids: list[str], fleet: Fleet) -> str:

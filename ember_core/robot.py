@@ -4,12 +4,17 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from ember_core.excerpt import excerpt, printable
 from ember_core.scenes import SCENE_TAGS, SCENE_WORDS
 
-ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+# Matched with fullmatch: `re.match` with `$` would accept "drone\n" ($ matches before a final newline).
+ID_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
+# ASCII and Latin-1 control characters (Unicode category Cc); whitespace among them collapses to single spaces.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 # Card fields that hold lists of strings (short phrases; whole sentences for `examples`; scene tags
 # for the scene rules); the dataset's instruction text shows the first three.
@@ -64,21 +69,21 @@ class RobotType:
     required_scenes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if not isinstance(self.id, str) or not ID_PATTERN.match(self.id):
+        if not isinstance(self.id, str) or not ID_PATTERN.fullmatch(self.id):
             raise RobotTypeError(
-                "id", f"{self.id!r} is not a valid id; use lower_snake_case such as 'underwater_robot'"
+                "id", f"{excerpt(self.id)} is not a valid id; use lower_snake_case such as 'underwater_robot'"
             )
         for name in ("name", "description"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
-                raise RobotTypeError(name, f"expected a non-empty string, got {value!r}")
-            object.__setattr__(self, name, " ".join(value.split()))
+                raise RobotTypeError(name, f"expected a non-empty string, got {excerpt(value)}")
+            object.__setattr__(self, name, _text(name, value))
         for name in LIST_FIELDS:
             object.__setattr__(self, name, _phrases(name, getattr(self, name), required=name not in OPTIONAL_LIST_FIELDS))
         for name in SCENE_RULE_FIELDS:
             for tag in getattr(self, name):
                 if tag not in SCENE_TAGS:
-                    raise RobotTypeError(name, f"unknown scene tag {tag!r}; known scene tags: {', '.join(SCENE_TAGS)}")
+                    raise RobotTypeError(name, f"unknown scene tag {excerpt(tag)}; known scene tags: {', '.join(SCENE_TAGS)}")
         for tag in self.required_scenes:
             if tag in self.excluded_scenes:
                 raise RobotTypeError("required_scenes", f"{tag!r} is also in excluded_scenes; a tag cannot both rule "
@@ -87,9 +92,13 @@ class RobotType:
             value = getattr(self, name)
             if value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise RobotTypeError(name, f"expected a non-negative number or null, got {value!r}")
-            object.__setattr__(self, name, float(value))
+            try:  # an int too large for a float (10**400) is an error too, not an OverflowError
+                number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+            except OverflowError:
+                number = math.nan
+            if not math.isfinite(number) or number < 0:
+                raise RobotTypeError(name, f"expected a non-negative number or null, got {excerpt(value)}")
+            object.__setattr__(self, name, number)
 
     def infeasible_in(self, scene: frozenset[str]) -> list[str]:
         """Why the card's scene rules rule this robot out of `scene` (scene tags), or [] when they do not."""
@@ -106,7 +115,8 @@ class RobotType:
         known = {f.name for f in dataclasses.fields(self)}
         for key in overrides:
             if key not in known:
-                raise RobotTypeError(str(key), f"unknown card field; known fields: {', '.join(sorted(known))}")
+                field_name = printable(key, 40) if isinstance(key, str) else excerpt(key, 40)
+                raise RobotTypeError(field_name, f"unknown card field; known fields: {', '.join(sorted(known))}")
         if "id" in overrides and overrides["id"] != self.id:
             raise RobotTypeError("id", "the id is fixed by the plugin and cannot be overridden")
         return dataclasses.replace(self, **dict(overrides))
@@ -121,12 +131,26 @@ class RobotType:
 
 def _phrases(field_name: str, value: Any, required: bool) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, (list, tuple)):
-        raise RobotTypeError(field_name, f"expected a list of strings, got {value!r}")
+        raise RobotTypeError(field_name, f"expected a list of strings, got {excerpt(value)}")
     if required and not value:
         raise RobotTypeError(field_name, "expected at least one entry")
     phrases = []
     for item in value:
         if not isinstance(item, str) or not item.strip():
-            raise RobotTypeError(field_name, f"expected non-empty strings, got {item!r}")
-        phrases.append(" ".join(item.split()))
+            raise RobotTypeError(field_name, f"expected non-empty strings, got {excerpt(item)}")
+        phrases.append(_text(field_name, item))
     return tuple(phrases)
+
+
+def _text(field_name: str, value: str) -> str:
+    """`value` with its whitespace runs made single spaces; control characters (escape codes, NUL) and invisible
+    formatting ones (zero-width space, right-to-left override: a name that looks like another) are refused."""
+    text = " ".join(value.split())
+    found = _CONTROL.search(text)
+    position = found.start() if found else None
+    if position is None and not text.isascii():
+        position = next((i for i, char in enumerate(text) if unicodedata.category(char) in ("Cc", "Cf")), None)
+    if position is not None:
+        raise RobotTypeError(field_name, f"control or formatting character U+{ord(text[position]):04X} at position "
+                                         f"{position} of {excerpt(text)}; remove it")
+    return text

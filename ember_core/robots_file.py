@@ -1,23 +1,43 @@
-"""Build the Fleet from robots.yaml: find the file, load the plugins it names, validate every card."""
+"""Build the Fleet from robots.yaml: find the file, load the plugins it names, validate every card.
+
+robots.yaml is read by `ember_core.safe_yaml` (size, nesting, alias and duplicate-key limits). A plugin
+is an entry point of the group `ember.robots`, an installed module, or a module or package next to
+robots.yaml; the last is loaded from its file without putting its directory on sys.path, and only when
+no installed or standard-library module has its name, so a folder `ember_plugins/` or a `colorsys.py`
+beside robots.yaml replaces nothing. Whatever a plugin raises while it loads (SystemExit too) becomes
+a FleetConfigError naming the file, the entry and the plugin.
+"""
 from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import importlib.util
+import logging
 import os
+import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pluggy
-import yaml
 
+from ember_core.excerpt import describe_error, excerpt, printable
 from ember_core.fleet import Fleet, new_plugin_manager
+from ember_core.hook_calls import call_one
 from ember_core.hookspecs import ENTRY_POINT_GROUP
+from ember_core.limits import HOOK_TIME_BUDGET_S
 from ember_core.paths import share_dir
 from ember_core.robot import RobotType, RobotTypeError
+from ember_core.safe_yaml import UnsafeYamlError, load_yaml_file
+
+log = logging.getLogger(__name__)
 
 ENV_VAR = "EMBER_ROBOTS"
 ENTRY_KEYS = {"plugin", "robot", "overrides"}
+# A module path: dotted ASCII identifiers. An entry point name may be anything its distribution chose.
+MODULE_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+# Set on a module loaded from a file next to robots.yaml: the directory it came from.
+LOCAL_PLUGIN_MARK = "__ember_plugin_dir__"
 
 
 class FleetConfigError(ValueError):
@@ -47,14 +67,15 @@ def load_fleet(path: str | os.PathLike | None = None) -> Fleet:
     robots: list[RobotType] = []
     seen: dict[str, str] = {}
     for number, entry in enumerate(entries, start=1):
-        where = f"{robots_file}: entry {number} (plugin '{entry['plugin']}')"
+        named = f"entry {number} (plugin '{printable(entry['plugin'], 80)}')"
+        where = f"{robots_file}: {named}"
         plugin = _load_plugin(entry["plugin"], robots_file.parent, where)
         if not manager.is_registered(plugin):
             _register(manager, plugin, entry["plugin"], where)
         robot = _pick_robot(manager, plugin, entry, where)
         if robot.id in seen:
             raise FleetConfigError(f"{where}: field 'id': duplicate robot id '{robot.id}', already given by {seen[robot.id]}")
-        seen[robot.id] = f"entry {number} (plugin '{entry['plugin']}')"
+        seen[robot.id] = named
         robots.append(robot)
     try:
         return Fleet(robots, manager)
@@ -64,9 +85,9 @@ def load_fleet(path: str | os.PathLike | None = None) -> Fleet:
 
 def _read_entries(robots_file: Path) -> list[dict[str, Any]]:
     try:
-        data = yaml.safe_load(robots_file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise FleetConfigError(f"{robots_file}: not valid YAML: {err}") from err
+        data = load_yaml_file(robots_file)
+    except UnsafeYamlError as err:
+        raise FleetConfigError(f"{robots_file}: {err}") from err
     if not isinstance(data, dict) or set(data) != {"robots"}:
         raise FleetConfigError(f"{robots_file}: expected a mapping with the single key 'robots' (a list of entries)")
     entries = data["robots"]
@@ -77,27 +98,38 @@ def _read_entries(robots_file: Path) -> list[dict[str, Any]]:
         if isinstance(entry, str):
             entry = entries[number - 1] = {"plugin": entry}
         if not isinstance(entry, dict) or not isinstance(entry.get("plugin"), str) or not entry["plugin"].strip():
-            raise FleetConfigError(f"{where}: expected a mapping with a 'plugin' string, got {entry!r}")
+            raise FleetConfigError(f"{where}: expected a mapping with a 'plugin' string, got {excerpt(entry)}")
         unknown = set(entry) - ENTRY_KEYS
         if unknown:
-            raise FleetConfigError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(ENTRY_KEYS)}")
+            shown = sorted(excerpt(key, 40) for key in unknown)
+            raise FleetConfigError(f"{where}: unknown key(s) [{', '.join(shown[:5])}{', ...' if len(shown) > 5 else ''}]; "
+                                   f"allowed: {sorted(ENTRY_KEYS)}")
         if not isinstance(entry.get("overrides", {}), dict):
-            raise FleetConfigError(f"{where}: field 'overrides': expected a mapping of card fields")
+            raise FleetConfigError(f"{where}: field 'overrides': expected a mapping of card fields, got {excerpt(entry['overrides'])}")
     return entries
 
 
 def _load_plugin(spec: str, robots_dir: Path, where: str) -> Any:
-    """An entry point of group `ember.robots` named `spec`, else the module `spec`.
-
-    The directory of robots.yaml is searched for modules too, so a plugin file can sit next to it.
-    """
+    """An entry point of group `ember.robots` named `spec`, else the installed module `spec`, else the
+    module or package `spec` next to robots.yaml (see the module docstring for why it is loaded so)."""
     for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         if entry_point.name == spec:
-            try:
-                return entry_point.load()
-            except Exception as err:
-                raise FleetConfigError(f"{where}: entry point '{entry_point.value}' failed to load: {err!r}") from err
-    sys.path.insert(0, str(robots_dir))
+            return _guarded(entry_point.load, where, f"entry point '{entry_point.value}' failed to load")
+    if not MODULE_PATH.fullmatch(spec):
+        raise FleetConfigError(f"{where}: field 'plugin': {excerpt(spec)} is neither an entry point of the group "
+                               f"'{ENTRY_POINT_GROUP}' nor a module path such as 'ember_plugins.drone'")
+    top = spec.partition(".")[0]
+    local = _local_file(robots_dir, top)
+    if _installed(top):
+        if local is not None:
+            log.warning("%s: %s is ignored: '%s' is an installed or standard-library module, which comes first; "
+                        "rename the file to use it", where, local, top)
+    elif local is not None:
+        _guarded(lambda: _load_local(top, local, robots_dir), where, "plugin module failed to import")
+    return _guarded(lambda: _import(spec, where), where, "plugin module failed to import")
+
+
+def _import(spec: str, where: str) -> Any:
     try:
         return importlib.import_module(spec)
     except ModuleNotFoundError as err:
@@ -105,13 +137,61 @@ def _load_plugin(spec: str, robots_dir: Path, where: str) -> Any:
             installed = sorted(ep.name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
             raise FleetConfigError(
                 f"{where}: unknown plugin: no entry point '{spec}' in group '{ENTRY_POINT_GROUP}' "
-                f"(installed: {', '.join(installed) or 'none'}) and no importable module '{spec}'"
+                f"(installed: {', '.join(installed) or 'none'}) and no importable module '{spec}', "
+                "installed or next to robots.yaml"
             ) from err
-        raise FleetConfigError(f"{where}: plugin module failed to import: {err!r}") from err
-    except Exception as err:
-        raise FleetConfigError(f"{where}: plugin module failed to import: {err!r}") from err
-    finally:
-        sys.path.remove(str(robots_dir))
+        raise
+
+
+def _guarded(load: Callable[[], Any], where: str, what: str) -> Any:
+    """`load()`, with anything it raises but KeyboardInterrupt (SystemExit too) made a FleetConfigError."""
+    try:
+        return load()
+    except (KeyboardInterrupt, FleetConfigError):
+        raise
+    except BaseException as err:
+        hint = "; a plugin must not exit the process" if isinstance(err, SystemExit) else ""
+        raise FleetConfigError(f"{where}: {what}: {describe_error(err)}{hint}") from err
+
+
+def _installed(top: str) -> bool:
+    """Whether `top` is a top-level module Python finds without robots.yaml's directory (stdlib or installed)."""
+    module = sys.modules.get(top)
+    if module is not None:
+        return not hasattr(module, LOCAL_PLUGIN_MARK)
+    try:
+        return importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        return True  # unsure: never let a local file take the name
+
+
+def _local_file(robots_dir: Path, top: str) -> Path | None:
+    """The package `top/__init__.py` or module `top.py` next to robots.yaml, the package first as Python does."""
+    for candidate in (robots_dir / top / "__init__.py", robots_dir / f"{top}.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _load_local(top: str, path: Path, robots_dir: Path) -> None:
+    """Load `path` as the top-level module `top` into sys.modules, unless it is loaded from this directory already."""
+    module = sys.modules.get(top)
+    if module is not None and getattr(module, LOCAL_PLUGIN_MARK, None) == str(robots_dir):
+        return
+    for name in [name for name in sys.modules if name == top or name.startswith(top + ".")]:
+        del sys.modules[name]  # a plugin of the same name next to another robots.yaml loaded before
+    package = [str(path.parent)] if path.name == "__init__.py" else None
+    spec = importlib.util.spec_from_file_location(top, path, submodule_search_locations=package)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path} as a module")
+    module = importlib.util.module_from_spec(spec)
+    setattr(module, LOCAL_PLUGIN_MARK, str(robots_dir))
+    sys.modules[top] = module  # before it runs, as an import does: dataclasses and relative imports look it up
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(top, None)
+        raise
 
 
 def _register(manager: pluggy.PluginManager, plugin: Any, spec: str, where: str) -> None:
@@ -120,29 +200,38 @@ def _register(manager: pluggy.PluginManager, plugin: Any, spec: str, where: str)
         manager.check_pending()
     except pluggy.PluginValidationError as err:
         hooks = ", ".join(sorted(name for name, caller in vars(manager.hook).items() if caller.spec))
-        raise FleetConfigError(f"{where}: {err} (known hooks: {hooks}; check the spelling)") from err
+        raise FleetConfigError(f"{where}: {printable(str(err), 300)} "
+                               f"(known hooks: {hooks}; check the spelling)") from err
+    except KeyboardInterrupt:
+        raise
+    except BaseException as err:  # e.g. a plugin object whose attributes raise when pluggy looks for hooks
+        raise FleetConfigError(f"{where}: the plugin cannot be registered: {describe_error(err)}") from err
 
 
 def _pick_robot(manager: pluggy.PluginManager, plugin: Any, entry: dict, where: str) -> RobotType:
-    others = [p for p in manager.get_plugins() if p is not plugin]
-    caller = manager.subset_hook_caller("ember_robot_types", remove_plugins=others)
-    try:
-        results = caller()
-    except RobotTypeError as err:
-        raise FleetConfigError(f"{where}: {err}") from err
+    call = call_one(manager, "ember_robot_types", plugin)
+    if call.seconds > HOOK_TIME_BUDGET_S:
+        log.warning("%s: hook 'ember_robot_types' took %.2f s, above the budget of %g s "
+                    "(ember_core.limits.HOOK_TIME_BUDGET_S); loading the fleet waits for it", where, call.seconds,
+                    HOOK_TIME_BUDGET_S)
+    if isinstance(call.error, RobotTypeError):
+        raise FleetConfigError(f"{where}: {call.error}") from call.error
+    if call.error is not None:
+        raise FleetConfigError(f"{where}: hook 'ember_robot_types' raised {describe_error(call.error)}") from call.error
+    results = call.results
     if not all(isinstance(result, (list, tuple)) for result in results):
-        raise FleetConfigError(f"{where}: 'ember_robot_types' must return a list of RobotType, got {results!r}")
+        raise FleetConfigError(f"{where}: 'ember_robot_types' must return a list of RobotType, got {excerpt(results)}")
     declared = [robot for result in results for robot in result]
     if not declared:
         raise FleetConfigError(f"{where}: the plugin declares no robot types (implement the 'ember_robot_types' hook)")
     for robot in declared:
         if not isinstance(robot, RobotType):
-            raise FleetConfigError(f"{where}: 'ember_robot_types' must return RobotType objects, got {robot!r}")
+            raise FleetConfigError(f"{where}: 'ember_robot_types' must return RobotType objects, got {excerpt(robot)}")
     if "robot" in entry:
         matches = [robot for robot in declared if robot.id == entry["robot"]]
         if not matches:
             ids = ", ".join(robot.id for robot in declared)
-            raise FleetConfigError(f"{where}: field 'robot': the plugin has no robot '{entry['robot']}' (it has: {ids})")
+            raise FleetConfigError(f"{where}: field 'robot': the plugin has no robot {excerpt(entry['robot'])} (it has: {ids})")
         robot = matches[0]
     elif len(declared) > 1:
         ids = ", ".join(robot.id for robot in declared)
@@ -151,6 +240,5 @@ def _pick_robot(manager: pluggy.PluginManager, plugin: Any, entry: dict, where: 
         robot = declared[0]
     try:
         return robot.with_overrides(entry.get("overrides", {}))
-    except (RobotTypeError, TypeError) as err:
+    except (ValueError, TypeError) as err:
         raise FleetConfigError(f"{where}: overrides: {err}") from err
-

@@ -13,7 +13,9 @@ import torch
 from ember_core.availability import RANK_ORDER, FleetStatus
 from ember_core.fleet import Fleet
 from ember_core.hookspecs import TaskContext
-from ember_core.images import ImageInput, InvalidInputError
+from ember_core.errors import InvalidInputError
+from ember_core.images import ImageInput
+from ember_core.limits import MAX_TASK_ECHO, MAX_TOP_K
 from ember_core.model.generation import greedy_continue
 from ember_core.model.vlm import EmberVLM
 from ember_core.pretrained import load_pretrained, resolve_device
@@ -114,8 +116,12 @@ class Selector:
         ]
 
     def error(self, request: SelectionRequest, status: str, message: str) -> Selection:
-        """A non-ok result (no_image, rejected_busy, invalid_input, ...) naming this selector's fleet and model."""
+        """A non-ok result (no_image, rejected_busy, invalid_input, ...) naming this selector's fleet and model.
+
+        The task is echoed as printable UTF-8 and cut at MAX_TASK_ECHO characters: it may be anything.
+        """
         task = request.task if isinstance(request.task, str) else repr(request.task)
+        task = task[:MAX_TASK_ECHO].encode("utf-8", "backslashreplace").decode("utf-8")
         return Selection.error(request.request_id, task, status, [message], self.fleet, self.model_name,
                                self.model_sha, request.image_info, request.task_id)
 
@@ -125,8 +131,8 @@ class Selector:
         start = time.perf_counter()
         task = self.processor.clean_task(request.task)
         top_k, threshold = request.top_k, request.confidence_threshold
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise InvalidInputError(f"top_k must be a positive integer, got {top_k!r}")
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
+            raise InvalidInputError(f"top_k must be an integer from 1 to {MAX_TOP_K}, got {top_k!r}")
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
             raise InvalidInputError(f"confidence_threshold must be a number in [0, 1], got {threshold!r}")
         pixels = self.processor.pixels(request.image)

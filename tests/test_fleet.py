@@ -1,13 +1,19 @@
-"""The default fleet, Fleet lookups, the fleet hash, the prompt rendering, the card scene rules and the feasibility hook."""
+"""The default fleet, Fleet lookups, the fleet hash, the prompt rendering, the card scene rules, the feasibility hook
+(one plugin at a time: bad answers, slow hooks) and the fleet's warnings."""
 from __future__ import annotations
 
 import importlib
 import json
+import logging
+import re
+import time
 
 import pytest
 
 from ember_train.public_data import PUBLIC_DATA
-from ember_core import Fleet, RobotType, RobotTypeError, TaskContext, UnknownRobotError, load_fleet
+from ember_core import Fleet, RobotType, RobotTypeError, TaskContext, UnknownRobotError, hookimpl, load_fleet
+from ember_core.fleet import LARGE_FLEET, MAX_REASON_CHARS, fleet_warnings, new_plugin_manager
+from ember_core.limits import HOOK_TIME_BUDGET_S
 from ember_core.prompt import card_phrases, fleet_text
 
 DEFAULT_IDS = ["drone", "underwater_robot", "humanoid", "robot_with_wheels", "robot_with_legs"]
@@ -168,6 +174,11 @@ def test_every_builtin_robot_has_example_requests_the_model_matches(fleet):
     ("field", "value", "message"),
     [
         ("id", "Underwater Robot", "lower_snake_case"),
+        ("id", "drone\n", "lower_snake_case"),  # re.match with $ accepted it: $ matches before a final newline
+        ("id", "drone\t", "lower_snake_case"),
+        ("name", "Drone\x1b[31m", "control or formatting character U\\+001B at position 5"),
+        ("name", "Dr\u200bone", "control or formatting character U\\+200B"),  # looks like "Drone"
+        ("payload_kg", 10**400, "non-negative number"),  # too large for a float: was an OverflowError
         ("name", "", "non-empty string"),
         ("capabilities", "flying", "list of strings"),
         ("limitations", [], "at least one entry"),
@@ -187,3 +198,96 @@ def test_robot_type_validation_names_the_field(fleet, field, value, message):
     with pytest.raises(RobotTypeError, match=f"field '{field}': .*{message}") as caught:
         RobotType(**card)
     assert caught.value.field == field
+
+
+class _Site:
+    """A plugin object whose feasibility hook gives `answer` for the drone (or raises it, or sleeps first)."""
+
+    def __init__(self, answer=None, sleep_s: float = 0.0):
+        self.answer, self.sleep_s, self.calls = answer, sleep_s, 0
+
+    @hookimpl
+    def ember_robot_infeasible(self, robot, context):
+        self.calls += 1
+        time.sleep(self.sleep_s)
+        if isinstance(self.answer, BaseException):
+            raise self.answer
+        return self.answer if robot.id == "drone" else None
+
+
+def _judged(fleet, **plugins) -> Fleet:
+    manager = new_plugin_manager()
+    for name, plugin in plugins.items():
+        manager.register(plugin, name=name)
+    return Fleet(fleet.robots, manager)
+
+
+@pytest.mark.parametrize("answer", [42, ["no"], b"no drones", "", "   ", True, RuntimeError("site db down"),
+                                    SystemExit(0), KeyError("drone")], ids=repr)
+def test_a_bad_hook_answer_is_no_veto_with_one_warning_and_hides_no_other_plugin(fleet, caplog, answer):
+    judged = _judged(fleet, bad_site=_Site(answer), good_site=_Site("no drones on this site"))
+    with caplog.at_level(logging.WARNING, logger="ember_core.fleet"):
+        for _ in range(3):
+            assert judged.infeasible(TaskContext(task="film the yard")) == {"drone": ["no drones on this site"]}
+    assert len(caplog.records) == 1  # once per plugin, not once per request
+    message = caplog.records[0].getMessage()
+    assert message.startswith("plugin 'bad_site': hook 'ember_robot_infeasible' ")
+    assert ("raised" in message) == isinstance(answer, BaseException) and "no objection" in message
+    assert list(judged.hook_problems) == [("bad_site", "raised" if isinstance(answer, BaseException) else "result")]
+
+
+def test_a_huge_or_multiline_reason_is_cut_to_one_short_line(fleet, caplog):
+    reason = "drones\n\x1b[31mforbidden\x1b[0m " + "x" * 10_000_000
+    judged = _judged(fleet, chatty=_Site(reason))
+    with caplog.at_level(logging.WARNING, logger="ember_core.fleet"):
+        start = time.perf_counter()
+        reasons = judged.infeasible(TaskContext(task="film the yard"))["drone"]
+        assert time.perf_counter() - start < 1.0
+    assert len(reasons) == 1 and len(reasons[0]) == MAX_REASON_CHARS
+    assert reasons[0].startswith("drones [31mforbidden [0m xxx") and reasons[0].endswith("x…")
+    assert f"returned a reason of {len(reason)} characters, cut to 200" in caplog.text
+
+
+def test_plugins_are_asked_in_robots_yaml_order(fleet):
+    judged = _judged(fleet, first=_Site("first rule"), second=_Site("second rule"))
+    assert judged.infeasible(TaskContext(task="x", scene=frozenset({"underwater"})))["drone"] == [
+        "Drone cannot operate under water", "first rule", "second rule"]
+
+
+def test_a_slow_hook_is_reported_with_its_time_once(fleet, caplog):
+    slow = _Site("too windy", sleep_s=HOOK_TIME_BUDGET_S + 0.05)
+    judged = _judged(fleet, weather=slow)
+    with caplog.at_level(logging.WARNING, logger="ember_core.fleet"):
+        assert judged.infeasible(TaskContext(task="x"))["drone"] == ["too windy"]
+        judged.infeasible(TaskContext(task="x"))
+    assert slow.calls == 2 * len(fleet)  # Ember cannot interrupt it: it is reported, and still asked
+    [record] = caplog.records
+    assert re.fullmatch(r"plugin 'weather': hook 'ember_robot_infeasible' took 0\.\d\d s, above the budget of 0\.25 s "
+                        r"\(ember_core\.limits\.HOOK_TIME_BUDGET_S\); every selection waits for it, since Ember cannot "
+                        r"interrupt a hook: make it faster", record.getMessage())
+
+
+def test_fleet_warnings_name_duplicate_phrases_shared_examples_and_large_fleets(fleet):
+    assert fleet_warnings(fleet) == []
+    drone = fleet.robot("drone")
+    twin = drone.with_overrides({"capabilities": [*drone.capabilities, "Aerial navigation."]})
+    copycat = RobotType(**{**fleet.robot("humanoid").to_dict(), "id": "copycat", "name": "Copycat",
+                           "capabilities": list(reversed(drone.capabilities)), "examples": [drone.examples[0].upper()]})
+    assert fleet_warnings(Fleet([twin, copycat])) == [
+        "robots 'drone' and 'copycat' have the same capabilities: the model can hardly tell them apart; make their "
+        "cards differ",  # in another order, and with a phrase twice: still the same
+        f"robots 'drone' and 'copycat' both list the example request '{drone.examples[0].upper()}': it teaches the "
+        "model nothing about which of them to pick; keep each example on one",
+        "robot 'drone': field 'capabilities' lists 'Aerial navigation.' twice (ignoring case and punctuation); remove one",
+    ]
+    many = [RobotType(**{**drone.to_dict(), "id": f"drone_{i}", "name": f"Drone {i}", "examples": [],
+                         "description": f"Drone number {i}.", "capabilities": [f"fly route {i}"]})
+            for i in range(LARGE_FLEET + 1)]
+    assert fleet_warnings(Fleet(many)) == [
+        f"the fleet has {LARGE_FLEET + 1} robots, more than {LARGE_FLEET}: the prompt carries every card, so large "
+        "fleets leave the task little room in the model's context and select more slowly"]
+    same = [RobotType(**{**robot.to_dict(), "description": "A robot."}) for robot in many[:30]]
+    warnings = fleet_warnings(Fleet(same), limit=5)
+    assert len(warnings) == 6 and warnings[-1] == "... and 24 more warnings"
+    assert warnings[0] == ("robots 'drone_0' and 'drone_1' have the same description: the model can hardly tell them "
+                           "apart; make their cards differ")

@@ -21,11 +21,13 @@ from ember_core.processor import (
 from ember_core.prompt import IMAGE, REASONING_START, SELECTION, card_text, selection_prompt
 
 IMAGE_TOKENS = 4
+MAX_PROMPT_TOKENS = 1000  # room for the default fleet's full cards and a task
 
 
 @pytest.fixture(scope="module")
 def processor(fleet) -> EmberProcessor:
-    return EmberProcessor(ProcessorConfig(image_size=32, image_tokens=IMAGE_TOKENS, max_task_chars=60),
+    return EmberProcessor(ProcessorConfig(image_size=32, image_tokens=IMAGE_TOKENS, max_task_chars=60,
+                                          max_prompt_tokens=MAX_PROMPT_TOKENS),
                           load_tokenizer(), fleet)
 
 
@@ -33,6 +35,7 @@ def processor(fleet) -> EmberProcessor:
 def text_processor(fleet) -> EmberProcessor:
     """A processor with the MiniLM sentence encoder's tokenizer (no encoder weights are loaded)."""
     return EmberProcessor(ProcessorConfig(image_size=32, image_tokens=IMAGE_TOKENS, max_task_chars=200,
+                                          max_prompt_tokens=MAX_PROMPT_TOKENS,
                                           text_encoder="minilm"), load_tokenizer(), fleet)
 
 
@@ -44,7 +47,7 @@ def test_clean_task_collapses_whitespace_and_rejects_empty_or_long_tasks(process
     assert processor.clean_task("  Inspect\tthe \n\n roof  ") == "Inspect the roof"
     with pytest.raises(InvalidInputError, match="task is empty"):
         processor.clean_task(" \n ")
-    with pytest.raises(InvalidInputError, match="task is empty"):
+    with pytest.raises(InvalidInputError, match="task must be text, got NoneType"):
         processor.clean_task(None)
     with pytest.raises(InvalidInputError, match="task is 61 characters; the limit is 60"):
         processor.clean_task("x" * 61)
@@ -130,7 +133,7 @@ def test_card_inputs_are_each_robots_card_in_fleet_order(processor, text_process
 
 def test_save_and_from_pretrained_round_trip(processor, fleet, tmp_path):
     saved = EmberProcessor(ProcessorConfig(image_size=32, image_tokens=IMAGE_TOKENS, max_task_chars=60,
-                                           temperature=0.73), processor.tokenizer, fleet)
+                                           max_prompt_tokens=MAX_PROMPT_TOKENS, temperature=0.73), processor.tokenizer, fleet)
     saved.save_pretrained(tmp_path)
     loaded = EmberProcessor.from_pretrained(tmp_path)
     assert loaded.config == saved.config and loaded.temperature == 0.73

@@ -182,7 +182,7 @@ def test_eval_report_end_to_end(tiny_model_dir, small_jsonl, tmp_path, capsys):
 def test_eval_report_refuses_baselines_fitted_on_the_scored_tasks(tiny_model_dir, small_jsonl, tmp_path, capsys):
     code = main(["eval", "--model", str(tiny_model_dir), "--data", str(small_jsonl), "--split", "all",
                  "--train_data", str(small_jsonl), "--report", str(tmp_path / "report")])
-    assert code == 1
+    assert code == 2
     assert "--train_data" in capsys.readouterr().err
     assert not (tmp_path / "report").exists()
 
@@ -197,5 +197,5 @@ def test_eval_report_fits_the_baselines_on_the_public_data_by_default(tiny_model
 
 def test_train_data_needs_report(small_jsonl, capsys):
     code = main(["eval", "--model", "unused", "--data", str(small_jsonl), "--train_data", str(small_jsonl)])
-    assert code == 1
+    assert code == 2
     assert "--report" in capsys.readouterr().err

@@ -1,12 +1,22 @@
-"""Loading robots.yaml: lookup order, plugins by module path and by entry point, overrides, errors."""
+"""Loading robots.yaml: lookup order, plugins by module path and by entry point, overrides, errors, limits.
+
+The known-bad files of issue 12 (alias bomb, deep nesting, shadowing plugins...) are the corpus of
+tests/test_fuzz_fleet.py; here are the rules around them.
+"""
 from __future__ import annotations
 
+import importlib
+import logging
+import re
+import sys
 from pathlib import Path
 
 import pytest
 
 from conftest import REPO, SNAKE_PLUGIN
 from ember_core import FleetConfigError, TaskContext, find_robots_file, load_fleet
+from ember_core.cli import main
+from ember_core.limits import HOOK_TIME_BUDGET_S, MAX_YAML_BYTES
 from ember_core.prompt import fleet_text
 
 
@@ -179,3 +189,123 @@ def test_bad_robots_files_are_clear_errors(case, tmp_path):
     with pytest.raises(FleetConfigError, match=message) as caught:
         load_fleet(path)
     assert str(caught.value).startswith(str(path))
+
+
+def test_a_file_above_the_size_limit_is_refused_before_it_is_parsed(tmp_path):
+    path = tmp_path / "robots.yaml"
+    path.write_text("robots:\n  - plugin: ember_plugins.drone\n#" + "#" * MAX_YAML_BYTES)
+    with pytest.raises(FleetConfigError) as caught:
+        load_fleet(path)
+    assert str(caught.value) == (f"{path}: file is {MAX_YAML_BYTES + 41} bytes, above the limit of {MAX_YAML_BYTES} "
+                                 "(ember_core.limits.MAX_YAML_BYTES); a robots.yaml is a few kilobytes")
+
+
+def test_an_error_quotes_a_short_excerpt_never_the_input(tmp_path):
+    path = tmp_path / "robots.yaml"
+    path.write_text("robots:\n  - [" + ", ".join(["lol"] * 20_000) + "]\n  - plugin: ember_plugins.drone\n")
+    with pytest.raises(FleetConfigError) as caught:
+        load_fleet(path)
+    assert str(caught.value) == f"{path}: entry 1: expected a mapping with a 'plugin' string, got ['lol', 'lol', 'lol', 'lol', ...]"
+
+
+def test_anchors_aliases_and_merge_keys_under_the_limits_still_work(write_robots):
+    fleet = load_fleet(write_robots([
+        "  - &light {plugin: ember_plugins.drone, overrides: {payload_kg: 1.5, environments: &outside [outdoor, fields]}}",
+        "  - {<<: *light, plugin: ember_plugins.humanoid}",
+        "  - {plugin: ember_plugins.robot_with_legs, overrides: {environments: *outside}}",
+    ]))
+    assert fleet.ids == ["drone", "humanoid", "robot_with_legs"]
+    assert fleet.robot("humanoid").payload_kg == 1.5 and fleet.robot("robot_with_legs").environments == ("outdoor", "fields")
+
+
+def test_a_local_plugin_package_with_submodules_loads_without_touching_sys_path(tmp_path, write_robots):
+    (tmp_path / "site_pkg").mkdir()
+    (tmp_path / "site_pkg" / "__init__.py").write_text("")
+    (tmp_path / "site_pkg" / "cards.py").write_text(SNAKE_PLUGIN)
+    (tmp_path / "site_pkg" / "snake.py").write_text("from .cards import ember_robot_types\n")  # a relative import
+    path_before = list(sys.path)
+    fleet = load_fleet(write_robots(["  - plugin: site_pkg.snake"]))
+    assert fleet.ids == ["snake_robot"] and sys.path == path_before
+    assert str(tmp_path) not in sys.path
+
+
+def test_plugins_of_the_same_name_next_to_two_robots_files_are_each_their_own(tmp_path):
+    for site, robot_id in (("north", "north_cart"), ("south", "south_cart")):
+        (tmp_path / site).mkdir()
+        (tmp_path / site / "site_cart.py").write_text(SNAKE_PLUGIN.replace('"snake_robot"', repr(robot_id))
+                                                      .replace('"Snake Robot"', repr(robot_id.replace("_", " ").title())))
+        (tmp_path / site / "robots.yaml").write_text("robots:\n  - plugin: site_cart\n")
+    assert load_fleet(tmp_path / "north" / "robots.yaml").ids == ["north_cart"]
+    assert load_fleet(tmp_path / "south" / "robots.yaml").ids == ["south_cart"]
+    assert load_fleet(tmp_path / "north" / "robots.yaml").ids == ["north_cart"]
+
+
+def test_a_file_next_to_robots_yaml_named_like_an_installed_module_is_ignored_with_a_warning(write_plugin, write_robots, caplog):
+    colorsys_file = write_plugin("colorsys", SNAKE_PLUGIN)
+    path = write_robots(["  - plugin: ember_plugins.drone", "  - plugin: colorsys"])
+    with pytest.raises(FleetConfigError, match=r"entry 2 \(plugin 'colorsys'\): the plugin declares no robot types"):
+        load_fleet(path)
+    assert (f"{path}: entry 2 (plugin 'colorsys'): {colorsys_file} is ignored: 'colorsys' is an installed or "
+            "standard-library module, which comes first; rename the file to use it") in caplog.text
+
+
+def test_an_entry_point_that_exits_on_load_is_a_named_error(tmp_path, monkeypatch, write_robots):
+    site = tmp_path / "site"
+    (site / "ember_exit_pkg").mkdir(parents=True)
+    (site / "ember_exit_pkg" / "__init__.py").write_text("raise SystemExit(0)\n")
+    info = site / "ember_exit_pkg-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ember-exit-pkg\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text("[ember.robots]\nexiter = ember_exit_pkg\n")
+    monkeypatch.syspath_prepend(str(site))
+    path = write_robots(["  - plugin: exiter"])
+    with pytest.raises(FleetConfigError) as caught:
+        load_fleet(path)
+    assert str(caught.value) == (f"{path}: entry 1 (plugin 'exiter'): entry point 'ember_exit_pkg' failed to load: "
+                                 "SystemExit: 0; a plugin must not exit the process")
+
+
+def test_a_slow_robot_types_hook_is_reported_with_its_time(write_plugin, write_robots, caplog):
+    write_plugin("slow_cards", "import time\n" + SNAKE_PLUGIN.replace("    return [", f"    time.sleep({HOOK_TIME_BUDGET_S + 0.05})\n    return ["))
+    path = write_robots(["  - plugin: slow_cards"])
+    with caplog.at_level(logging.WARNING, logger="ember_core.robots_file"):
+        assert load_fleet(path).ids == ["snake_robot"]
+    [record] = caplog.records
+    assert re.fullmatch(rf"{re.escape(str(path))}: entry 1 \(plugin 'slow_cards'\): hook 'ember_robot_types' took 0\.\d\d s, "
+                        r"above the budget of 0\.25 s \(ember_core\.limits\.HOOK_TIME_BUDGET_S\); loading the fleet waits for it",
+                        record.getMessage())
+
+
+def test_validate_reports_a_plugin_that_exits_instead_of_exiting_0(capsys, write_plugin, write_robots):
+    write_plugin("exits_on_import", "import sys\nsys.exit(0)\n")
+    path = write_robots(["  - plugin: exits_on_import"])
+    assert main(["robots", "validate", str(path)]) != 0  # it exited 0 from inside the import
+    out, err = capsys.readouterr()
+    assert out == "" and err == (f"ember: error: {path}: entry 1 (plugin 'exits_on_import'): plugin module failed to "
+                                 "import: SystemExit: 0; a plugin must not exit the process\n")
+
+
+def test_validate_prints_the_fleet_warnings_and_exits_0(capsys, write_plugin, write_robots, default_robots_lines):
+    write_plugin("drone_twin", '''
+        import dataclasses
+
+        from ember_plugins.drone import DRONE
+        from ember_core import hookimpl
+
+        @hookimpl
+        def ember_robot_types():
+            return [dataclasses.replace(DRONE, id="drone_twin", name="Drone Twin")]
+    ''')
+    assert main(["robots", "validate", str(write_robots(default_robots_lines + ["  - plugin: drone_twin"]))]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("OK ") and "6 robots" in out
+    examples = len(importlib.import_module("ember_plugins.drone").DRONE.examples)
+    assert err.splitlines() == [
+        "warning: robots 'drone' and 'drone_twin' have the same description: the model can hardly tell them apart; "
+        "make their cards differ",
+        "warning: robots 'drone' and 'drone_twin' have the same capabilities: the model can hardly tell them apart; "
+        "make their cards differ",
+        f"warning: robots 'drone' and 'drone_twin' both list {examples} example requests, such as 'Photograph the roof "
+        "of the town hall for missing tiles.': it teaches the model nothing about which of them to pick; keep each "
+        "example on one",
+    ]

@@ -95,8 +95,9 @@ def test_threshold_and_top_k_are_per_request_and_leave_the_selector_unchanged(se
 
 
 @pytest.mark.parametrize("settings, message", [
-    ({"top_k": 0}, "top_k must be a positive integer"),
-    ({"top_k": True}, "top_k must be a positive integer"),
+    ({"top_k": 0}, "top_k must be an integer from 1 to 256"),
+    ({"top_k": True}, "top_k must be an integer from 1 to 256"),
+    ({"top_k": 10**9}, "top_k must be an integer from 1 to 256"),
     ({"confidence_threshold": 1.5}, r"confidence_threshold must be a number in \[0, 1\]"),
     ({"confidence_threshold": "high"}, r"confidence_threshold must be a number in \[0, 1\]"),
 ])

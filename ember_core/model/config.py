@@ -7,9 +7,34 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ember_core import fields
+from ember_core.excerpt import excerpt
+from ember_core.fields import FieldError
+from ember_core.robot import ID_PATTERN
+from ember_core.scenes import SCENE_TAGS
+
 CONFIG_FILE = "config.json"
 # The preset `ember train` builds and a model is described as when none is named: the design's ~37M model.
 DEFAULT_PRESET = "embervlm-37m"
+
+# The bounds `validate` holds a config to; a config.json outside them fails to load with the field named.
+# Every registered vision part (RepViT) has stride 32: one visual token per 32x32 cell of the image.
+# Other sizes run, but pad the last row and column of cells; 1024 px is 1024 visual tokens.
+VISION_STRIDE = 32
+MAX_IMAGE_SIZE = 1024
+# What the prompt needs besides the image tokens: the "Task:" line, its markers and a short task.
+MIN_PROMPT_TEXT_TOKENS = 32
+# <|reasoning_start|>, <|reasoning_end|> and <|action_plan|>, fed around the generated text.
+GENERATION_MARKER_TOKENS = 3
+# The GPT-2 built from the lm_* fields: generous for a tiny VLM, small enough that an edited config.json
+# cannot make the loader allocate without bound (the estimate is 12 * layers * hidden^2 + context * hidden).
+MAX_LM_LAYERS = 64
+MAX_LM_HIDDEN = 8192
+MAX_LM_HEADS = 256
+MAX_LM_CONTEXT = 32768
+MAX_LM_PARAMETERS = 2_000_000_000
+# Widths of the robot head's MLP (head_hidden, head_mid) and of the card scorer (card_dim).
+MAX_HEAD_WIDTH = 8192
 
 
 @dataclass
@@ -58,16 +83,90 @@ class EmberVLMConfig:
     max_reasoning_tokens: int = 192
     max_plan_tokens: int = 128
 
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def image_tokens(self) -> int:
+        """Visual tokens per image: one per VISION_STRIDE cell."""
+        side = -(-self.image_size // VISION_STRIDE)
+        return side * side
+
+    def validate(self) -> None:
+        """Raise FieldError (a ValueError naming the field) unless every field has a usable type and value.
+
+        Called on construction, so presets, `preset(name, **overrides)`, `dataclasses.replace` and
+        `from_dict` all give a model that can be built and run. `robot_ids` may be empty here (a preset
+        before it is built for a fleet); `from_dict` requires them, as every saved model has them.
+        """
+        fields.text("preset", self.preset)
+        self.robot_ids = fields.string_list("robot_ids", self.robot_ids)
+        for robot in self.robot_ids:
+            if not ID_PATTERN.fullmatch(robot):
+                raise FieldError("robot_ids", f"{excerpt(robot)} is not a valid robot id; ids are "
+                                              f"lower_snake_case such as 'underwater_robot'")
+        for name in ("vision_encoder", "language_model"):
+            fields.text(name, getattr(self, name))
+        for name in ("vision_weights", "lm_name_or_path", "tokenizer", "text_encoder", "text_encoder_path"):
+            fields.text(name, getattr(self, name), optional=True)
+        for name in ("freeze_vision", "freeze_text_encoder"):
+            fields.boolean(name, getattr(self, name))
+        fields.integer("image_size", self.image_size, VISION_STRIDE, MAX_IMAGE_SIZE)
+        if self.image_size % VISION_STRIDE:
+            raise FieldError("image_size", f"expected a multiple of {VISION_STRIDE} (the vision encoder's stride: "
+                                           f"one visual token per {VISION_STRIDE}x{VISION_STRIDE} cell), got "
+                                           f"{self.image_size}")
+        fields.integer("lm_layers", self.lm_layers, 1, MAX_LM_LAYERS)
+        fields.integer("lm_hidden", self.lm_hidden, 1, MAX_LM_HIDDEN)
+        fields.integer("lm_heads", self.lm_heads, 1, MAX_LM_HEADS)
+        fields.integer("lm_context", self.lm_context, 1, MAX_LM_CONTEXT)
+        if self.lm_hidden % self.lm_heads:
+            raise FieldError("lm_hidden", f"{self.lm_hidden} is not divisible by lm_heads ({self.lm_heads}); "
+                                          f"each attention head gets lm_hidden / lm_heads dimensions")
+        estimate = 12 * self.lm_layers * self.lm_hidden ** 2 + self.lm_context * self.lm_hidden
+        if self.language_model == "gpt2" and estimate > MAX_LM_PARAMETERS:
+            raise FieldError("lm_hidden", f"lm_layers {self.lm_layers} x lm_hidden {self.lm_hidden} make a language "
+                                          f"model of ~{estimate:.3g} parameters; the limit is {MAX_LM_PARAMETERS:.3g}")
+        for name in ("head_hidden", "head_mid", "card_dim"):
+            fields.integer(name, getattr(self, name), 1, MAX_HEAD_WIDTH)
+        fields.number("head_dropout", self.head_dropout, 0.0, 1.0, high_open=True)
+        fields.integer("card_top_k", self.card_top_k, 1)
+        fields.number("memory_threshold", self.memory_threshold, -1.0, 1.0)  # a cosine similarity
+        fields.number("memory_sharpness", self.memory_sharpness, 0.0, 1e4, low_open=True)
+        self.scene_tags = fields.string_list("scene_tags", self.scene_tags)
+        for tag in self.scene_tags:
+            if tag not in SCENE_TAGS:
+                raise FieldError("scene_tags", f"unknown scene tag {excerpt(tag)}; known: {', '.join(SCENE_TAGS)}")
+        fields.integer("max_task_chars", self.max_task_chars, 1)
+        fields.integer("max_reasoning_tokens", self.max_reasoning_tokens, 1)
+        fields.integer("max_plan_tokens", self.max_plan_tokens, 1)
+        self._check_context()
+
+    def _check_context(self) -> None:
+        """The LM's context must hold the image tokens, a short prompt, both generation limits and their markers."""
+        prompt = self.image_tokens + MIN_PROMPT_TEXT_TOKENS + GENERATION_MARKER_TOKENS
+        needed = prompt + self.max_reasoning_tokens + self.max_plan_tokens
+        if self.lm_context >= needed:
+            return
+        # Blame the context when it cannot hold one generated token of each kind, else the larger limit.
+        blamed = "lm_context" if self.lm_context < prompt + 2 else max(
+            ("max_reasoning_tokens", "max_plan_tokens"), key=lambda name: getattr(self, name))
+        raise FieldError(blamed, f"lm_context {self.lm_context} cannot hold {self.image_tokens} image tokens, a short "
+                                 f"prompt ({MIN_PROMPT_TEXT_TOKENS}), max_reasoning_tokens {self.max_reasoning_tokens}, "
+                                 f"max_plan_tokens {self.max_plan_tokens} and {GENERATION_MARKER_TOKENS} markers "
+                                 f"({needed} tokens in all); raise lm_context or lower the generation limits")
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EmberVLMConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown EmberVLM config field(s) {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        """A validated config from a JSON object; missing fields take their defaults, unknown ones are refused."""
+        data = fields.known_keys(data, {f.name for f in dataclasses.fields(cls)}, "EmberVLM config")
+        config = cls(**data)
+        if not config.robot_ids:
+            raise FieldError("robot_ids", "expected at least one robot id; a saved model lists the ids of its head's rows")
+        return config
 
     def save(self, directory: str | Path) -> None:
         path = Path(directory) / CONFIG_FILE
@@ -75,11 +174,13 @@ class EmberVLMConfig:
 
     @classmethod
     def load(cls, directory: str | Path) -> EmberVLMConfig:
+        """The config.json of a model directory; FileNotFoundError or ValueError naming the file and field."""
         path = Path(directory) / CONFIG_FILE
+        data = fields.read_json(path)
         try:
-            return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, json.JSONDecodeError, ValueError, TypeError) as err:
-            raise ValueError(f"{path}: not a valid EmberVLM config: {err}") from err
+            return cls.from_dict(data)
+        except ValueError as err:
+            raise ValueError(f"{path}: not a valid EmberVLM config: {err}; fix it or re-save the model") from None
 
 
 PRESETS: dict[str, EmberVLMConfig] = {

@@ -2,7 +2,9 @@
 
 `remap_robot_rows` lays a checkpoint's per-robot head rows out for another fleet by robot id;
 `load_matching` loads every tensor whose name and shape match and logs the rest. `stored_state`
-is what a checkpoint keeps (each tied tensor once, frozen pretrained parts left out).
+is what a checkpoint keeps (each tied tensor once, frozen pretrained parts left out);
+`check_stored_tensors` holds a checkpoint's header to it before any tensor is read, so the tolerance
+of `load_matching` (another fleet, a resized vocabulary) never turns a damaged file into a random model.
 """
 from __future__ import annotations
 
@@ -15,6 +17,10 @@ import torch
 log = logging.getLogger("ember.model")
 # Tensors whose first dimension is one row per robot of the fleet.
 ROBOT_ROWS = ("robot_head.mlp.6.weight", "robot_head.mlp.6.bias", "robot_head.known")
+# The sentence embeddings of the training tasks (heads with a sentence encoder): one row per task.
+TASK_MEMORY = "robot_head.task_memory"
+# Names listed in an error message; the rest are counted.
+_SHOWN = 5
 
 
 def remap_robot_rows(state: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor],
@@ -44,16 +50,76 @@ def remap_robot_rows(state: dict[str, torch.Tensor], fresh: dict[str, torch.Tens
     return state
 
 
-def stored_state(model: torch.nn.Module, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """The tensors a checkpoint keeps: each tied tensor once, frozen pretrained parts left out."""
-    stored, seen = {}, set()
+def stored_names(model: torch.nn.Module) -> list[str]:
+    """The names of the tensors a checkpoint keeps: each tied tensor once, frozen pretrained parts left out."""
+    names, seen = [], set()
     for key, tensor in model.state_dict().items():
         if key.startswith(model.external_prefixes) or (tensor.numel() and tensor.data_ptr() in seen):
             continue
         seen.add(tensor.data_ptr())
-        tensor = tensor.detach().cpu()
+        names.append(key)
+    return names
+
+
+def stored_state(model: torch.nn.Module, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """The tensors a checkpoint keeps (see `stored_names`), on the CPU, floats in `dtype`."""
+    own, stored = model.state_dict(), {}
+    for key in stored_names(model):
+        tensor = own[key].detach().cpu()
         stored[key] = (tensor.to(dtype) if tensor.is_floating_point() else tensor).contiguous()
     return stored
+
+
+def check_stored_tensors(model: torch.nn.Module, header: dict[str, tuple[int, ...]], saved_ids: list[str]) -> None:
+    """ValueError unless a checkpoint (`header`: name -> shape) has every tensor `model` stores, loadable.
+
+    `saved_ids` are the robot ids of the checkpoint's head rows (its config.json). Tolerated, as
+    `load_matching` and `remap_robot_rows` handle them: robot rows laid out for another fleet, an
+    embedding with another number of tokens, tensors the model does not have. Everything else (a
+    missing tensor, another shape, robot rows that disagree with `saved_ids`) means the file is not
+    a checkpoint of this config's model.
+    """
+    if not header:
+        raise ValueError("holds no tensors; it is not a saved Ember model")
+    own = model.state_dict()
+    remapped = list(model.config.robot_ids) != list(saved_ids)
+    stored = stored_names(model)
+    missing = [name for name in stored if name not in header and not (remapped and name in ROBOT_ROWS)]
+    if missing:
+        raise ValueError(f"lacks {len(missing)} of the {len(stored)} tensors config.json's model needs, e.g. "
+                         f"{missing[:_SHOWN]}; it is not a checkpoint of this config (re-save the model)")
+    vocabulary = _embedding_names(model, own)
+    wrong = []
+    for name, shape in header.items():
+        if name not in own:
+            continue  # load_matching logs and ignores it
+        expected = tuple(own[name].shape)
+        if name in ROBOT_ROWS:
+            expected = (len(saved_ids), *expected[1:])
+        elif name == TASK_MEMORY or name in vocabulary:  # any number of training tasks / tokens
+            expected = (shape[0] if shape else -1, *expected[1:])
+        if tuple(shape) != expected:
+            wrong.append(f"{name}: {list(shape)}, expected {list(expected)}")
+    if wrong:
+        raise ValueError(f"has {len(wrong)} tensor(s) of shapes config.json's model cannot load, e.g. "
+                         f"{wrong[:_SHOWN]}; the config (robot_ids, lm_*, head sizes) does not describe these weights")
+
+
+def check_finite(state: dict[str, torch.Tensor]) -> None:
+    """ValueError naming the first floating-point tensor that holds a NaN or an infinity."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ValueError(f"tensor {name!r} holds NaN or infinite values; the weights are damaged")
+
+
+def _embedding_names(model: torch.nn.Module, own: dict[str, torch.Tensor]) -> set[str]:
+    """State-dict names of the language model's token embeddings, whose rows follow the vocabulary."""
+    language_model = getattr(model, "language_model", None)
+    if language_model is None:
+        return set()
+    layers = [language_model.get_input_embeddings(), language_model.get_output_embeddings()]
+    pointers = {layer.weight.data_ptr() for layer in layers if layer is not None}
+    return {name for name, tensor in own.items() if tensor.numel() and tensor.data_ptr() in pointers}
 
 
 def load_matching(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> list[str]:

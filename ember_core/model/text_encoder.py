@@ -28,7 +28,9 @@ def minilm_source() -> str:
 
 def tokenize_tasks(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> dict[str, torch.Tensor]:
     """Sentence-encoder ids and attention mask of texts, padded to the longest, cut at MAX_TOKENS."""
-    encoded = tokenizer(texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
+    # Marker strings such as "[SEP]" in a user's text stay plain text.
+    encoded = tokenizer(texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt",
+                        split_special_tokens=True)
     return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
 
 

@@ -15,13 +15,20 @@ from ember_core.model import vision as _vision  # noqa: F401  (registers the vis
 from ember_core.model.config import CONFIG_FILE, EmberVLMConfig
 from ember_core.model.heads import RobotHead
 from ember_core.model.language import hidden_size
-from ember_core.model.loading import file_sha, load_matching, remap_robot_rows, stored_state
+from ember_core.model.loading import (
+    TASK_MEMORY,
+    check_finite,
+    check_stored_tensors,
+    file_sha,
+    load_matching,
+    remap_robot_rows,
+    stored_state,
+)
 from ember_core.model.registry import create_part
 from ember_core.model.tokenizer import IMAGE, SELECTION, load_tokenizer, special_token_ids, validate_embeddings
-from ember_core.model.weights import load_state_dict_file
+from ember_core.model.weights import load_state_dict_file, safetensors_header
 
 WEIGHTS_FILE = "model.safetensors"
-TASK_MEMORY = "robot_head.task_memory"
 
 
 class EmberVLM(nn.Module):
@@ -216,26 +223,44 @@ class EmberVLM(nn.Module):
 
         With `robot_ids` the head is laid out for that fleet: rows of robots the checkpoint knows
         move to their new index, a new robot is scored from its card alone (see heads.py).
+        FileNotFoundError or ValueError naming the file when config.json or model.safetensors is not
+        one Ember can use: the weights' header is checked against the config before a tensor is read.
         """
         path = require_model_dir(directory)
         config = EmberVLMConfig.load(path)
+        weights = path / WEIGHTS_FILE
+        header = safetensors_header(weights)
         saved_ids = list(config.robot_ids)
         if robot_ids is not None:
             config.robot_ids = list(robot_ids)
-        model = cls(config, tokenizer or load_tokenizer(path))
-        state = load_state_dict_file(path / WEIGHTS_FILE)
-        if TASK_MEMORY in state:  # as many rows as the model had training tasks
+        try:
+            model = cls(config, tokenizer or load_tokenizer(path))
+        except ValueError as err:  # e.g. an unknown vision encoder or missing vision weights the config names
+            raise ValueError(f"{path / CONFIG_FILE}: cannot build its model: {err}") from None
+        try:
+            check_stored_tensors(model, {name: info.shape for name, info in header.items()}, saved_ids)
+            state = load_state_dict_file(weights)
+            check_finite(state)
+        except ValueError as err:
+            message = str(err)
+            raise ValueError(message if message.startswith(str(weights)) else f"{weights}: {message}") from None
+        if TASK_MEMORY in state and TASK_MEMORY in model.state_dict():  # as many rows as the model had training tasks
             model.robot_head.set_task_memory(state[TASK_MEMORY])
         if config.robot_ids != saved_ids:
             state = remap_robot_rows(state, model.state_dict(), saved_ids, config.robot_ids)
         load_matching(model, state)
-        model.name, model.sha = f"{config.preset}:{path.name}", file_sha(path / WEIGHTS_FILE)
+        model.name, model.sha = f"{config.preset}:{path.name}", file_sha(weights)
         return model.eval()
 
 
 def require_model_dir(directory: str | os.PathLike) -> Path:
-    """`directory` as a Path; FileNotFoundError unless it holds a saved model's config and weights."""
+    """`directory` as a Path; FileNotFoundError naming what is missing unless it holds a saved model's config and weights."""
     path = Path(directory)
-    if not (path / CONFIG_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
-        raise FileNotFoundError(f"{path}: not an Ember model directory (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: not an Ember model directory: no such directory (pass one written by "
+                                f"save_pretrained)")
+    missing = [name for name in (CONFIG_FILE, WEIGHTS_FILE) if not (path / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{path}: not an Ember model directory: {' and '.join(missing)} missing "
+                                f"(needs {CONFIG_FILE} and {WEIGHTS_FILE}, written by save_pretrained)")
     return path

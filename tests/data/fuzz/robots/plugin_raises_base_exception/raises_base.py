@@ -1,0 +1,5 @@
+class Boom(BaseException):
+    pass
+
+
+raise Boom('no')
