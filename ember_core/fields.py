@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import json
 import math
+import unicodedata
 from pathlib import Path
 from typing import Any
 
+from ember_core import safe_json
 from ember_core.excerpt import excerpt
 
 # A model directory's JSON files are small (fleet.json with every card's examples is ~20 KB); a bigger
 # one is not a file Ember wrote, and is refused before it is parsed.
 MAX_JSON_FILE_BYTES = 16 * 1024 * 1024
+# A name or path in a config (a preset, an encoder, a weights directory).
+MAX_TEXT_CHARS = 4096
 
 
 class FieldError(ValueError):
@@ -59,12 +63,20 @@ def boolean(name: str, value: Any) -> bool:
 
 
 def text(name: str, value: Any, optional: bool = False) -> str | None:
-    """A non-empty string (or None when `optional`)."""
+    """A non-empty string of at most MAX_TEXT_CHARS printable characters (or None when `optional`).
+
+    Control characters are refused: these names reach logs, terminals and result documents.
+    """
     if value is None and optional:
         return None
     if not isinstance(value, str) or not value.strip():
         expected = "a non-empty string or null" if optional else "a non-empty string"
         raise FieldError(name, f"expected {expected}, got {excerpt(value)}")
+    if len(value) > MAX_TEXT_CHARS:
+        raise FieldError(name, f"{len(value)} characters, more than the {MAX_TEXT_CHARS} a name or path may have")
+    control = next((char for char in value if unicodedata.category(char) == "Cc"), None)
+    if control is not None:
+        raise FieldError(name, f"control character U+{ord(control):04X} in {excerpt(value)}; remove it")
     return value
 
 
@@ -93,21 +105,20 @@ def known_keys(data: Any, known: set[str], what: str) -> dict[str, Any]:
 
 
 def read_json(path: Path) -> Any:
-    """The JSON document in `path`; FileNotFoundError or ValueError naming the file when it cannot be read."""
+    """The JSON document in `path`; FileNotFoundError or ValueError naming the file when it cannot be read.
+
+    Parsed by `ember_core.safe_json` (nesting depth checked first; NaN and Infinity refused).
+    """
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found; re-save the model with save_pretrained")
     size = path.stat().st_size
     if size > MAX_JSON_FILE_BYTES:
         raise ValueError(f"{path}: {size} bytes, more than the {MAX_JSON_FILE_BYTES} a model file may have")
     try:
-        return json.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+        return safe_json.loads(path.read_bytes(), max_bytes=MAX_JSON_FILE_BYTES)
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
-    except ValueError as err:  # e.g. an integer of more than 4300 digits
+    except ValueError as err:  # not UTF-8, too deep, NaN, an integer of more than 4300 digits
         raise ValueError(f"{path}: not valid JSON ({err})") from None
-    except RecursionError:
-        raise ValueError(f"{path}: JSON nested too deeply") from None
     except OSError as err:
         raise ValueError(f"{path}: could not be read ({err.strerror or err})") from None

@@ -1,4 +1,8 @@
-"""Fleet: the ordered robot types, the single source of truth for robot ids, names and indices."""
+"""Fleet: the ordered robot types, the single source of truth for robot ids, names and indices.
+
+Also where the fleet's feasibility rules run (cards, then each plugin's hook on its own) and what
+`ember robots validate` warns about a fleet that loads (`fleet_warnings`).
+"""
 from __future__ import annotations
 
 import hashlib
@@ -20,9 +24,11 @@ log = logging.getLogger(__name__)
 INFEASIBLE_HOOK = "ember_robot_infeasible"
 # A reason a fleet manager reads in one line; a longer one is cut here (and ends with "…").
 MAX_REASON_CHARS = 200
-# `fleet_warnings` flags a fleet larger than this: the prompt carries every card, so a large fleet
-# leaves the task little room (about 15 full cards fill the default model's 1,024 tokens today).
+# `fleet_warnings` flags a fleet larger than this: the prompt carries every card (shortened as the
+# fleet grows), and 50 robots is what the prompt budget is sized and benchmarked for
+# (benchmarks/fleet_size.py); a token-based warning may replace this count.
 LARGE_FLEET = 50
+
 
 class UnknownRobotError(LookupError):
     """A robot id or name that is not in the fleet."""

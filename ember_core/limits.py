@@ -13,6 +13,10 @@ MAX_JSON_DEPTH = 32
 MAX_YAML_BYTES = 1024 * 1024
 MAX_YAML_DEPTH = 32
 MAX_YAML_ALIASES = 64
+# Values (scalars, lists, mappings) one document may hold with its aliases expanded: what a file of
+# MAX_YAML_BYTES could spell out with short values, so aliases save typing but multiply nothing. A
+# robots.yaml of 50 robots with overrides holds a few thousand.
+MAX_YAML_NODES = MAX_YAML_BYTES // 8
 # A plugin hook slower than this (seconds) is reported with its time.
 HOOK_TIME_BUDGET_S = 0.25
 # Ranked robots one result may list.

@@ -17,7 +17,8 @@ from ember_core.excerpt import excerpt
 from ember_core.fleet import Fleet
 from ember_core.model.config import CONFIG_FILE, DEFAULT_PRESET, EmberVLMConfig, preset
 from ember_core.model.tokenizer import load_tokenizer
-from ember_core.model.vlm import EmberVLM, require_model_dir
+from ember_core.model.vlm import WEIGHTS_FILE, EmberVLM, require_model_dir
+from ember_core.model.weights import safetensors_header
 from ember_core.processor import FLEET_FILE, PROCESSOR_FILE, EmberProcessor, ProcessorConfig, saved_fleet
 from ember_core.processor_files import processor_matches_model
 from ember_core.robots_file import load_fleet
@@ -114,6 +115,7 @@ def load_pretrained(model: str | os.PathLike | None = None, fleet: Fleet | None 
             raise ValueError(f"{directory / FLEET_FILE}: robots {fleet.ids} are not the head's rows "
                              f"{config.robot_ids} of {directory / CONFIG_FILE}; re-save the model, or pass the "
                              f"fleet to use (--robots)")
+    safetensors_header(directory / WEIGHTS_FILE)
     tokenizer = load_tokenizer(directory)
     vlm = EmberVLM.from_pretrained(directory, tokenizer, robot_ids=fleet.ids)
     processor = EmberProcessor.from_pretrained(directory, fleet, _task_tokenizer(vlm))

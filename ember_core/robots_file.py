@@ -36,6 +36,8 @@ ENV_VAR = "EMBER_ROBOTS"
 ENTRY_KEYS = {"plugin", "robot", "overrides"}
 # A module path: dotted ASCII identifiers. An entry point name may be anything its distribution chose.
 MODULE_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+# Longer names are refused before any lookup: the file system refuses them anyway ("File name too long").
+MAX_PLUGIN_CHARS = 200
 # Set on a module loaded from a file next to robots.yaml: the directory it came from.
 LOCAL_PLUGIN_MARK = "__ember_plugin_dir__"
 
@@ -54,8 +56,14 @@ def find_robots_file(path: str | os.PathLike | None = None) -> Path:
         return Path("robots.yaml").resolve()
     else:
         chosen, origin = share_dir() / "robots.yaml", "the packaged default"
-    if not chosen.is_file():
-        raise FleetConfigError(f"{chosen}: robots file not found (from {origin})")
+    try:
+        found = chosen.is_file()
+    except (OSError, ValueError) as err:  # a name too long, a NUL byte in it
+        reason = getattr(err, "strerror", None) or describe_error(err)  # strerror: without the name again
+        raise FleetConfigError(f"{printable(str(chosen), 200)}: robots file cannot be opened (from {origin}): "
+                               f"{reason}") from err
+    if not found:
+        raise FleetConfigError(f"{printable(str(chosen), 200)}: robots file not found (from {origin})")
     return chosen.resolve()
 
 
@@ -70,8 +78,7 @@ def load_fleet(path: str | os.PathLike | None = None) -> Fleet:
         named = f"entry {number} (plugin '{printable(entry['plugin'], 80)}')"
         where = f"{robots_file}: {named}"
         plugin = _load_plugin(entry["plugin"], robots_file.parent, where)
-        if not manager.is_registered(plugin):
-            _register(manager, plugin, entry["plugin"], where)
+        _register(manager, plugin, entry["plugin"], where)
         robot = _pick_robot(manager, plugin, entry, where)
         if robot.id in seen:
             raise FleetConfigError(f"{where}: field 'id': duplicate robot id '{robot.id}', already given by {seen[robot.id]}")
@@ -112,6 +119,9 @@ def _read_entries(robots_file: Path) -> list[dict[str, Any]]:
 def _load_plugin(spec: str, robots_dir: Path, where: str) -> Any:
     """An entry point of group `ember.robots` named `spec`, else the installed module `spec`, else the
     module or package `spec` next to robots.yaml (see the module docstring for why it is loaded so)."""
+    if len(spec) > MAX_PLUGIN_CHARS:
+        raise FleetConfigError(f"{where}: field 'plugin': {excerpt(spec)} is longer than {MAX_PLUGIN_CHARS} characters; "
+                               "name a module path such as 'ember_plugins.drone' or an entry point")
     for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         if entry_point.name == spec:
             return _guarded(entry_point.load, where, f"entry point '{entry_point.value}' failed to load")
@@ -168,8 +178,11 @@ def _installed(top: str) -> bool:
 def _local_file(robots_dir: Path, top: str) -> Path | None:
     """The package `top/__init__.py` or module `top.py` next to robots.yaml, the package first as Python does."""
     for candidate in (robots_dir / top / "__init__.py", robots_dir / f"{top}.py"):
-        if candidate.is_file():
-            return candidate
+        try:
+            if candidate.is_file():
+                return candidate
+        except OSError:  # unreadable directory: as if the file were not there
+            continue
     return None
 
 
@@ -195,7 +208,10 @@ def _load_local(top: str, path: Path, robots_dir: Path) -> None:
 
 
 def _register(manager: pluggy.PluginManager, plugin: Any, spec: str, where: str) -> None:
+    """Register `plugin` under the name `spec`, unless an earlier entry registered it already."""
     try:
+        if manager.is_registered(plugin):
+            return
         manager.register(plugin, name=spec)
         manager.check_pending()
     except pluggy.PluginValidationError as err:

@@ -3,9 +3,9 @@
 `yaml.safe_load` builds no Python objects from tags, but it will expand an alias bomb (a few hundred
 bytes that share one list a billion times), recurse until RecursionError on deep nesting, and let a
 second `robots:` silently replace the first. Here the event stream is scanned first (nesting and
-aliases, stopping at the first excess), then the node graph is measured with aliases expanded, and
-only then are Python objects built, by a loader that refuses duplicate keys. Messages give the line
-and a short excerpt, never the document.
+aliases, stopping at the first excess), then the node graph is measured with its aliases expanded
+and its mappings checked for duplicate keys, and only then are Python objects built. Messages give
+the line and a short excerpt, never the document.
 """
 from __future__ import annotations
 
@@ -15,12 +15,7 @@ from typing import Any
 import yaml
 
 from ember_core.excerpt import describe_error, excerpt, printable
-from ember_core.limits import MAX_YAML_ALIASES, MAX_YAML_BYTES, MAX_YAML_DEPTH
-
-# Values (scalars, lists, mappings) one document may hold with its aliases expanded: what a file of
-# MAX_YAML_BYTES could spell out with short values, so aliases save typing but multiply nothing. A
-# robots.yaml of 50 robots with overrides holds a few thousand.
-MAX_YAML_NODES = MAX_YAML_BYTES // 8
+from ember_core.limits import MAX_YAML_ALIASES, MAX_YAML_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES
 
 # libyaml's parser and composer are C: a 1 MB file loads in about 2 s, 13 s in pure Python.
 _FastSafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -54,7 +49,7 @@ def load_yaml_file(path: Path) -> Any:
         with open(path, "rb") as stream:
             raw = stream.read(MAX_YAML_BYTES + 1)
     except OSError as err:
-        raise UnsafeYamlError(f"cannot be read: {describe_error(err)}") from err
+        raise UnsafeYamlError(f"cannot be read: {err.strerror or describe_error(err)}") from err
     if len(raw) > MAX_YAML_BYTES:  # it grew since stat, or it is not a regular file
         raise UnsafeYamlError(_too_large(len(raw)))
     try:
@@ -95,7 +90,7 @@ def load_yaml_text(text: str) -> Any:
     except yaml.YAMLError as err:
         raise UnsafeYamlError(f"not valid YAML: {describe_error(err)}") from err
     except Exception as err:  # not expected: _Loader names the values it cannot build
-        raise UnsafeYamlError(f"cannot be read: {describe_error(err)}") from err
+        raise UnsafeYamlError(f"cannot be read: {err.strerror or describe_error(err)}") from err
 
 
 def _too_large(size: int) -> str:

@@ -1,13 +1,13 @@
 """Camera messages to RGB numpy arrays without cv_bridge: raw sensor_msgs/Image by encoding, CompressedImage through Pillow."""
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from ember_core.images import InvalidInputError
+from ember_core import limits
+from ember_core.errors import InvalidInputError
+from ember_core.images import check_pixels, decode_bytes
 
 # encoding -> (bytes per pixel, which of a pixel's bytes are R, G, B); slices keep every step a numpy view.
 # mono16 has None: its byte (the high one) depends on is_bigendian.
@@ -22,8 +22,6 @@ _LAYOUTS: dict[str, tuple[int, slice | None]] = {
 # OpenCV-style names that cameras publish for the same layouts (cv_bridge reads 8UC3 as bgr8 too).
 _ALIASES = {"8UC3": "bgr8", "8UC1": "mono8", "16UC1": "mono16"}
 SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_LAYOUTS) + tuple(_ALIASES)
-# Checked before Pillow decodes pixel data: a few KB of PNG can claim gigabytes of pixels.
-MAX_PIXELS = 50_000_000
 
 
 def decode_image(msg: Any) -> np.ndarray:
@@ -34,18 +32,18 @@ def decode_image(msg: Any) -> np.ndarray:
     row is dropped. mono16 keeps the high byte (value >> 8, byte order from is_bigendian): a fixed linear
     map of the full 16-bit range, so the same depth or intensity gives the same grey in every frame,
     which a per-frame min-max stretch would not.
-    Raises InvalidInputError for an unsupported encoding, an empty image, a too-small step or short data.
+    Raises InvalidInputError for an unsupported encoding, an empty image, more than limits.MAX_IMAGE_PIXELS
+    pixels (checked before any array is built), a too-small step or short data.
     """
     encoding = str(msg.encoding)
     layout = _LAYOUTS.get(_ALIASES.get(encoding, encoding))
     if layout is None:
         raise InvalidInputError(
-            f"Image.encoding {encoding!r} is not supported; publish one of {', '.join(SUPPORTED_ENCODINGS)} "
+            f"Image.encoding {encoding[:40]!r} is not supported; publish one of {', '.join(SUPPORTED_ENCODINGS)} "
             "or a sensor_msgs/CompressedImage")
     pixel_bytes, picks = layout
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    if height <= 0 or width <= 0:
-        raise InvalidInputError(f"Image is {width}x{height} (width x height); both must be at least 1")
+    check_pixels(width, height, f"Image ({encoding})")
     row_bytes = width * pixel_bytes
     if step < row_bytes:
         raise InvalidInputError(
@@ -67,40 +65,25 @@ def decode_image(msg: Any) -> np.ndarray:
 
 
 def decode_compressed(msg: Any) -> np.ndarray:
-    """HxWx3 uint8 RGB array from a sensor_msgs/CompressedImage in any format Pillow reads (JPEG, PNG, ...).
+    """HxWx3 uint8 RGB array from a sensor_msgs/CompressedImage in one of limits.IMAGE_FORMATS (JPEG, PNG, ...).
 
-    The format field is only used in error messages: Pillow recognises the data by its contents.
-    Raises InvalidInputError for unreadable or corrupt data and for more than MAX_PIXELS pixels.
+    The format field is only used in error messages: the data is recognised by its contents. Raises
+    InvalidInputError for data over limits.MAX_IMAGE_BYTES (checked before it is copied), in another
+    format, over limits.MAX_IMAGE_PIXELS (read from the header, before decoding) or unreadable.
     """
-    fmt = str(getattr(msg, "format", "")) or "unset"
+    fmt = str(getattr(msg, "format", ""))[:40] or "unset"
     try:
-        data = bytes(msg.data)
+        size = len(msg.data)
+        data = bytes(msg.data) if size <= limits.MAX_IMAGE_BYTES else b""
     except (TypeError, ValueError) as err:
         raise InvalidInputError(
             f"CompressedImage.data is not a byte sequence ({err}); fill it with the encoded image") from err
+    if size > limits.MAX_IMAGE_BYTES:  # refused before the copy
+        raise InvalidInputError(f"CompressedImage is {size:,} bytes (format {fmt!r}), over the "
+                                f"{limits.MAX_IMAGE_BYTES:,} byte limit; publish a smaller or more compressed image")
     if not data:
         raise InvalidInputError(f"CompressedImage.data is empty (format {fmt!r}); send the encoded image bytes")
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size  # read from the header; pixel data is not decoded yet
-            if width * height > MAX_PIXELS:
-                raise _TooLarge(width, height)
-            rgb = image.convert("RGB")
-    except _TooLarge as err:
-        raise InvalidInputError(
-            f"CompressedImage is {err.args[0]}x{err.args[1]}, over the {MAX_PIXELS:,} pixel limit; "
-            "publish a smaller image") from None
-    except Image.DecompressionBombError as err:
-        raise InvalidInputError(f"CompressedImage is over the pixel limit ({err}); publish a smaller image") from err
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-        raise InvalidInputError(
-            f"CompressedImage.data ({len(data)} bytes, format {fmt!r}) is not a readable image ({err}); "
-            "send JPEG or PNG bytes") from err
-    return np.array(rgb, dtype=np.uint8)
-
-
-class _TooLarge(Exception):
-    """Internal: lets the size check leave the `with` block without being caught as a decode error."""
+    return np.array(decode_bytes(data, f"CompressedImage (format {fmt!r})"), dtype=np.uint8)
 
 
 def _byte_view(data: Any) -> np.ndarray:

@@ -35,6 +35,8 @@ SPECS = (
     Spec("max_image_age", 2.0, "seconds: a task is paired with the newest image no older than this", low=0.0, high=3600.0),
     Spec("require_image", True, "true: a task without a fresh image is answered no_image/stale_image; false: text only"),
     Spec("queue_size", 4, "pending tasks kept; when full the oldest is answered rejected_busy", low=1, high=1000),
+    Spec("stall_timeout", 60.0, "seconds one task may run before diagnostics report the worker stalled (ERROR)",
+         low=1.0, high=3600.0),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 
@@ -49,6 +51,7 @@ class Settings:
     max_image_age: float
     require_image: bool
     queue_size: int
+    stall_timeout: float
 
 
 def problems(updates: dict[str, Any]) -> list[str]:

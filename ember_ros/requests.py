@@ -8,6 +8,9 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 
+from ember_core import safe_json
+from ember_core.limits import MAX_JSON_BYTES, MAX_TOP_K
+
 
 @dataclass(frozen=True)
 class TaskRequest:
@@ -21,19 +24,36 @@ class TaskRequest:
     received: float = field(default_factory=time.monotonic)
 
 
-def parse_task(text: str) -> TaskRequest:
+def parse_task(text: str | bytes) -> TaskRequest:
     """Plain task text, or a JSON object {"task", "request_id"?, "task_id"?, "top_k"?}.
 
     Never raises: anything unreadable becomes a request with `error` set, keeping whatever ids it had,
-    so the fleet manager gets an answer it can match.
+    so the fleet manager gets an answer it can match. A message over limits.MAX_JSON_BYTES (plain or
+    JSON), JSON nested deeper than limits.MAX_JSON_DEPTH, text that is not valid Unicode and a top_k
+    over limits.MAX_TOP_K are errors too; the error's echo of the task is always publishable text.
     """
+    if isinstance(text, (bytes, bytearray)):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as err:
+            return _refused(bytes(text).decode("utf-8", "replace"), f"task message is not UTF-8 ({err}); send UTF-8 text")
+    size = len(text) if len(text) > MAX_JSON_BYTES else len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_JSON_BYTES:
+        return _refused(text, f"task message is {size:,} bytes or more, over the {MAX_JSON_BYTES:,} byte limit "
+                        "(MAX_JSON_BYTES); send a shorter task")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        return _refused(text, f"task message is not valid Unicode (an unpaired surrogate at {err.start}); send UTF-8 text")
     if not text.lstrip().startswith(("{", "[")):  # a JSON array is a mistake, not a task text
         return TaskRequest(uuid.uuid4().hex, text, error=None if text.strip() else "task is empty; publish what the robots should do")
     try:
-        message = json.loads(text)
+        message = safe_json.loads(text)
     except json.JSONDecodeError as err:
-        return TaskRequest(uuid.uuid4().hex, text, error=f"task message looks like JSON but does not parse ({err}); "
-                           "send plain text or an object like {\"task\": \"...\", \"request_id\": \"...\"}")
+        return _refused(text, f"task message looks like JSON but does not parse ({err}); "
+                        "send plain text or an object like {\"task\": \"...\", \"request_id\": \"...\"}")
+    except ValueError as err:  # over a limit, NaN, an unpaired surrogate escape, a 5000-digit number ...
+        return _refused(text, f"task message refused: {err}")
     if not isinstance(message, dict):
         return TaskRequest(uuid.uuid4().hex, text, error="task JSON must be an object with a \"task\" key")
     ids = {key: message.get(key) for key in ("request_id", "task_id")}
@@ -50,8 +70,22 @@ def parse_task(text: str) -> TaskRequest:
     elif not isinstance(task, str) or not task.strip():
         error = "task JSON needs a non-empty \"task\" string"
     elif top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        error = f"top_k must be a positive integer, got {top_k!r}"
+        error = f"top_k must be a positive integer, got {_preview(repr(top_k))}"
+    elif top_k is not None and top_k > MAX_TOP_K:
+        error = f"top_k {top_k} is over the limit of {MAX_TOP_K} (MAX_TOP_K); ask for fewer ranked robots"
+        top_k = None
     return TaskRequest(request_id, task if isinstance(task, str) else text, task_id, top_k, error)
+
+
+def _refused(text: str, error: str) -> TaskRequest:
+    """A request that is only answered with `error`; its task echo is shortened and made encodable."""
+    return TaskRequest(uuid.uuid4().hex, _preview(text), error=error)
+
+
+def _preview(text: str, limit: int = 200) -> str:
+    """At most `limit` characters of `text`, with unpaired surrogates escaped so the echo can be published."""
+    short = text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+    return short.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class TaskQueue:

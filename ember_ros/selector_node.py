@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import copy
-import json
+import functools
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -19,15 +19,16 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 
-from ember_core.availability import FleetStatus, parse_fleet_status
+from ember_core.availability import FleetStatus
 from ember_core.selection import Selection
 from ember_core.selector import Selector
 from ember_ros import parameters
 from ember_ros.camera import Frame, LatestFrame
+from ember_ros.fleet_status import read_fleet_status
 from ember_ros.launch_defaults import NODE_NAME
 from ember_ros.outputs import OUTPUT_TOPICS, split_document
 from ember_ros.requests import TaskQueue, TaskRequest, parse_task
-from ember_ros.stats import NodeStats
+from ember_ros.stats import NodeStats, shorten
 from ember_ros.worker import Conditions, SelectionWorker, selection_request
 
 # Cameras publish best effort; keep only the newest frame so a slow model never reads a backlog.
@@ -38,6 +39,19 @@ IMAGE_QOS = QoSProfile(depth=1, history=qos_profile_sensor_data.history, reliabi
 TASK_QOS = QoSProfile(depth=10, history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE,
                       durability=DurabilityPolicy.VOLATILE)
 FLEET_STATUS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+# Results: a fleet manager waits on every request_id, so no answer may be overwritten before a reliable
+# reader has it. Keep-last 10 lost up to a third of a 1,000-task burst to a subscriber that paused for
+# a moment (the writer had replaced the answers before the reader asked for a resend), and no depth is
+# safe: rejected_busy answers go out as fast as tasks arrive, not at the worker's pace. KEEP_ALL holds
+# each answer until every reliable reader acknowledged it; DDS then frees it, so memory follows how far
+# the slowest reader lags, not how many answers were sent.
+RESULT_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE,
+                        durability=DurabilityPolicy.VOLATILE)
+# Latched (latch_results): transient-local must stay keep-last, because a KEEP_ALL writer would hold every
+# answer forever for late joiners until its resource limits fill and publish blocks. 1,000 answers (a
+# few MB) cover a burst as large as the biggest queue_size; a late subscriber gets them, newest last.
+LATCHED_RESULT_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+                                durability=DurabilityPolicy.TRANSIENT_LOCAL)
 WORKER_STOP_TIMEOUT_S = 60.0  # long enough for one selection with reasoning on a slow CPU
 _PARAMETER_TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
                     float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
@@ -67,7 +81,7 @@ class SelectorNode(LifecycleNode):
         self._inputs: list[Any] = []
         # Diagnostics go out in every state, so a failed configure is visible to the operator.
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(1.0, self.publish_diagnostics)
+        self.create_timer(1.0, self._guarded("diagnostics", self.publish_diagnostics))
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -86,11 +100,10 @@ class SelectorNode(LifecycleNode):
             self.stats.error(f"configure failed: {err}")
             self.get_logger().error(f"configure failed: {err}")
             return TransitionCallbackReturn.FAILURE
-        durability = DurabilityPolicy.TRANSIENT_LOCAL if values["latch_results"] else DurabilityPolicy.VOLATILE
-        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=durability)
+        qos = LATCHED_RESULT_QOS if values["latch_results"] else RESULT_QOS
         for topic in OUTPUT_TOPICS:
             events = PublisherEventCallbacks(incompatible_qos=lambda info, t=topic: self._qos_mismatch(t, info))
-            self._outputs[topic] = self.create_lifecycle_publisher(String, topic, qos, event_callbacks=events)
+            self._outputs[topic] = self.create_lifecycle_publisher(String, topic, copy.copy(qos), event_callbacks=events)
         fleet = self.selector.fleet
         self.get_logger().info(
             f"configured: model {self.selector.model_name} (sha {self.selector.model_sha[:12]}), fleet of "
@@ -106,7 +119,7 @@ class SelectorNode(LifecycleNode):
                 (String, "task", self._on_task, TASK_QOS),
                 (String, "fleet_status", self._on_fleet_status, FLEET_STATUS_QOS),
             ):
-                self._inputs.append(self._subscribe(kind, topic, callback, qos))
+                self._inputs.append(self._subscribe(kind, topic, self._guarded(topic, callback), qos))
         except Exception as err:  # noqa: BLE001 - e.g. a misspelt qos_overrides value; stay inactive, say why
             self._stop_inputs()
             self.stats.error(f"activate failed: {err}")
@@ -119,10 +132,10 @@ class SelectorNode(LifecycleNode):
         return super().on_activate(state)  # enables the lifecycle publishers
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.state = "inactive"  # first: the watchdog must not take the worker's planned stop for a death
         self._stop_inputs()
         for request in self.queue.drain():  # answered, never silently lost
             self._answer(request, "error", "the selector was deactivated before this task ran; send it again")
-        self.state = "inactive"
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -140,8 +153,8 @@ class SelectorNode(LifecycleNode):
 
     def close(self) -> None:
         """Stop listening and stop the worker; also what Ctrl-C does, after rclpy itself has shut down."""
-        self._stop_inputs()
         self.state = "finalized"
+        self._stop_inputs()
 
     def _stop_inputs(self) -> None:
         for subscription in self._inputs:
@@ -172,15 +185,28 @@ class SelectorNode(LifecycleNode):
 
     def _on_fleet_status(self, message: String) -> None:
         try:
-            status = parse_fleet_status(json.loads(message.data), self.selector.fleet)
-        except ValueError as err:  # json.JSONDecodeError is a ValueError too
+            status = read_fleet_status(message.data, self.selector.fleet)
+        except ValueError as err:  # over a limit, not JSON, or not the expected shape
             self.stats.error(f"fleet_status ignored: {err}")
-            self.get_logger().warning(f"fleet_status ignored, keeping the previous one: {err}")
+            self.get_logger().warning(f"fleet_status ignored, keeping the previous one: {shorten(str(err))}")
             return
         if status.ignored:
-            self.get_logger().warning(f"fleet_status names robots not in the fleet: {', '.join(status.ignored)}")
+            self.get_logger().warning(shorten(f"fleet_status names robots not in the fleet: {', '.join(status.ignored)}"))
         self.fleet_status = status
         self.stats.count("fleet_status_received")
+
+    def _guarded(self, name: str, callback: Callable[..., None]) -> Callable[..., None]:
+        """`callback` for rclpy: an exception it raises is counted and logged, never let into the executor,
+        whose spin() it would end (and with it the node: nothing else would be received or answered)."""
+        @functools.wraps(callback)
+        def guarded(*args: Any) -> None:
+            try:
+                callback(*args)
+            except Exception as err:  # noqa: BLE001 - see the docstring
+                self.stats.count("callback_exceptions")
+                self.stats.error(f"{name} callback failed: {err!r}")
+                self.get_logger().error(shorten(f"{name} callback failed, message dropped: {err!r}"))
+        return guarded
 
     def _qos_mismatch(self, topic: str, info: Any) -> None:
         self.stats.count("qos_incompatible")
@@ -195,9 +221,16 @@ class SelectorNode(LifecycleNode):
     # ---- outputs ---------------------------------------------------------------------------
 
     def _answer(self, task: TaskRequest, status: str, message: str) -> None:
-        """A task the worker will not run (dropped from the queue, or the node deactivated) still gets its answer."""
-        request = selection_request(task, self.settings, self.fleet_status)
-        self.publish_result(self.selector.error(request, status, message), task)
+        """A task the worker will not run (dropped from the queue, or the node deactivated) still gets its answer.
+
+        Called from callbacks and transitions, so a failure to publish is reported here, not raised.
+        """
+        try:
+            request = selection_request(task, self.settings, self.fleet_status)
+            self.publish_result(self.selector.error(request, status, message), task)
+        except Exception as err:  # noqa: BLE001 - e.g. DDS refused the message; the node goes on
+            self.stats.error(f"request {task.request_id}: its {status} answer could not be published: {err!r}")
+            self.get_logger().error(shorten(f"request {task.request_id}: {status} answer not published: {err!r}"))
 
     def publish_result(self, selection: Selection, task: TaskRequest, inference_ms: float | None = None) -> None:
         """Send one result on the three topics and count it: every status is counted here, and only here."""
@@ -211,15 +244,19 @@ class SelectorNode(LifecycleNode):
         if inference_ms is not None:
             self.stats.latency(inference_ms, (time.monotonic() - task.received) * 1000.0)
         chosen = ", ".join(f"{c.robot_type} {c.confidence:.2f}" for c in selection.candidates if c.selected)
-        self.get_logger().info(f"request {task.request_id}: {selection.status}"
-                               + (f" -> {chosen}" if chosen else f" ({'; '.join(selection.errors)})"))
+        self.get_logger().info(shorten(f"request {task.request_id}: {selection.status}"
+                                       + (f" -> {chosen}" if chosen else f" ({'; '.join(selection.errors)})")))
 
     def publish_diagnostics(self) -> None:
         values = self.stats.snapshot()
         frame = self.camera.latest()
+        worker = self.worker
+        busy = worker.busy() if worker is not None else None
         values.update(state=self.state, image_rate_hz=self.camera.rate_hz(), queue_depth=len(self.queue),
                       queue_size=self.settings.queue_size, queue_high_water=self.queue.high_water,
-                      image_age_ms=(self._now() - frame.taken) * 1000.0 if frame else -1.0)
+                      image_age_ms=(self._now() - frame.taken) * 1000.0 if frame else -1.0,
+                      worker_alive=worker is not None and worker.is_alive(),
+                      worker_request=shorten(busy[0], 100) if busy else "", worker_busy_s=busy[1] if busy else 0.0)
         if self.selector is not None:
             values.update(model=self.selector.model_name, model_sha=self.selector.model_sha,
                           fleet_size=len(self.selector.fleet), fleet_hash=self.selector.fleet.hash)
@@ -234,6 +271,12 @@ class SelectorNode(LifecycleNode):
         if self.state != "active":
             failed = values["last_error"].startswith(("configure failed", "activate failed"))
             return (DiagnosticStatus.ERROR if failed else DiagnosticStatus.WARN), f"{self.state}; {values['last_error']}"
+        if not values["worker_alive"]:
+            return DiagnosticStatus.ERROR, ("active, but the selection worker thread is dead: tasks are queued and "
+                                            f"never answered; deactivate and activate the node (last error: {values['last_error']})")
+        if values["worker_busy_s"] > self.settings.stall_timeout:
+            return DiagnosticStatus.ERROR, (f"active, but the worker is stalled: on request {values['worker_request']} for "
+                                            f"{values['worker_busy_s']:.1f} s, over stall_timeout {self.settings.stall_timeout:g} s")
         if self.settings.require_image and values["image_rate_hz"] == 0.0:
             return DiagnosticStatus.WARN, "active; no camera images in the last 2 s"
         return DiagnosticStatus.OK, "active"

@@ -9,7 +9,18 @@ import numpy as np
 from ember_core.selection import STATUSES
 
 # Always reported, zero until they happen, so a dashboard sees every key from the first message.
-COUNTERS = ("tasks_received", "results_published", *STATUSES, "qos_incompatible", "fleet_status_received")
+# worker_exceptions: tasks whose answering or publishing raised (each was answered `error`);
+# callback_exceptions: topic or timer callbacks that raised (the message was dropped, the node went on).
+COUNTERS = ("tasks_received", "results_published", *STATUSES, "qos_incompatible", "fleet_status_received",
+            "worker_exceptions", "callback_exceptions")
+# Messages kept for diagnostics and logs are cut here: an error may quote a 256 kB message.
+MAX_MESSAGE_CHARS = 500
+
+
+def shorten(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """`text` cut to `limit` characters (marked), with unpaired surrogates escaped so it can be logged and published."""
+    short = text if len(text) <= limit else f"{text[:limit]}... [{len(text) - limit:,} more characters]"
+    return short.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class NodeStats:
@@ -27,9 +38,9 @@ class NodeStats:
             self.counts[name] += amount
 
     def error(self, message: str) -> None:
-        """The newest problem, for diagnostics; counting is by status, through count()."""
+        """The newest problem, for diagnostics (shortened); counting is by status, through count()."""
         with self._lock:
-            self.last_error = message
+            self.last_error = shorten(message)
 
     def latency(self, inference_ms: float, result_ms: float) -> None:
         """One answered task: the Selector call, and task arrival to result published."""

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from ember_core.availability import FleetStatus
-from ember_core.images import ImageInput, InvalidInputError
+from ember_core.errors import InvalidInputError
+from ember_core.images import ImageInput
 from ember_core.request import SelectionRequest
 from ember_core.selection import ImageInfo, Selection
 from ember_core.selector import Selector
@@ -15,6 +17,7 @@ from ember_ros.camera import Frame, pair
 from ember_ros.image_decoding import decode_compressed, decode_image
 from ember_ros.parameters import Settings
 from ember_ros.requests import TaskQueue, TaskRequest
+from ember_ros.stats import NodeStats, shorten
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class WorkerHost(Protocol):
     """What the worker needs from the node (SelectorNode implements it)."""
 
     queue: TaskQueue
+    stats: NodeStats
 
     def conditions(self) -> Conditions: ...
 
@@ -53,13 +57,15 @@ class SelectionWorker(threading.Thread):
     """Answers every queued task exactly once; no exception stops it (a failure is an `error` result).
 
     It only reads the Selector: per-task settings travel in the SelectionRequest, so a parameter
-    change applies from the next task and never reaches into the Selector.
+    change applies from the next task and never reaches into the Selector. `busy()` tells the node's
+    watchdog which request it is on and for how long.
     """
 
     def __init__(self, selector: Selector, host: WorkerHost):
         super().__init__(name="ember-selection-worker", daemon=True)
         self.selector, self.host = selector, host
         self._stop_requested = threading.Event()
+        self._current: tuple[str, float] | None = None  # (request_id, monotonic start); replaced whole, never mutated
 
     def stop(self, timeout: float) -> bool:
         """Ask the thread to finish its current task and exit; True when it did within `timeout` seconds."""
@@ -67,12 +73,42 @@ class SelectionWorker(threading.Thread):
         self.join(timeout)
         return not self.is_alive()
 
+    def busy(self) -> tuple[str, float] | None:
+        """The request being answered and how many seconds it has taken so far; None when idle."""
+        current = self._current
+        return None if current is None else (current[0], time.monotonic() - current[1])
+
     def run(self) -> None:
         while not self._stop_requested.is_set():
             task = self.host.queue.get(timeout=0.1)
-            if task is not None:
-                selection, inference_ms = self.answer(task)
-                self.host.publish_result(selection, task, inference_ms)
+            if task is None:
+                continue
+            self._current = (task.request_id, time.monotonic())
+            try:
+                self.handle(task)
+            except Exception as err:  # noqa: BLE001 - last resort: even building the error result failed
+                message = f"request {task.request_id} got no answer: {err!r}"
+                self.host.stats.error(message)
+                self.host.get_logger().error(shorten(message))
+            finally:
+                self._current = None
+
+    def handle(self, task: TaskRequest) -> None:
+        """Answer one task and publish the answer. Nothing escapes: a failure anywhere (pairing, decoding,
+        selecting, publishing) is published as an `error` result and counted in diagnostics."""
+        try:
+            selection, inference_ms = self.answer(task)
+        except Exception as err:  # noqa: BLE001 - a bug or a decoder we did not foresee must not end the thread
+            selection, inference_ms = self._failed(task, "answering the task", err), None
+        try:
+            self.host.publish_result(selection, task, inference_ms)
+        except Exception as err:  # noqa: BLE001 - e.g. DDS refused the message; try to say so
+            try:
+                self.host.publish_result(self._failed(task, "publishing the result", err), task)
+            except Exception as again:  # noqa: BLE001 - nothing can be published (rclpy shut down?): log it
+                message = f"request {task.request_id}: the error result could not be published either: {again!r}"
+                self.host.stats.error(message)
+                self.host.get_logger().error(shorten(message))
 
     def answer(self, task: TaskRequest) -> tuple[Selection, float | None]:
         """The result for one task, and how long the Selector took (None when it was not asked)."""
@@ -95,6 +131,17 @@ class SelectionWorker(threading.Thread):
         try:
             selection = self.selector.select(request)
         except Exception as err:  # noqa: BLE001 - a model failure must not kill the node; it is reported
-            self.host.get_logger().error(f"selection failed for request {task.request_id}: {err!r}")
-            return self.selector.error(request, "error", f"selection failed: {err!r}"), None
+            message = shorten(f"selection failed: {err!r}")
+            self.host.get_logger().error(f"request {task.request_id}: {message}")
+            return self.selector.error(request, "error", message), None
         return selection, (time.perf_counter() - began) * 1000.0
+
+    def _failed(self, task: TaskRequest, step: str, err: Exception) -> Selection:
+        """The `error` result for a task whose `step` raised; the task text is escaped so it can be published."""
+        self.host.stats.count("worker_exceptions")
+        message = shorten(f"{step} failed: {err!r}")
+        self.host.get_logger().error(f"request {task.request_id}: {message}")
+        self.host.get_logger().debug(traceback.format_exc())
+        task_text = task.task.encode("utf-8", "backslashreplace").decode("utf-8")
+        request = SelectionRequest(task=task_text, request_id=task.request_id, task_id=task.task_id)
+        return self.selector.error(request, "error", message)

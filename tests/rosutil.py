@@ -1,4 +1,4 @@
-"""Real rclpy for tests: an isolated domain, a spinning executor, and a probe node that publishes and records."""
+"""Real rclpy for tests: an isolated domain, a spinning executor, a probe node that publishes and records, node fixtures."""
 from __future__ import annotations
 
 import json
@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any, Callable
 
 import numpy as np
+import pytest
 
 # Before rclpy starts: a domain of our own on this host only, so parallel runs never cross-talk.
 os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 100)
@@ -18,13 +19,16 @@ import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
 from ember_ros.outputs import OUTPUT_TOPICS  # noqa: E402
 
 RELIABLE = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
+# Tasks and burst consumers: nothing is dropped on our side of the test, so a loss is the node's.
+KEEP_ALL_RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
 
 
 def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
@@ -63,7 +67,7 @@ class Probe(Node):
         self.diagnostics: list[DiagnosticArray] = []
         self.camera = self.create_publisher(Image, image_topic, qos_profile_sensor_data)
         self.compressed = self.create_publisher(CompressedImage, f"{image_topic}/compressed", qos_profile_sensor_data)
-        self.tasks = self.create_publisher(String, task_topic, RELIABLE)
+        self.tasks = self.create_publisher(String, task_topic, KEEP_ALL_RELIABLE)
         self.status = self.create_publisher(String, "fleet_status", QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
         for topic in OUTPUT_TOPICS:
             self.create_subscription(String, topic, lambda m, t=topic: self.outputs[t].append(json.loads(m.data)), output_qos)
@@ -89,3 +93,60 @@ class Probe(Node):
 
 def scene(colour: tuple[int, int, int], size: int = 32) -> np.ndarray:
     return np.full((size, size, 3), colour, dtype=np.uint8)
+
+
+@pytest.fixture
+def make_node(tiny_model_dir):
+    """Build a selector node on the tiny model with parameter overrides; autostart unless told not to."""
+    from ember_ros.selector_node import SelectorNode
+
+    nodes = []
+
+    def make(autostart: bool = True, **params) -> SelectorNode:
+        overrides = [Parameter(name, value=value) for name, value in {"model_path": str(tiny_model_dir), **params}.items()]
+        node = SelectorNode(parameter_overrides=overrides)
+        nodes.append(node)
+        if autostart:
+            assert node.autostart(), node.stats.last_error
+        return node
+
+    yield make
+    for node in nodes:
+        node.close()
+        node.destroy_node()
+
+
+@pytest.fixture
+def make_probe():
+    """Probe nodes, destroyed after the test so no test sees another's subscriptions."""
+    probes = []
+
+    def make(**kwargs) -> Probe:
+        probes.append(Probe(**kwargs))
+        return probes[-1]
+
+    yield make
+    for probe in probes:
+        probe.destroy_node()
+
+
+def connected(probe: Probe, node: Node) -> None:
+    wait_for(lambda: probe.tasks.get_subscription_count() and probe.camera.get_subscription_count()
+             and all(node.count_subscribers(f"/{t}") for t in probe.outputs), "discovery between probe and node")
+
+
+def send_frame(probe: Probe, node: Node, rgb=None, age: float = 0.0) -> None:
+    """Publish one frame (best effort) until the node holds it."""
+    before = node.camera.latest()
+    wait_for(lambda: probe.send_image(scene((10, 60, 160)) if rgb is None else rgb, age) or node.camera.latest() is not before,
+             "the node to receive a camera frame")
+
+
+def hold_frame(publisher: Any, node: Node, message: Any) -> None:
+    """Publish `message` (best effort) until the node holds exactly it as its newest frame."""
+    wait_for(lambda: publisher.publish(message) or (node.camera.latest() and node.camera.latest().message == message),
+             "the node to hold the frame")
+
+
+def diagnostic_values(array: DiagnosticArray) -> dict[str, str]:
+    return {kv.key: kv.value for status in array.status for kv in status.values}

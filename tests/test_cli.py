@@ -52,7 +52,7 @@ def test_show_prints_the_card_by_id_or_name(capsys):
 
 def test_show_unknown_robot_is_an_error_listing_the_fleet(capsys):
     code, out, err = run(capsys, "robots", "show", "tank")
-    assert code == 1 and out == ""
+    assert code == 2 and out == ""
     assert "ember: error: unknown robot 'tank'; this fleet has: drone, underwater_robot" in err
 
 
@@ -61,7 +61,7 @@ def test_validate_reports_ok_and_errors(capsys, write_robots, default_robots_lin
     assert code == 0 and out.startswith("OK ") and "5 robots (drone, underwater_robot" in out
     bad = write_robots(["  - plugin: ember_plugins.drone", "  - plugin: ember_plugins.drone"], "bad.yaml")
     code, out, err = run(capsys, "robots", "validate", str(bad))
-    assert code == 1 and "duplicate robot id 'drone'" in err and str(bad) in err
+    assert code == 2 and "duplicate robot id 'drone'" in err and str(bad) in err
 
 
 def test_flags_are_never_type_bool():

@@ -10,16 +10,16 @@ import importlib.util
 import json
 import logging
 import math
+import re
 import shutil
 import sys
 import time
 import unicodedata
 from pathlib import Path
 
-import pluggy
 import pytest
 import yaml
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from conftest import REPO
@@ -63,7 +63,7 @@ def test_corpus_case_gets_its_exact_refusal(case, tmp_path, monkeypatch):
         assert str(caught.value) == expect["error"].replace("{file}", str(path))
     else:
         assert load_fleet(path).ids == expect["ids"]
-    assert time.perf_counter() - start < 2.0
+    assert time.perf_counter() - start < 5.0  # the alias bomb took 86 s and a 3 GB message before
 
 
 def test_corpus_is_what_the_tool_writes(tmp_path):
@@ -80,10 +80,13 @@ def _load(path: Path):
     start = time.perf_counter()
     try:
         result = load_fleet(path)
+        event("loaded")
     except FleetConfigError as err:
         message = str(err)
         assert message.startswith(f"{path}: "), message[:300]
         assert len(message) <= MAX_MESSAGE_CHARS, message[:300]
+        reason = re.sub(r"^entry \d+( \(plugin '.*?'\))?: ", "", message[len(str(path)) + 2:])
+        event("refused: " + re.split(r"[:;,(]", reason)[0][:40])  # which refusals the examples reach (--hypothesis-show-statistics)
         result = err
     assert time.perf_counter() - start < SLOWEST_LOAD_S
     return result
@@ -130,7 +133,8 @@ TEXT = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size
 CARD_VALUES = (SCALARS | TEXT | st.lists(TEXT | SCALARS, max_size=4) | st.sampled_from([["underwater"], ["space"], []])
                | st.dictionaries(TEXT, SCALARS, max_size=2))
 PLUGINS = st.sampled_from(BUILTIN + ["fuzz_card"]) | st.from_regex(r"zz_fuzz_[a-z0-9_]{0,8}(\.[a-z_]{1,5})?", fullmatch=True) \
-    | TEXT.filter(lambda text: not text.isidentifier() or text.startswith("zz_"))
+    | TEXT.filter(lambda text: not text.isidentifier() or text.startswith("zz_")) \
+    | st.builds(lambda size, sep: sep.join(["zz"] * size), st.integers(50, 3000), st.sampled_from([".", "", "_"]))
 OVERRIDES = st.dictionaries(st.sampled_from(CARD_FIELDS) | TEXT | st.integers(), CARD_VALUES, max_size=4)
 ENTRY = st.one_of(
     PLUGINS,
@@ -152,7 +156,11 @@ GOOD_CARD = {"id": "fuzz_cart", "name": "Fuzz Cart", "description": "Cart.", "ca
              "limitations": ["slow"], "environments": ["indoor"]}
 
 
-@given(entries=st.lists(ENTRY, min_size=1, max_size=4),
+# A first entry that names a real plugin, so its overrides and card are reached, then anything.
+LIKELY_ENTRY = st.fixed_dictionaries({"plugin": st.sampled_from(BUILTIN + ["fuzz_card"] * 3)}, optional={"overrides": OVERRIDES})
+
+
+@given(entries=st.tuples(LIKELY_ENTRY, st.lists(ENTRY, max_size=3)).map(lambda parts: [parts[0], *parts[1]]),
        card=st.fixed_dictionaries({}, optional={field: TEXT | CARD_VALUES for field in CARD_FIELDS}))
 def test_random_entries_overrides_and_cards_load_or_are_clear_errors(entries, card, tmp_path):
     (tmp_path / "fuzz_card.py").write_text(FUZZ_CARD_PLUGIN, encoding="utf-8")

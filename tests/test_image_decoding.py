@@ -12,8 +12,8 @@ import pytest
 msgs = pytest.importorskip("sensor_msgs.msg", reason="ROS 2 sensor_msgs is not installed (pip install '.[ros]')")
 from PIL import Image as PILImage  # noqa: E402
 
-from ember_core.images import InvalidInputError  # noqa: E402
-from ember_ros import image_decoding  # noqa: E402
+from ember_core import limits  # noqa: E402
+from ember_core.errors import InvalidInputError  # noqa: E402
 from ember_ros.image_decoding import SUPPORTED_ENCODINGS, decode_compressed, decode_image  # noqa: E402
 
 H, W = 3, 4
@@ -182,11 +182,45 @@ def test_truncated_jpeg_is_refused():
 
 
 def test_too_many_pixels_is_refused_before_decoding(monkeypatch):
-    monkeypatch.setattr(image_decoding, "MAX_PIXELS", H * W - 1)
+    monkeypatch.setattr(limits, "MAX_IMAGE_PIXELS", H * W - 1)
     with pytest.raises(InvalidInputError, match="pixel limit"):
         decode_compressed(compressed("PNG", RGB))
-    monkeypatch.setattr(image_decoding, "MAX_PIXELS", H * W)
+    with pytest.raises(InvalidInputError, match="pixel limit"):
+        decode_image(raw("rgb8", RGB))
+    monkeypatch.setattr(limits, "MAX_IMAGE_PIXELS", H * W)
     np.testing.assert_array_equal(decode_compressed(compressed("PNG", RGB)), RGB)
+    np.testing.assert_array_equal(decode_image(raw("rgb8", RGB)), RGB)
+
+
+def test_raw_frame_claiming_more_pixels_than_the_limit_is_refused_before_its_data_is_read():
+    msg = raw("rgb8", RGB)
+    msg.width = msg.height = 100_000
+    msg.step = 300_000
+    msg.data = b""  # a check of data against step x height would have said "Image.data has 0 bytes"
+    with pytest.raises(InvalidInputError, match="100000x100000 = 10,000,000,000 pixels, over the"):
+        decode_image(msg)
+
+
+def test_compressed_data_over_the_byte_limit_is_refused_before_decoding(monkeypatch):
+    msg = compressed("PNG", RGB)
+    monkeypatch.setattr(limits, "MAX_IMAGE_BYTES", len(msg.data) - 1)
+    with pytest.raises(InvalidInputError, match=f"{len(msg.data)} bytes .*over the {len(msg.data) - 1} byte limit"):
+        decode_compressed(msg)
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "ICO", "PPM", "TGA"])
+def test_formats_outside_the_allowlist_are_refused(fmt):
+    """Pillow reads these; Ember accepts only limits.IMAGE_FORMATS."""
+    with pytest.raises(InvalidInputError, match="is not a JPEG, PNG, WEBP, BMP or TIFF image"):
+        decode_compressed(compressed(fmt, RGB))
+
+
+@pytest.mark.parametrize("fmt", [fmt for fmt in limits.IMAGE_FORMATS])
+def test_every_allowed_format_decodes(fmt):
+    decoded = decode_compressed(compressed(fmt, RGB, **({"quality": 100} if fmt in ("JPEG", "WEBP") else {})))
+    assert decoded.shape == (H, W, 3) and decoded.dtype == np.uint8
+    if fmt in ("PNG", "BMP", "TIFF"):  # lossless
+        np.testing.assert_array_equal(decoded, RGB)
 
 
 def png_header_only(width: int, height: int) -> bytes:
@@ -199,7 +233,7 @@ def png_header_only(width: int, height: int) -> bytes:
 
 @pytest.mark.parametrize("width, height", [(10_000, 6_000), (20_000, 20_000)])
 def test_huge_header_is_refused_without_decoding(width, height):
-    # 60M pixels is under Pillow's own bomb limit, so only MAX_PIXELS stops it; 400M trips Pillow's check in open().
+    # 60M pixels is under Pillow's own bomb limit, so only MAX_IMAGE_PIXELS stops it; 400M trips Pillow's check in open().
     msg = msgs.CompressedImage()
     msg.format, msg.data = "png", png_header_only(width, height)
     with pytest.raises(InvalidInputError, match="pixel limit"):

@@ -326,3 +326,74 @@ def test_scene_head_reads_the_pooled_visual_tokens_and_the_scene_loss_trains_it(
     losses["loss"].backward()
     assert model.scene_head.weight.grad.abs().sum() > 0
     assert model.parameter_counts()["scene_head"] == 32 * 2 + 2
+
+
+# ---- checking what a model directory holds (issue 12) ------------------------------------------
+
+def test_a_config_is_checked_on_construction_with_the_field_named():
+    from ember_core.fields import FieldError
+    from ember_core.model.config import PRESETS
+
+    assert all(config.robot_ids == [] for config in PRESETS.values())  # built for a fleet later
+    for overrides, field in [({"image_size": "64"}, "image_size"), ({"image_size": 48}, "image_size"),
+                             ({"lm_layers": -1}, "lm_layers"), ({"lm_heads": 3}, "lm_hidden"),
+                             ({"max_reasoning_tokens": 5000}, "max_reasoning_tokens"), ({"lm_context": 10}, "lm_context"),
+                             ({"head_dropout": 1.0}, "head_dropout"), ({"scene_tags": ["moon"]}, "scene_tags"),
+                             ({"robot_ids": ["drone", "drone"]}, "robot_ids"), ({"freeze_vision": "no"}, "freeze_vision")]:
+        with pytest.raises(FieldError, match=f"^field '{field}': ") as caught:
+            preset("tiny", **overrides)
+        assert caught.value.field == field
+    with pytest.raises(FieldError, match="^field 'robot_ids': expected at least one robot id"):
+        EmberVLMConfig.from_dict(preset("tiny").to_dict())
+
+
+def _saved_weights(tiny, directory, edit) -> None:
+    """Save the tiny model into `directory`, then rewrite its weights file with `edit(state)`."""
+    from safetensors.torch import load_file
+
+    model, processor = tiny
+    save_pretrained(model, processor, directory)
+    state = load_file(str(directory / "model.safetensors"))
+    edit(state)
+    save_file(state, str(directory / "model.safetensors"))
+
+
+def test_a_checkpoint_missing_a_tensor_is_an_error_naming_it_not_a_random_part(tiny, tmp_path):
+    """Before: the missing tensor kept its random initialisation with a log warning."""
+    _saved_weights(tiny, tmp_path / "model", lambda state: state.pop("vision.projector.0.weight"))
+    with pytest.raises(ValueError, match=r"model.safetensors: lacks 1 of the \d+ tensors config.json's model needs, "
+                                         r"e.g. \['vision.projector.0.weight'\]"):
+        load_pretrained(tmp_path / "model")
+
+
+def test_weights_with_nan_are_refused(tiny, tmp_path):
+    _saved_weights(tiny, tmp_path / "model", lambda state: state["no_image"].fill_(float("nan")))
+    with pytest.raises(ValueError, match="model.safetensors: tensor 'no_image' holds NaN or infinite values"):
+        load_pretrained(tmp_path / "model")
+
+
+def test_robot_rows_that_disagree_with_the_config_are_an_error_not_an_index_error(tiny, tmp_path, fleet):
+    """Before: loading such a checkpoint for another fleet raised IndexError inside remap_robot_rows."""
+    def three_rows(state):
+        for key in ("robot_head.mlp.6.weight", "robot_head.mlp.6.bias", "robot_head.known"):
+            state[key] = state[key][:3].contiguous()
+
+    _saved_weights(tiny, tmp_path / "model", three_rows)
+    with pytest.raises(ValueError, match=r"model.safetensors: has 3 tensor\(s\) of shapes config.json's model cannot "
+                                         r"load, e.g. \['robot_head.known: \[3\], expected \[5\]', 'robot_head.mlp.6.bias: \[3\], "
+                                         r"expected \[5\]', 'robot_head.mlp.6.weight: \[3, 16\], expected \[5, 16\]'\]"):
+        EmberVLM.from_pretrained(tmp_path / "model", robot_ids=fleet.ids[::-1])
+
+
+def test_a_resized_vocabulary_still_loads_with_the_seed_log_lines(tiny, tmp_path, caplog):
+    """The tolerant path stays for what it is for: embedding rows of another vocabulary are re-initialised."""
+    def more_tokens(state):
+        wte = state["language_model.transformer.wte.weight"]
+        state["language_model.transformer.wte.weight"] = torch.cat([wte, wte[:2]]).contiguous()
+
+    _saved_weights(tiny, tmp_path / "model", more_tokens)
+    with caplog.at_level(logging.WARNING, logger="ember.model"):
+        model, _ = load_pretrained(tmp_path / "model")
+    assert "Skipped 1 mismatched layer(s) - will be randomly initialized:" in caplog.text
+    assert "language_model.transformer.wte.weight: checkpoint torch.Size([50264, 32]) vs model" in caplog.text
+    assert torch.equal(model.vision.projector[0].weight, tiny[0].vision.projector[0].weight)

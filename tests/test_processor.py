@@ -193,3 +193,57 @@ def test_select_mask_ties_go_to_the_robot_earlier_in_fleet_order():
                                                         [True, False, False, False]]
     eligible = np.array([[True, True, True, True], [False, True, True, True]])
     assert select_mask(probabilities, 0.9, eligible)[1].tolist() == [False, True, False, False]
+
+
+# ---- checking a saved processor's files (issue 12) ---------------------------------------------
+
+def _saved_processor_config(processor, directory, **changes) -> None:
+    processor.save_pretrained(directory)
+    path = directory / "processor_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+@pytest.mark.parametrize("temperature", [-1, 0, 1e-30, 1e-4, 1e4, True, "1.0", None])
+def test_a_temperature_outside_its_bounds_is_refused(processor, tmp_path, temperature):
+    """Before: -1 inverted the ranking, 0 divided by zero, 1e-30 made every probability 0 or 1."""
+    _saved_processor_config(processor, tmp_path, temperature=temperature)
+    with pytest.raises(ValueError, match=r"processor_config.json: not a valid Ember processor config \(field "
+                                         r"'temperature': expected a (finite )?number"):
+        ProcessorConfig.load(tmp_path)
+
+
+@pytest.mark.parametrize("temperature", [1e-3, 0.4342484395888197, 1, 1e3])
+def test_a_temperature_within_its_bounds_loads(processor, tmp_path, temperature):
+    _saved_processor_config(processor, tmp_path, temperature=temperature)
+    assert ProcessorConfig.load(tmp_path).temperature == temperature
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"temperature": float("nan")}, "not valid JSON (JSON has NaN"),
+    ({"image_size": "32"}, "field 'image_size': expected an integer, got '32' (str)"),
+    ({"image_tokens": 0}, "field 'image_tokens': expected an integer in [1, 10000000], got 0"),
+    ({"max_task_chars": 1.5}, "field 'max_task_chars': expected an integer, got 1.5 (float)"),
+    ({"text_encoder": 3}, "field 'text_encoder': expected a non-empty string or null, got 3"),
+])
+def test_processor_config_fields_are_checked(processor, tmp_path, changes, message):
+    _saved_processor_config(processor, tmp_path, **changes)
+    with pytest.raises(ValueError) as caught:
+        ProcessorConfig.load(tmp_path)
+    assert str(caught.value).startswith(f"{tmp_path / 'processor_config.json'}: ") and message in str(caught.value)
+
+
+def test_a_fleet_record_with_duplicate_or_edited_ids_is_refused(processor, tmp_path):
+    processor.save_pretrained(tmp_path)
+    path = tmp_path / "fleet.json"
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps({**record, "robots": record["robots"] + record["robots"][:1]}))
+    with pytest.raises(ValueError, match="fleet.json: not a valid fleet record \\(field 'robots': robot id or name "
+                                         "'drone' is used by two robot types\\)"):
+        saved_fleet(tmp_path)
+    path.write_text(json.dumps({**record, "ids": record["ids"][::-1]}))
+    with pytest.raises(ValueError, match="fleet.json: not a valid fleet record \\(field 'ids': .* is not the ids of "
+                                         "the cards in 'robots'"):
+        saved_fleet(tmp_path)
+    path.write_text(json.dumps({**record, "robots": [{**record["robots"][0], "colour": "red"}]}))
+    with pytest.raises(ValueError, match="field 'robots\\[0\\]': unknown robot card field\\(s\\) 'colour'"):
+        saved_fleet(tmp_path)

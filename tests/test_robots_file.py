@@ -309,3 +309,10 @@ def test_validate_prints_the_fleet_warnings_and_exits_0(capsys, write_plugin, wr
         "of the town hall for missing tiles.': it teaches the model nothing about which of them to pick; keep each "
         "example on one",
     ]
+
+
+@pytest.mark.parametrize("name", ["robots\x00.yaml", "r" * 5000 + ".yaml"], ids=["nul byte", "name too long"])
+def test_a_robots_path_the_file_system_refuses_is_a_clear_error(tmp_path, name):
+    with pytest.raises(FleetConfigError, match=r"robots file (cannot be opened|not found) \(from the given path\)") as caught:
+        load_fleet(tmp_path / name)
+    assert len(str(caught.value)) < 400

@@ -6,7 +6,8 @@ import json
 import pytest
 
 pytest.importorskip("rclpy", reason="ROS 2 rclpy is not installed (pip install '.[ros]')")
-from rosutil import Probe, scene, spinning, wait_for  # noqa: E402
+from rosutil import (  # noqa: E402,F401 - make_node and make_probe are fixtures
+    connected, diagnostic_values, hold_frame, make_node, make_probe, send_frame, spinning, wait_for)
 
 import rclpy  # noqa: E402
 from lifecycle_msgs.msg import Transition  # noqa: E402
@@ -16,7 +17,6 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 from ember_core.selection import validate_document  # noqa: E402
-from ember_ros.selector_node import SelectorNode  # noqa: E402
 
 TASK = "Inspect the intake pipe of a flooded pump station for blockages"
 
@@ -26,51 +26,6 @@ def ros():
     rclpy.init()
     yield
     rclpy.try_shutdown()
-
-
-@pytest.fixture
-def make_node(tiny_model_dir):
-    """Build a selector node on the tiny model with parameter overrides; autostart unless told not to."""
-    nodes = []
-
-    def make(autostart: bool = True, **params) -> SelectorNode:
-        overrides = [Parameter(name, value=value) for name, value in {"model_path": str(tiny_model_dir), **params}.items()]
-        node = SelectorNode(parameter_overrides=overrides)
-        nodes.append(node)
-        if autostart:
-            assert node.autostart(), node.stats.last_error
-        return node
-
-    yield make
-    for node in nodes:
-        node.close()
-        node.destroy_node()
-
-
-@pytest.fixture
-def make_probe():
-    """Probe nodes, destroyed after the test so no test sees another's subscriptions."""
-    probes = []
-
-    def make(**kwargs) -> Probe:
-        probes.append(Probe(**kwargs))
-        return probes[-1]
-
-    yield make
-    for probe in probes:
-        probe.destroy_node()
-
-
-def connected(probe: Probe, node: SelectorNode) -> None:
-    wait_for(lambda: probe.tasks.get_subscription_count() and probe.camera.get_subscription_count()
-             and all(node.count_subscribers(f"/{t}") for t in probe.outputs), "discovery between probe and node")
-
-
-def send_frame(probe: Probe, node: SelectorNode, rgb=None, age: float = 0.0) -> None:
-    """Publish one frame (best effort) until the node holds it."""
-    before = node.camera.latest()
-    wait_for(lambda: probe.send_image(scene((10, 60, 160)) if rgb is None else rgb, age) or node.camera.latest() is not before,
-             "the node to receive a camera frame")
 
 
 def test_image_and_task_give_valid_joined_results_on_all_three_topics(make_node, make_probe):
@@ -127,8 +82,7 @@ def test_bad_inputs_are_invalid_input_and_the_node_answers_the_next_task(make_no
         probe.send_task({"task": "", "request_id": "empty-json"})
         probe.send_task({"task": TASK, "request_id": "k", "top_k": 0})
         for request_id, message, publisher in (("enc", bad, probe.camera), ("corrupt", corrupt, probe.compressed)):
-            wait_for(lambda: publisher.publish(message) or (node.camera.latest() and node.camera.latest().message == message),
-                     f"the node to hold the {request_id} frame")
+            hold_frame(publisher, node, message)
             probe.send_task({"task": TASK, "request_id": request_id})
             wait_for(lambda: probe.result(request_id), f"result of {request_id}")
         send_frame(probe, node)
@@ -203,12 +157,8 @@ def test_qos_mismatches_are_logged_and_counted(make_node, make_probe):
                                         durability=DurabilityPolicy.TRANSIENT_LOCAL))
     with spinning(node, probe):
         wait_for(lambda: node.stats.counts["qos_incompatible"] >= 4, "image and 3 output QoS mismatches")
-        wait_for(lambda: any(_values(d).get("qos_incompatible", "0") != "0" for d in probe.diagnostics), "diagnostics")
+        wait_for(lambda: any(diagnostic_values(d).get("qos_incompatible", "0") != "0" for d in probe.diagnostics), "diagnostics")
     assert "RELIABILITY" in node.stats.last_error or "DURABILITY" in node.stats.last_error
-
-
-def _values(array) -> dict[str, str]:
-    return {kv.key: kv.value for status in array.status for kv in status.values}
 
 
 def test_latched_results_reach_a_late_subscriber(make_node, make_probe):
@@ -231,12 +181,15 @@ def test_diagnostics_report_rates_queue_latency_model_and_fleet(make_node, make_
         send_frame(probe, node)
         probe.send_task({"task": TASK, "request_id": "d"})
         wait_for(lambda: probe.result("d"), "a result")
-        values = wait_for(lambda: next((_values(d) for d in reversed(probe.diagnostics) if _values(d).get("ok") == "1"), None),
+        values = wait_for(lambda: next((diagnostic_values(d) for d in reversed(probe.diagnostics)
+                                        if diagnostic_values(d).get("ok") == "1"), None),
                           "diagnostics after the result", timeout=5)
     for key in ("image_rate_hz", "image_age_ms", "queue_depth", "rejected_busy", "inference_ms_mean", "inference_ms_p95",
-                "model", "model_sha", "fleet_size", "last_error", "qos_incompatible", "state"):
+                "model", "model_sha", "fleet_size", "last_error", "qos_incompatible", "state", "worker_alive",
+                "worker_busy_s", "worker_exceptions", "callback_exceptions"):
         assert key in values, key
     assert values["fleet_size"] == "5" and values["state"] == "active" and float(values["inference_ms_p95"]) > 0
+    assert values["worker_alive"] == "True" and values["worker_exceptions"] == "0"
     assert values["rejected_busy"] == "0" and values["tasks_received"] == "1" and float(values["image_rate_hz"]) >= 0
 
 

@@ -152,7 +152,7 @@ def test_top_k_and_threshold_defaults_are_the_core_ones():
 
 def test_selection_request_takes_the_tasks_top_k_and_the_nodes_other_settings():
     settings = Settings(top_k=4, confidence_threshold=0.8, return_reasoning=False, max_image_age=1.0,
-                        require_image=True, queue_size=4)
+                        require_image=True, queue_size=4, stall_timeout=60.0)
     status = FleetStatus({"drone": "busy"})
     info = ImageInfo(stamp=1.0, frame_id="cam", age_ms=5.0)
     own = selection_request(TaskRequest("r1", "Inspect", task_id="T1", top_k=2), settings, status, image_info=info)

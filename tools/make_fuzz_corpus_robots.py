@@ -90,6 +90,9 @@ CASES: dict[str, tuple[dict[str, str | bytes], dict]] = {
     "plugin_name_with_newline": ({"robots.yaml": 'robots:\n  - plugin: "ember_plugins.drone\\n"\n'}, {
         "error": ENTRY % "ember_plugins.drone\\n" + "field 'plugin': 'ember_plugins.drone\\n' is neither an entry point "
                                                    "of the group 'ember.robots' nor a module path such as 'ember_plugins.drone'"}),
+    "plugin_name_too_long": ({"robots.yaml": "robots:\n  - plugin: " + "a" * 300 + "\n"}, {
+        "error": ENTRY % ("a" * 77 + "...") + "field 'plugin': '" + "a" * 27 + "..." + "a" * 28 + "' is longer than 200 "
+                                              "characters; name a module path such as 'ember_plugins.drone' or an entry point"}),
     "id_with_newline": ({"robots.yaml": "robots:\n  - plugin: newline_id\n", "newline_id.py": TYPES_HOOK % ("return [" + CARD % "cart\n" + "]")}, {
         "error": ENTRY % "newline_id" + "field 'id': 'cart\\n' is not a valid id; use lower_snake_case such as 'underwater_robot'"}),
     "plugin_exits_on_import": ({"robots.yaml": "robots:\n  - plugin: exits_on_import\n", "exits_on_import.py": "import sys\n\nsys.exit(0)\n"}, {

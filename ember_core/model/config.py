@@ -35,6 +35,8 @@ MAX_LM_CONTEXT = 32768
 MAX_LM_PARAMETERS = 2_000_000_000
 # Widths of the robot head's MLP (head_hidden, head_mid) and of the card scorer (card_dim).
 MAX_HEAD_WIDTH = 8192
+# Longest task a model may be configured to accept (the shipped model takes 2000 characters).
+MAX_TASK_CHARS = 1_000_000
 
 
 @dataclass
@@ -137,7 +139,7 @@ class EmberVLMConfig:
         for tag in self.scene_tags:
             if tag not in SCENE_TAGS:
                 raise FieldError("scene_tags", f"unknown scene tag {excerpt(tag)}; known: {', '.join(SCENE_TAGS)}")
-        fields.integer("max_task_chars", self.max_task_chars, 1)
+        fields.integer("max_task_chars", self.max_task_chars, 1, MAX_TASK_CHARS)
         fields.integer("max_reasoning_tokens", self.max_reasoning_tokens, 1)
         fields.integer("max_plan_tokens", self.max_plan_tokens, 1)
         self._check_context()
