@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 
 from ember_core.atomic import atomic_directory
-from ember_core.excerpt import excerpt
+from ember_core.excerpt import describe_error, excerpt
 from ember_core.fleet import Fleet
 from ember_core.model.config import CONFIG_FILE, DEFAULT_PRESET, EmberVLMConfig, preset
-from ember_core.model.tokenizer import load_tokenizer
+from ember_core.model.tokenizer import IMAGE, SELECTION, load_tokenizer, special_token_ids
 from ember_core.model.vlm import WEIGHTS_FILE, EmberVLM, require_model_dir
 from ember_core.model.weights import safetensors_header
 from ember_core.processor import FLEET_FILE, PROCESSOR_FILE, EmberProcessor, ProcessorConfig, saved_fleet
@@ -99,7 +99,10 @@ def load_pretrained(model: str | os.PathLike | None = None, fleet: Fleet | None 
     """The model in a directory written by `save_pretrained`, with its processor.
 
     None loads the model shipped with Ember, or, when it is missing, a random-init model of the
-    default preset with a loud warning. With `fleet` the head is laid out for that fleet.
+    default preset with a loud warning. With `fleet` the head is laid out for that fleet; without,
+    fleet.json must list config.json's robots. A directory Ember cannot use is a FileNotFoundError or
+    ValueError naming the file and field (config.json, processor_config.json, fleet.json, the weights'
+    header) before the model is built.
     """
     directory = resolve_model_dir(model)
     if directory is None:
@@ -116,7 +119,7 @@ def load_pretrained(model: str | os.PathLike | None = None, fleet: Fleet | None 
                              f"{config.robot_ids} of {directory / CONFIG_FILE}; re-save the model, or pass the "
                              f"fleet to use (--robots)")
     safetensors_header(directory / WEIGHTS_FILE)
-    tokenizer = load_tokenizer(directory)
+    tokenizer = _saved_tokenizer(directory)
     vlm = EmberVLM.from_pretrained(directory, tokenizer, robot_ids=fleet.ids)
     processor = EmberProcessor.from_pretrained(directory, fleet, _task_tokenizer(vlm))
     return _paired(vlm, processor)
@@ -138,6 +141,21 @@ def write_pretrained(model: EmberVLM, processor: EmberProcessor, directory: Path
                          f"{processor.fleet.ids}")
     model.save_pretrained(directory, dtype)
     processor.save_pretrained(directory)
+
+
+def _saved_tokenizer(directory: Path):
+    """The tokenizer saved in `directory`; ValueError naming its files unless it loads, has Ember's special
+    tokens and an end-of-text token, and encodes prompt-like text."""
+    try:
+        tokenizer = load_tokenizer(directory)
+        special_token_ids(tokenizer)
+        if not isinstance(tokenizer.eos_token_id, int):
+            raise ValueError(f"it has no end-of-text token (eos_token is {excerpt(tokenizer.eos_token)})")
+        tokenizer(f"{IMAGE}Robots: Drone.\nTask: Inspect the roof\n{SELECTION}")
+    except Exception as err:  # noqa: BLE001 - damaged tokenizer files raise OSError, KeyError, AttributeError...
+        raise ValueError(f"{directory}: its tokenizer files (tokenizer.json, tokenizer_config.json) cannot be used "
+                         f"({describe_error(err, limit=300)}); re-save the model") from None
+    return tokenizer
 
 
 def _task_tokenizer(model: EmberVLM):

@@ -39,18 +39,18 @@ IMAGE_QOS = QoSProfile(depth=1, history=qos_profile_sensor_data.history, reliabi
 TASK_QOS = QoSProfile(depth=10, history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE,
                       durability=DurabilityPolicy.VOLATILE)
 FLEET_STATUS_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
-# Results: a fleet manager waits on every request_id, so no answer may be overwritten before a reliable
-# reader has it. Keep-last 10 lost up to a third of a 1,000-task burst to a subscriber that paused for
-# a moment (the writer had replaced the answers before the reader asked for a resend), and no depth is
-# safe: rejected_busy answers go out as fast as tasks arrive, not at the worker's pace. KEEP_ALL holds
-# each answer until every reliable reader acknowledged it; DDS then frees it, so memory follows how far
-# the slowest reader lags, not how many answers were sent.
-RESULT_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE,
-                        durability=DurabilityPolicy.VOLATILE)
-# Latched (latch_results): transient-local must stay keep-last, because a KEEP_ALL writer would hold every
-# answer forever for late joiners until its resource limits fill and publish blocks. 1,000 answers (a
-# few MB) cover a burst as large as the biggest queue_size; a late subscriber gets them, newest last.
-LATCHED_RESULT_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+# Results: a fleet manager waits on every request_id, so an answer must stay in the writer's history until
+# each reliable reader has it, also when a reader missed its first transmission in a burst and asks for
+# a resend. Keep-last 10 lost answers of 1,000-task bursts (985-999 arrived; none, to a consumer frozen
+# for the burst): the writer had replaced them before the resend was asked for. KEEP_ALL is no fix: one
+# reader that stops acknowledging (a frozen process, a KEEP_ALL reader that never takes) made publish
+# block for good after ~5,000 answers, freezing the worker and the executor with it. So keep-last, deep
+# enough for a whole burst: a reader may fall RESULT_DEPTH answers behind and lose none, at a bounded cost
+# (1,000 x 3 messages of a few kB), and publish never blocks. Latched results keep the same depth: a late
+# subscriber is sent up to the last 1,000 and its own depth keeps the newest (depth 1: the last one).
+RESULT_DEPTH = 1000
+RESULT_QOS = QoSProfile(depth=RESULT_DEPTH, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+LATCHED_RESULT_QOS = QoSProfile(depth=RESULT_DEPTH, reliability=ReliabilityPolicy.RELIABLE,
                                 durability=DurabilityPolicy.TRANSIENT_LOCAL)
 WORKER_STOP_TIMEOUT_S = 60.0  # long enough for one selection with reasoning on a slow CPU
 _PARAMETER_TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
@@ -271,12 +271,14 @@ class SelectorNode(LifecycleNode):
         if self.state != "active":
             failed = values["last_error"].startswith(("configure failed", "activate failed"))
             return (DiagnosticStatus.ERROR if failed else DiagnosticStatus.WARN), f"{self.state}; {values['last_error']}"
+        # The watchdog: the worker answers every task, so a dead or stuck worker is an outage, not a warning.
         if not values["worker_alive"]:
-            return DiagnosticStatus.ERROR, ("active, but the selection worker thread is dead: tasks are queued and "
-                                            f"never answered; deactivate and activate the node (last error: {values['last_error']})")
+            return DiagnosticStatus.ERROR, ("active, but the selection worker thread is dead: tasks are queued and never "
+                                            f"answered; deactivate and activate the node (last error: {values['last_error']})")
         if values["worker_busy_s"] > self.settings.stall_timeout:
-            return DiagnosticStatus.ERROR, (f"active, but the worker is stalled: on request {values['worker_request']} for "
-                                            f"{values['worker_busy_s']:.1f} s, over stall_timeout {self.settings.stall_timeout:g} s")
+            return DiagnosticStatus.ERROR, (f"active, but the worker is stalled: on request {values['worker_request']} "
+                                            f"for {values['worker_busy_s']:.1f} s, over stall_timeout "
+                                            f"{self.settings.stall_timeout:g} s")
         if self.settings.require_image and values["image_rate_hz"] == 0.0:
             return DiagnosticStatus.WARN, "active; no camera images in the last 2 s"
         return DiagnosticStatus.OK, "active"

@@ -43,3 +43,19 @@ def test_readme_plugin_example_grows_the_fleet_to_six(tmp_path: Path):
     assert fleet.infeasible(TaskContext(task="x", scene=frozenset({"underwater"})))["snake_robot"] == [
         "Snake Robot cannot operate under water"]
     assert "snake_robot" not in fleet.infeasible(TaskContext(task="x", scene=frozenset({"indoor", "rough_terrain"})))
+
+
+def test_security_table_states_the_limits_in_ember_core_limits():
+    from ember_core import limits
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| (.+?) \| (.+?) \|$", readme.split("## Security", 1)[1].split("\n## ", 1)[0], re.M))
+    assert rows["image formats"] == ", ".join(limits.IMAGE_FORMATS)
+    assert rows["image file or message size"] == f"{limits.MAX_IMAGE_BYTES // 2**20} MiB"
+    assert rows["image pixels (width x height)"] == f"{limits.MAX_IMAGE_PIXELS:,}"
+    assert rows["JSON message size / nesting"] == f"{limits.MAX_JSON_BYTES // 1024} KiB / {limits.MAX_JSON_DEPTH} levels"
+    assert rows["robots.yaml size / nesting / aliases / values with aliases expanded"] == (
+        f"{limits.MAX_YAML_BYTES // 2**20} MiB / {limits.MAX_YAML_DEPTH} levels / {limits.MAX_YAML_ALIASES} / "
+        f"{limits.MAX_YAML_NODES:,}")
+    assert rows["plugin hook time before a warning"] == f"{limits.HOOK_TIME_BUDGET_S:g} s"
+    assert rows["`top_k`"] == f"1 to {limits.MAX_TOP_K}"

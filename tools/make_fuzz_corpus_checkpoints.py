@@ -1,7 +1,7 @@
 """Write the corpus of known-bad model-directory files into tests/data/fuzz/checkpoints/, one folder per case.
 
 A case is one file that replaces its namesake in a saved `tiny` model directory (model.safetensors,
-config.json, processor_config.json or fleet.json) and expect.json: {"file": its name, "error": the
+config.json, processor_config.json, fleet.json or tokenizer_config.json) and expect.json: {"file": its name, "error": the
 exact error load_pretrained raises ("{dir}" stands for the model directory)}. The files are small:
 the weights cases are a few tensors, the JSON cases a tiny model's files with one field changed.
 tests/test_fuzz_checkpoints.py loads every case and checks that this script still writes the corpus
@@ -16,6 +16,7 @@ import json
 import shutil
 import struct
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +34,19 @@ BAD_FLEET = "{dir}/fleet.json: not a valid fleet record (%s); re-save the model 
 RESAVE = "; re-save or re-copy the model"
 
 
-def tiny_files() -> tuple[dict[str, Any], dict[str, Any], list[str]]:
-    """config.json and processor_config.json of the tiny model built for the default fleet (as save_pretrained
-    writes them), and the names of the tensors its model.safetensors holds."""
+def tiny_files() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], list[str]]:
+    """config.json, processor_config.json and tokenizer_config.json of the tiny model built for the default
+    fleet (as save_pretrained writes them), and the names of the tensors its model.safetensors holds."""
     from ember_core.model.loading import stored_names
     from ember_core.pretrained import build_model
 
     model, processor = build_model(preset("tiny"), load_fleet())
-    return model.config.to_dict(), dataclasses.asdict(processor.config), stored_names(model)
+    with tempfile.TemporaryDirectory() as directory:
+        processor.tokenizer.save_pretrained(directory)
+        tokenizer_config = json.loads((Path(directory) / "tokenizer_config.json").read_text(encoding="utf-8"))
+    for key in ("is_local", "local_files_only"):  # how it was loaded ($HF_HUB_OFFLINE): not needed to load it again
+        tokenizer_config.pop(key, None)
+    return model.config.to_dict(), dataclasses.asdict(processor.config), tokenizer_config, stored_names(model)
 
 
 def _lacks(stored: list[str], present: set[str]) -> str:
@@ -66,7 +72,7 @@ def _card(robot_id: str) -> dict[str, Any]:
 
 def cases() -> dict[str, tuple[str, str | bytes, str]]:
     """case name: (file it replaces, its content, the exact error)."""
-    config, processor, stored = tiny_files()
+    config, processor, tokenizer_config, stored = tiny_files()
     ids = config["robot_ids"]
     small = save({"no_image": torch.zeros(32), "robot_head.known": torch.ones(len(ids), dtype=torch.bool)})
     found: dict[str, tuple[str, str | bytes, str]] = {
@@ -125,13 +131,10 @@ def cases() -> dict[str, tuple[str, str | bytes, str]]:
         "robot_ids_duplicate": ({"robot_ids": ids + ids[:1]}, "field 'robot_ids': 'drone' is listed twice"),
         "robot_ids_invalid": ({"robot_ids": ["Drone!"]}, "field 'robot_ids': 'Drone!' is not a valid robot id; ids are "
                               "lower_snake_case such as 'underwater_robot'"),
-        "vision_encoder_unknown": ({"vision_encoder": "resnet50"}, None),
     }
     for name, (changes, error) in config_cases.items():
-        if error is None:
-            continue
         found[f"config_{name}"] = (CONFIG, _json({**config, **changes}), BAD_CONFIG % error)
-    found["config_vision_encoder_unknown"] = (
+    found["config_vision_encoder_unknown"] = (  # a valid config whose model cannot be built
         CONFIG, _json({**config, "vision_encoder": "resnet50"}),
         "{dir}/config.json: cannot build its model: unknown vision part 'resnet50'; registered: repvit_m0_9, "
         "repvit_m1_0, repvit_m1_1, repvit_m1_5")
@@ -167,6 +170,13 @@ def cases() -> dict[str, tuple[str, str | bytes, str]]:
             PROCESSOR, _json({**processor, "max_prompt_tokens": 5000}),
             "{dir}/processor_config.json: field 'max_prompt_tokens': 5000 is more than the model's lm_context 1024 "
             "leaves beside max_reasoning_tokens, max_plan_tokens and their markers (981); re-save the model")
+    found["tokenizer_config_not_an_object"] = (
+        "tokenizer_config.json", "[1]\n", "{dir}: its tokenizer files (tokenizer.json, tokenizer_config.json) cannot be "
+        "used (AttributeError: 'list' object has no attribute 'get'); re-save the model")
+    found["tokenizer_config_without_eos_token"] = (
+        "tokenizer_config.json", _json({**tokenizer_config, "eos_token": None}), "{dir}: its tokenizer files "
+        "(tokenizer.json, tokenizer_config.json) cannot be used (ValueError: it has no end-of-text token (eos_token "
+        "is None)); re-save the model")
     cards = [_card(robot) for robot in ids]
     fleet_cases = {
         "duplicate_ids": ({"robots": cards + cards[:1]}, "field 'robots': robot id or name 'drone' is used by two "

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from ember_core.excerpt import excerpt
+
 log = logging.getLogger("ember.model")
 # Tensors whose first dimension is one row per robot of the fleet.
 ROBOT_ROWS = ("robot_head.mlp.6.weight", "robot_head.mlp.6.bias", "robot_head.known")
@@ -99,7 +101,7 @@ def check_stored_tensors(model: torch.nn.Module, header: dict[str, tuple[int, ..
         elif name == TASK_MEMORY or name in vocabulary:  # any number of training tasks / tokens
             expected = (shape[0] if shape else -1, *expected[1:])
         if tuple(shape) != expected:
-            wrong.append(f"{name}: {list(shape)}, expected {list(expected)}")
+            wrong.append(f"{name}: {excerpt(list(shape))}, expected {list(expected)}")
     if wrong:
         raise ValueError(f"has {len(wrong)} tensor(s) of shapes config.json's model cannot load, e.g. "
                          f"{wrong[:_SHOWN]}; the config (robot_ids, lm_*, head sizes) does not describe these weights")
@@ -109,7 +111,7 @@ def check_finite(state: dict[str, torch.Tensor]) -> None:
     """ValueError naming the first floating-point tensor that holds a NaN or an infinity."""
     for name, tensor in state.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise ValueError(f"tensor {name!r} holds NaN or infinite values; the weights are damaged")
+            raise ValueError(f"tensor {excerpt(name)} holds NaN or infinite values; the weights are damaged")
 
 
 def _embedding_names(model: torch.nn.Module, own: dict[str, torch.Tensor]) -> set[str]:

@@ -8,7 +8,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
-from ember_core.excerpt import describe_error
+from ember_core.excerpt import describe_error, excerpt
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 # Element types a model's tensors are saved in (float16 for the shipped model); others (complex, 4- and
@@ -52,7 +52,7 @@ def safetensors_header(path: str | Path) -> dict[str, TensorInfo]:
     odd = {name: info.dtype for name, info in header.items() if info.dtype not in SAFETENSORS_DTYPES}
     if odd:
         name = sorted(odd)[0]
-        raise ValueError(f"{path}: tensor {name!r} has element type {odd[name]}, which Ember does not save "
+        raise ValueError(f"{path}: tensor {excerpt(name)} has element type {odd[name]}, which Ember does not save "
                          f"({len(odd)} such tensor(s)); expected one of {', '.join(SAFETENSORS_DTYPES)}")
     return header
 
