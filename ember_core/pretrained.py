@@ -15,7 +15,7 @@ import torch
 from ember_core.atomic import atomic_directory
 from ember_core.excerpt import describe_error, excerpt
 from ember_core.fleet import Fleet
-from ember_core.model.config import CONFIG_FILE, DEFAULT_PRESET, EmberVLMConfig, preset
+from ember_core.model.config import CONFIG_FILE, DEFAULT_PRESET, GENERATION_MARKER_TOKENS, EmberVLMConfig, preset
 from ember_core.model.tokenizer import IMAGE, SELECTION, load_tokenizer, special_token_ids
 from ember_core.model.vlm import WEIGHTS_FILE, EmberVLM, require_model_dir
 from ember_core.model.weights import safetensors_header
@@ -86,8 +86,7 @@ def build_model(config: EmberVLMConfig, fleet: Fleet) -> tuple[EmberVLM, EmberPr
         source = config.lm_name_or_path
     tokenizer = load_tokenizer(source)
     model = EmberVLM(config, tokenizer)
-    # The markers fed around the generated text (<|reasoning_start|>, <|reasoning_end|>, <|action_plan|>) take 3.
-    max_prompt_tokens = config.lm_context - config.max_reasoning_tokens - config.max_plan_tokens - 3
+    max_prompt_tokens = config.lm_context - config.max_reasoning_tokens - config.max_plan_tokens - GENERATION_MARKER_TOKENS
     processor_config = ProcessorConfig(image_size=config.image_size, image_tokens=model.vision.num_tokens,
                                        max_task_chars=config.max_task_chars, max_prompt_tokens=max_prompt_tokens,
                                        text_encoder=config.text_encoder,

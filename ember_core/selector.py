@@ -51,13 +51,13 @@ class Selector:
     def __init__(self, model: tuple[EmberVLM, EmberProcessor] | str | os.PathLike | None = None,
                  fleet: Fleet | None = None, robots_file: str | os.PathLike | None = None, device: str = "auto",
                  scene_vetoes: bool = True):
+        self.device = resolve_device(device)  # a wrong device name fails before the model loads
         fleet = fleet or load_fleet(robots_file)
         self.model, self.processor = model if isinstance(model, tuple) else load_pretrained(model, fleet)
         if self.processor.fleet.ids != fleet.ids:
             raise ValueError(f"model head is laid out for {self.processor.fleet.ids}, the fleet is {fleet.ids}")
         self.fleet = fleet
         self.scene_vetoes = scene_vetoes
-        self.device = resolve_device(device)
         self.model.to(self.device).eval()
         with torch.no_grad():  # embed the cards (hundreds of phrases) now, not in the first request's latency
             self.model.card_embeddings()

@@ -63,7 +63,8 @@ def test_the_processor_applies_the_fitted_temperature_as_evaluation_does(fleet, 
     probabilities, with the temperature that travels in processor_config.json."""
     logits, labels = _synthetic(scale=4.0, shape=(50, 5))
     temperature = fit_temperature(torch.from_numpy(logits), torch.from_numpy(labels))
-    saved = EmberProcessor(ProcessorConfig(image_size=32, image_tokens=4, max_task_chars=100, temperature=temperature),
+    saved = EmberProcessor(ProcessorConfig(image_size=32, image_tokens=4, max_task_chars=100, max_prompt_tokens=1000,
+                                           temperature=temperature),
                            load_tokenizer(), fleet)
     saved.save_pretrained(tmp_path)
     processor = EmberProcessor.from_pretrained(tmp_path)
