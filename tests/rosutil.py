@@ -1,4 +1,4 @@
-"""Real rclpy for tests: an isolated domain, a spinning executor, a probe node that publishes and records, node fixtures."""
+"""Real rclpy for tests: an isolated domain, a spinning executor, a probe node that publishes and records, node factories."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,6 @@ from contextlib import contextmanager
 from typing import Any, Callable
 
 import numpy as np
-import pytest
 
 # Before rclpy starts: a domain of our own on this host only, so parallel runs never cross-talk.
 os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 100)
@@ -95,39 +94,43 @@ def scene(colour: tuple[int, int, int], size: int = 32) -> np.ndarray:
     return np.full((size, size, 3), colour, dtype=np.uint8)
 
 
-@pytest.fixture
-def make_node(tiny_model_dir):
-    """Build a selector node on the tiny model with parameter overrides; autostart unless told not to."""
+@contextmanager
+def node_factory(model_dir):
+    """make(autostart=True, **params): a selector node on the model in `model_dir`, closed and destroyed at exit."""
     from ember_ros.selector_node import SelectorNode
 
     nodes = []
 
     def make(autostart: bool = True, **params) -> SelectorNode:
-        overrides = [Parameter(name, value=value) for name, value in {"model_path": str(tiny_model_dir), **params}.items()]
+        overrides = [Parameter(name, value=value) for name, value in {"model_path": str(model_dir), **params}.items()]
         node = SelectorNode(parameter_overrides=overrides)
         nodes.append(node)
         if autostart:
             assert node.autostart(), node.stats.last_error
         return node
 
-    yield make
-    for node in nodes:
-        node.close()
-        node.destroy_node()
+    try:
+        yield make
+    finally:
+        for node in nodes:
+            node.close()
+            node.destroy_node()
 
 
-@pytest.fixture
-def make_probe():
-    """Probe nodes, destroyed after the test so no test sees another's subscriptions."""
+@contextmanager
+def probe_factory():
+    """make(**kwargs): Probe nodes, destroyed at exit so no test sees another's subscriptions."""
     probes = []
 
     def make(**kwargs) -> Probe:
         probes.append(Probe(**kwargs))
         return probes[-1]
 
-    yield make
-    for probe in probes:
-        probe.destroy_node()
+    try:
+        yield make
+    finally:
+        for probe in probes:
+            probe.destroy_node()
 
 
 def connected(probe: Probe, node: Node) -> None:

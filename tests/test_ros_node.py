@@ -6,8 +6,8 @@ import json
 import pytest
 
 pytest.importorskip("rclpy", reason="ROS 2 rclpy is not installed (pip install '.[ros]')")
-from rosutil import (  # noqa: E402,F401 - make_node and make_probe are fixtures
-    connected, diagnostic_values, hold_frame, make_node, make_probe, send_frame, spinning, wait_for)
+from rosutil import (  # noqa: E402
+    connected, diagnostic_values, hold_frame, node_factory, probe_factory, send_frame, spinning, wait_for)
 
 import rclpy  # noqa: E402
 from lifecycle_msgs.msg import Transition  # noqa: E402
@@ -26,6 +26,18 @@ def ros():
     rclpy.init()
     yield
     rclpy.try_shutdown()
+
+
+@pytest.fixture
+def make_node(tiny_model_dir):
+    with node_factory(tiny_model_dir) as make:
+        yield make
+
+
+@pytest.fixture
+def make_probe():
+    with probe_factory() as make:
+        yield make
 
 
 def test_image_and_task_give_valid_joined_results_on_all_three_topics(make_node, make_probe):
