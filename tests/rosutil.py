@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any, Callable
 
 import numpy as np
+import pytest
 
 # Before rclpy starts: a domain of our own on this host only, so parallel runs never cross-talk.
 os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 100)
@@ -153,3 +154,23 @@ def hold_frame(publisher: Any, node: Node, message: Any) -> None:
 
 def diagnostic_values(array: DiagnosticArray) -> dict[str, str]:
     return {kv.key: kv.value for status in array.status for kv in status.values}
+
+
+# Fixtures of the node tests: test modules import them by name (`from rosutil import make_node, ...`).
+@pytest.fixture(scope="module", autouse=True)
+def ros():
+    rclpy.init()
+    yield
+    rclpy.try_shutdown()
+
+
+@pytest.fixture
+def make_node(tiny_model_dir):
+    with node_factory(tiny_model_dir) as make:
+        yield make
+
+
+@pytest.fixture
+def make_probe():
+    with probe_factory() as make:
+        yield make

@@ -14,9 +14,8 @@ import pytest
 
 pytest.importorskip("rclpy", reason="ROS 2 rclpy is not installed (pip install '.[ros]')")
 from rosutil import (  # noqa: E402
-    KEEP_ALL_RELIABLE, connected, hold_frame, node_factory, probe_factory, send_frame, spinning, wait_for)
+    KEEP_ALL_RELIABLE, connected, hold_frame, make_node, make_probe, ros, send_frame, spinning, wait_for)
 
-import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
 from rclpy.serialization import serialize_message  # noqa: E402
 from sensor_msgs.msg import CompressedImage  # noqa: E402
@@ -50,25 +49,6 @@ while time.monotonic() < deadline and min(len(ids) for ids in seen.values()) < {
     rclpy.spin_once(node, timeout_sec=0.1)
 print(json.dumps({{topic: len(ids) for topic, ids in seen.items()}}), flush=True)
 """
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ros():
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
-
-
-@pytest.fixture
-def make_node(tiny_model_dir):
-    with node_factory(tiny_model_dir) as make:
-        yield make
-
-
-@pytest.fixture
-def make_probe():
-    with probe_factory() as make:
-        yield make
 
 
 def test_a_burst_of_1000_tasks_reaches_a_consumer_that_paused_on_every_result_topic(make_node, make_probe):

@@ -7,9 +7,8 @@ import pytest
 
 pytest.importorskip("rclpy", reason="ROS 2 rclpy is not installed (pip install '.[ros]')")
 from rosutil import (  # noqa: E402
-    connected, diagnostic_values, hold_frame, node_factory, probe_factory, send_frame, spinning, wait_for)
+    connected, diagnostic_values, hold_frame, make_node, make_probe, ros, send_frame, spinning, wait_for)
 
-import rclpy  # noqa: E402
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
@@ -19,25 +18,6 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from ember_core.selection import validate_document  # noqa: E402
 
 TASK = "Inspect the intake pipe of a flooded pump station for blockages"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ros():
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
-
-
-@pytest.fixture
-def make_node(tiny_model_dir):
-    with node_factory(tiny_model_dir) as make:
-        yield make
-
-
-@pytest.fixture
-def make_probe():
-    with probe_factory() as make:
-        yield make
 
 
 def test_image_and_task_give_valid_joined_results_on_all_three_topics(make_node, make_probe):
