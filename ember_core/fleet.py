@@ -5,6 +5,7 @@ Also where the fleet's feasibility rules run (cards, then each plugin's hook on 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -101,7 +102,7 @@ class Fleet:
     def robot(self, key: str) -> RobotType:
         return self.robots[self.index(key)]
 
-    @property
+    @functools.cached_property  # every result names it; the cards never change after loading
     def hash(self) -> str:
         """sha256 of the ordered cards: equal hashes mean the same robots, order and facts."""
         cards = [robot.to_dict() for robot in self.robots]
