@@ -22,6 +22,7 @@ from transformers import PreTrainedTokenizerBase
 from ember_core.fleet import Fleet
 from ember_core.errors import InvalidInputError
 from ember_core.images import ImageInput, to_pixels, to_rgb
+from ember_core.model.structured import Walk
 from ember_core.model.text_encoder import load_task_tokenizer, tokenize_tasks
 from ember_core.model.tokenizer import load_tokenizer
 from ember_core.prompt import (
@@ -41,7 +42,6 @@ log = logging.getLogger("ember.model")
 PROCESSOR_FILE = "processor_config.json"
 FLEET_FILE = "fleet.json"
 # Positions of a label sequence that carry no loss (the transformers convention).
-IGNORE_INDEX = -100
 # Fewest task tokens the prompt must leave room for before the cards are shortened.
 MIN_TASK_TOKENS = 96
 
@@ -79,12 +79,13 @@ class ProcessorConfig:
 
 @dataclass
 class Features:
-    """One request as model inputs before batching: prompt ids, optional pixels and task ids, training labels."""
+    """One request as model inputs before batching: prompt ids, optional pixels and task ids, training choices."""
 
     input_ids: torch.Tensor  # (L,)
     pixels: torch.Tensor | None = None  # (3, S, S)
     task_input_ids: torch.Tensor | None = None  # (T,) sentence-encoder ids
-    labels: torch.Tensor | None = None  # (L,) training only: the LM target, IGNORE_INDEX where nothing is learned
+    # Training only: the explanation's decision points (position, candidate ids, their relevance, index of the one to choose).
+    choices: list[tuple[int, list[int], list[float], int]] | None = None
 
 
 class EmberProcessor:
@@ -150,16 +151,13 @@ class EmberProcessor:
             sentence_ids = self.encode_tasks([task])["input_ids"][0]
         return Features(input_ids, pixels, sentence_ids)
 
-    def with_explanation(self, features: Features, robots: Sequence[str], explanation: str) -> Features:
-        """Training features: the prompt, the decision (given, not learned), then `explanation` (learned).
-
-        `explanation` is the reasoning, its end marker, the plan marker, the plan and the end-of-text token.
-        """
-        given = self.tokenizer(decision_text(list(robots), self.fleet) + REASONING_START)["input_ids"]
-        learned = self.tokenizer(explanation + self.tokenizer.eos_token)["input_ids"]
-        prompt = features.input_ids.tolist()
-        labels = [IGNORE_INDEX] * (len(prompt) + len(given)) + learned
-        return dataclasses.replace(features, input_ids=torch.tensor(prompt + given + learned), labels=torch.tensor(labels))
+    def with_explanation(self, features: Features, walk: Walk) -> Features:
+        """Training features: the prompt, then a teacher-forced explanation walk (the decision and the
+        explanation after it) with its decision points, the choices the decoder learns."""
+        offset = features.input_ids.numel()
+        choices = [(offset + point.position, point.candidates, point.relevance, point.chosen) for point in walk.points]
+        return dataclasses.replace(features, input_ids=torch.cat([features.input_ids, torch.tensor(walk.ids)]),
+                                   choices=choices)
 
     def decision_ids(self, robots: Sequence[str]) -> list[int]:
         """The ids the LM is fed after the prompt at inference: the selected names, then `<|reasoning_start|>`."""
@@ -173,14 +171,14 @@ class EmberProcessor:
         return {} if self.task_tokenizer is None else tokenize_tasks(self.task_tokenizer, texts)
 
     def collate(self, items: Sequence[Features]) -> dict[str, torch.Tensor]:
-        """Right-pad a batch: prompt ids (pad id), labels (ignored), sentence-encoder ids (0, BERT's [PAD]).
+        """Right-pad a batch: prompt ids (pad id), training choices, sentence-encoder ids (0, BERT's [PAD]).
 
         Rows without an image get zero pixels and `has_image` False (the model fills their image slots
         with its learned no-image vector); a batch without any image has no pixel entries at all.
         """
         batch = _pad([item.input_ids for item in items], self.tokenizer.pad_token_id)
-        if items[0].labels is not None:
-            batch["labels"] = _pad([item.labels for item in items], IGNORE_INDEX)["input_ids"]
+        if items[0].choices is not None:
+            batch.update(_choice_tensors([item.choices or [] for item in items]))
         if any(item.pixels is not None for item in items):
             size = self.config.image_size
             blank = torch.zeros(3, size, size)
@@ -259,6 +257,27 @@ def select_mask(probabilities: np.ndarray, threshold: float, eligible: np.ndarra
     rows = np.flatnonzero(eligible.any(axis=1))
     chosen[rows, masked[rows].argmax(axis=1)] = True
     return chosen
+
+
+def _choice_tensors(rows: Sequence[Sequence[tuple[int, list[int], list[float], int]]]) -> dict[str, torch.Tensor]:
+    """The decision points of a batch, padded: positions (B, C), candidates (B, C, K) with candidate_mask
+    and choice_relevance, targets (B, C) and choice_mask (B, C) marking real points."""
+    points = max((len(row) for row in rows), default=0)
+    width = max((len(candidates) for row in rows for _, candidates, _, _ in row), default=1)
+    positions = torch.zeros(len(rows), points, dtype=torch.long)
+    candidates = torch.zeros(len(rows), points, width, dtype=torch.long)
+    relevance = torch.zeros(len(rows), points, width)
+    candidate_mask = torch.zeros(len(rows), points, width, dtype=torch.bool)
+    targets = torch.zeros(len(rows), points, dtype=torch.long)
+    choice_mask = torch.zeros(len(rows), points, dtype=torch.bool)
+    for b, row in enumerate(rows):
+        for c, (position, ids, scores, chosen) in enumerate(row):
+            positions[b, c], targets[b, c], choice_mask[b, c] = position, chosen, True
+            candidates[b, c, : len(ids)] = torch.tensor(ids)
+            relevance[b, c, : len(ids)] = torch.tensor(scores)
+            candidate_mask[b, c, : len(ids)] = True
+    return {"choice_positions": positions, "choice_candidates": candidates, "choice_relevance": relevance,
+            "candidate_mask": candidate_mask, "choice_targets": targets, "choice_mask": choice_mask}
 
 
 def _pad(sequences: Sequence[torch.Tensor], value: int) -> dict[str, torch.Tensor]:

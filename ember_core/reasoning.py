@@ -13,6 +13,12 @@ from ember_core.fleet import Fleet, UnknownRobotError
 
 STEP_LABELS = ("Task analysis", "Environment assessment", "Capability matching", "Decision")
 NUM_STEPS = len(STEP_LABELS)
+MATCHING_STEP = 3
+# Step 3 says of each robot "<Name> offers <phrase>, <phrase>" or "<Name> is less suited: <limitation>",
+# robots separated by ";"; the phrases must be the card's own (capabilities and roles, or limitations).
+RELATIONS = {"offers": ("capabilities", "roles"), "is less suited:": ("limitations",)}
+NO_ROBOT_DECISION = "no robot"  # "Select no robot: ..." when every robot is busy, offline or ruled out
+NO_FREE_ROBOT = "no robot of the fleet is free"  # Step 3 then
 PLAN_LINE_FORMAT = "<order>. <Robot Name>: <subtask>"
 
 # A step marker may start a line or follow whitespace, so steps survive a decode that turned the
@@ -94,30 +100,6 @@ def join_names(names: Sequence[str]) -> str:
     return f"{', '.join(names[:-1])} and {names[-1]}"
 
 
-def format_reasoning(
-    task_analysis: str,
-    environment: str,
-    matching: str,
-    decision: Sequence[str],
-    fleet: Fleet,
-    justification: str = "",
-) -> str:
-    """The 4 reasoning lines for robot ids `decision`, as the model is trained to write them."""
-    bodies = [
-        _one_line(task_analysis, "task_analysis"),
-        _one_line(environment, "environment"),
-        _one_line(matching, "matching"),
-    ]
-    if not decision:
-        raise ValueError("decision is empty; give the ids of the robots Step 4 selects")
-    names = [fleet.robot(robot_id).name for robot_id in decision]
-    last = f"Select {join_names(names)}."
-    if justification.strip():
-        last += " " + _one_line(justification, "justification")
-    lines = [f"Step {k}: {label}: {body}" for k, (label, body) in enumerate(zip(STEP_LABELS, bodies + [last]), 1)]
-    return "\n".join(lines)
-
-
 def parse_reasoning(text: str, fleet: Fleet, selected: Sequence[str]) -> Reasoning:
     """Check generated reasoning against the format, the fleet and the robots the scores `selected`.
 
@@ -141,10 +123,17 @@ def parse_reasoning(text: str, fleet: Fleet, selected: Sequence[str]) -> Reasoni
     if numbers != sorted(numbers):
         problems.append(f"steps are out of order: {', '.join(map(str, numbers))}")
     decision: list[str] | None = None
+    matched = False
     for number, body in found:
         if 1 <= number <= NUM_STEPS:
             rest = _check_label(number, body, problems)
-            # A repeated Step 4 is reported above; only the first one is read as the decision.
+            # A repeated step is reported above; only the first one is read.
+            if number == MATCHING_STEP and not matched and rest:
+                matched = True
+                for fact in step3_facts(rest, fleet, problems):
+                    if not fact.on_card:
+                        problems.append(f"Step {MATCHING_STEP} says {fact.robot_name} {fact.relation} "
+                                        f"{fact.phrase!r}, which its card does not list")
             if number == NUM_STEPS and decision is None:
                 decision = _parse_decision(rest, fleet, selected_ids, problems) if rest else []
     steps = [f"Step {number}: {body}".rstrip() for number, body in found]
@@ -162,8 +151,11 @@ def format_plan(subtasks: Sequence[Subtask], fleet: Fleet) -> str:
     return "\n".join(lines)
 
 
-def parse_plan(text: str, fleet: Fleet, allow_empty: bool = False) -> Plan:
-    """Check a generated plan; an empty text is valid only with `allow_empty` (the model chose no plan)."""
+def parse_plan(text: str, fleet: Fleet, allow_empty: bool = False, team: Sequence[str] = ()) -> Plan:
+    """Check a plan; an empty text is valid only with `allow_empty` (one robot does the job) and no `team`.
+
+    With a `team` (robot ids needed together) the plan must give every member a subtask and no one else.
+    """
     problems: list[str] = []
     entries: list[tuple[int, str, str]] = []
     orders: list[int] = []
@@ -184,8 +176,16 @@ def parse_plan(text: str, fleet: Fleet, allow_empty: bool = False) -> Plan:
                 f"({', '.join(fleet.names)}); the subtask is dropped"
             )
     problems += _order_problems(orders)
-    if not entries and (text.strip() or not allow_empty):
-        problems.append("the plan has no subtasks")
+    if not entries and (text.strip() or not allow_empty or team):
+        problems.append("the plan has no subtasks" + (f" but the job needs a team of {_names(team, fleet)}" if team else ""))
+    assigned = {robot_id for _, _, robot_id in entries}
+    if team and entries:
+        missing = [robot_id for robot_id in team if robot_id not in assigned]
+        outside = [robot_id for robot_id in dict.fromkeys(r for _, _, r in entries) if robot_id not in team]
+        if missing:
+            problems.append(f"the plan gives no subtask to {_names(missing, fleet)}, of the team {_names(team, fleet)}")
+        if outside:
+            problems.append(f"the plan assigns {_names(outside, fleet)}, not of the team {_names(team, fleet)}")
     subtasks = _link(entries, fleet)
     return Plan(text=text, subtasks=subtasks, valid=not problems, problems=problems)
 
@@ -208,6 +208,10 @@ def subtasks_from_records(records: Sequence[Mapping[str, Any]], fleet: Fleet) ->
             raise ValueError(f"record {position}: 'assigned_robot' {name!r} is not in the fleet: {err}") from err
         entries.append((order, " ".join(description.split()), robot_id))
     return _link(entries, fleet)
+
+
+def _names(robot_ids: Sequence[str], fleet: Fleet) -> str:
+    return join_names([fleet.robot(robot_id).name for robot_id in robot_ids])
 
 
 def _one_line(value: str, what: str) -> str:
@@ -255,6 +259,11 @@ def _parse_decision(rest: str, fleet: Fleet, selected: list[str], problems: list
         )
         return []
     phrase = rest[select.end():]
+    if phrase.lower().startswith(NO_ROBOT_DECISION):
+        if selected:
+            problems.append(f"Step {NUM_STEPS} selects no robot, but the scores selected "
+                            f"{', '.join(fleet.robot(robot_id).name for robot_id in selected)}")
+        return []
     stop = _NAMES_END.search(phrase)
     phrase = phrase[: stop.start()] if stop else phrase
     names = _split_names(phrase, fleet)
@@ -281,7 +290,48 @@ def _parse_decision(rest: str, fleet: Fleet, selected: list[str], problems: list
         if robot_id not in selected:
             name = fleet.robot(robot_id).name
             problems.append(f"Step {NUM_STEPS} selects {name}, which the scores did not select (selected: {chosen})")
+    for robot_id in selected[1:]:
+        if robot_id not in decision:
+            problems.append(f"Step {NUM_STEPS} does not name {fleet.robot(robot_id).name}, which the scores selected")
     return decision
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One thing Step 3 attributes to a robot, and whether that robot's card lists it."""
+
+    robot_id: str
+    robot_name: str
+    relation: str
+    phrase: str
+    on_card: bool
+
+
+def step3_facts(text: str, fleet: Fleet, problems: list[str] | None = None) -> list[Fact]:
+    """The facts Step 3 (its text after the label) attributes to robots, each checked against the card.
+
+    A part between ";" that does not start with a fleet robot's name and a relation of RELATIONS is
+    recorded in `problems` (when given) and yields no fact.
+    """
+    problems = [] if problems is None else problems
+    facts: list[Fact] = []
+    names = sorted(fleet.names, key=len, reverse=True)
+    for part in (part.strip() for part in text.rstrip().rstrip(".").split(";")):
+        if not part or part == NO_FREE_ROBOT:
+            continue
+        head = next(((name, relation) for name in names for relation in RELATIONS
+                     if re.match(_words_pattern(f"{name} {relation}"), part, re.IGNORECASE)), None)
+        if head is None:
+            problems.append(f"Step {MATCHING_STEP} part {part!r} does not start with '<Robot Name> offers' "
+                            f"or '<Robot Name> is less suited:'")
+            continue
+        robot = fleet.robot(head[0])
+        card = {phrase.lower() for field in RELATIONS[head[1]] for phrase in getattr(robot, field)}
+        rest = re.sub(_words_pattern(f"{head[0]} {head[1]}"), "", part, count=1, flags=re.IGNORECASE)
+        for phrase in (" ".join(piece.split()) for piece in rest.split(",")):
+            if phrase:
+                facts.append(Fact(robot.id, robot.name, head[1], phrase, phrase.lower() in card))
+    return facts
 
 
 def _split_names(phrase: str, fleet: Fleet) -> list[str]:

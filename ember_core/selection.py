@@ -91,6 +91,7 @@ class Selection:
     plan: Plan | None
     latency_ms: dict[str, float]
     task_id: str | None = None  # the fleet manager's task id, echoed when the request carried one
+    team: list[str] = field(default_factory=list)  # robots needed together, in plan order; empty: one suffices
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -102,6 +103,9 @@ class Selection:
                 f"request {self.request_id!r}: latency_ms has keys {sorted(self.latency_ms)}; "
                 f"expected exactly {', '.join(LATENCY_KEYS)}"
             )
+        stranger = [robot_id for robot_id in self.team if robot_id not in self.fleet_ids]
+        if stranger:
+            raise ValueError(f"request {self.request_id!r}: team names {stranger}, not robots of the fleet {self.fleet_ids}")
         for key, value in self.latency_ms.items():
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"request {self.request_id!r}: latency_ms[{key!r}] must be >= 0, got {value!r}")
@@ -156,6 +160,7 @@ class Selection:
             "model": {"name": self.model_name, "sha": self.model_sha},
             "top_k": self.top_k,
             "candidates": [candidate.to_dict() for candidate in self.candidates],
+            "team": list(self.team),
             "reasoning": None if self.reasoning is None else self.reasoning.to_dict(),
             "plan": None if self.plan is None else self.plan.to_dict(),
             "latency_ms": {key: float(self.latency_ms[key]) for key in LATENCY_KEYS},

@@ -16,15 +16,18 @@ from ember_core.hookspecs import TaskContext
 from ember_core.errors import InvalidInputError
 from ember_core.images import ImageInput
 from ember_core.limits import MAX_TASK_ECHO, MAX_TOP_K
-from ember_core.model.generation import greedy_continue
+from ember_core.clauses import task_parts
+from ember_core.explanation import ExplanationContext, explanation_text
+from ember_core.model.structured import ExplanationTooLong, StructuredDecoder
 from ember_core.model.vlm import EmberVLM
 from ember_core.pretrained import load_pretrained, resolve_device
 from ember_core.processor import EmberProcessor, Features, select_mask
-from ember_core.prompt import ACTION_PLAN, REASONING_END
-from ember_core.reasoning import Plan, Reasoning, parse_plan, parse_reasoning
+from ember_core.relevance import PhraseRelevance
+from ember_core.reasoning import Plan, Reasoning, Subtask, format_plan, parse_plan, parse_reasoning
 from ember_core.request import DEFAULT_TOP_K, SelectionRequest
 from ember_core.robots_file import load_fleet
 from ember_core.selection import Candidate, ImageInfo, Selection
+from ember_core.teams import TeamPlan, plan_team
 
 
 @dataclass
@@ -36,6 +39,8 @@ class _Prepared:
     features: Features
     image: ImageInfo | None
     preprocess_ms: float
+    part_features: list[Features]  # each part of a multi-part task (text only; see ember_core.teams), else empty
+    parts: list[str]
 
 
 class Selector:
@@ -58,6 +63,8 @@ class Selector:
             raise ValueError(f"model head is laid out for {self.processor.fleet.ids}, the fleet is {fleet.ids}")
         self.fleet = fleet
         self.scene_vetoes = scene_vetoes
+        self.decoder = StructuredDecoder(self.processor.tokenizer, self.model.config.max_reasoning_tokens)
+        self.relevance = PhraseRelevance(self.model, self.processor)
         self.model.to(self.device).eval()
         with torch.no_grad():  # embed the cards (hundreds of phrases) now, not in the first request's latency
             self.model.card_embeddings()
@@ -139,8 +146,10 @@ class Selector:
         info = request.image_info
         if info is None and pixels is not None:
             info = ImageInfo(stamp=None, frame_id="", age_ms=None)
+        parts = task_parts(task)
+        part_features = [self.processor.features(part) for part in parts] if len(parts) > 1 else []
         return _Prepared(request, task, self.processor.features(task, pixels), info,
-                         (time.perf_counter() - start) * 1000)
+                         (time.perf_counter() - start) * 1000, part_features, parts)
 
     def _autocast(self):
         if self.device.type == "cuda":
@@ -148,88 +157,116 @@ class Selector:
         return nullcontext()
 
     @torch.no_grad()
-    def _forward(self, items: list[_Prepared], use_cache: bool = False) -> dict[str, Any]:
-        batch = {key: value.to(self.device) for key, value in self.processor.collate([i.features for i in items]).items()}
+    def _forward(self, features: list[Features], use_cache: bool = False) -> dict[str, Any]:
+        batch = {key: value.to(self.device) for key, value in self.processor.collate(features).items()}
         with self._autocast():
             return self.model(**batch, use_cache=use_cache)
 
     def _select_scored(self, items: list[_Prepared]) -> list[Selection]:
-        """Selections without reasoning, the robot scores of all items in one padded forward pass."""
+        """Selections without reasoning, the robot scores of all items (and of their parts) in one padded forward pass."""
         start = time.perf_counter()
-        outputs = self._forward(items)
+        parts = [features for item in items for features in item.part_features]
+        outputs = self._forward([item.features for item in items] + parts)
         model_ms = (time.perf_counter() - start) * 1000 / len(items)
         probabilities, scenes = self._scores(items, outputs)
-        return [self._selection(item, probs, scene, model_ms) for item, probs, scene in zip(items, probabilities, scenes)]
+        part_probabilities = self.processor.probabilities(outputs["robot_logits"][len(items):]).numpy()
+        selections, offset = [], 0
+        for item, probs, scene in zip(items, probabilities, scenes):
+            count = len(item.part_features)
+            selection = self._selection(item, probs, scene, model_ms, part_probabilities[offset:offset + count])
+            selections.append(selection)
+            offset += count
+        return selections
 
     @torch.no_grad()
     def _select_explained(self, item: _Prepared) -> Selection:
         """A selection with reasoning: the prompt runs through the model once, and its KV cache seeds the text."""
         start = time.perf_counter()
-        outputs = self._forward([item], use_cache=True)
+        outputs = self._forward([item.features], use_cache=True)
+        part_probabilities = np.zeros((0, len(self.fleet)))
+        if item.part_features:
+            part_probabilities = self.processor.probabilities(self._forward(item.part_features)["robot_logits"]).numpy()
         model_ms = (time.perf_counter() - start) * 1000
         probabilities, scenes = self._scores([item], outputs)
-        selection = self._selection(item, probabilities[0], scenes[0], model_ms)
+        selection = self._selection(item, probabilities[0], scenes[0], model_ms, part_probabilities)
         began = time.perf_counter()
-        reasoning, plan = self._explain(outputs["past_key_values"], item, [c.robot_id for c in selection.candidates
-                                                                           if c.selected])
+        task_embedding = outputs["task_embedding"][0] if "task_embedding" in outputs else None
+        reasoning = self._explain(outputs["cache"], item, selection, scenes[0], task_embedding)
         named = set(reasoning.decision)
         candidates = [replace(c, reasoning=reasoning.steps if c.robot_id in named else None)
                       for c in selection.candidates]
         latency = {**selection.latency_ms, "reasoning": (time.perf_counter() - began) * 1000}
-        return replace(selection, candidates=candidates, reasoning=reasoning, plan=plan, latency_ms=latency)
+        return replace(selection, candidates=candidates, reasoning=reasoning, latency_ms=latency)
 
-    def _scores(self, items: list[_Prepared], outputs: dict[str, Any]) -> tuple[np.ndarray, list[frozenset[str]]]:
-        """Calibrated per-robot probabilities (B, N), and the scene tags recognised in each item's image
-        (empty without an image, a scene head, or with scene vetoes off)."""
-        probabilities = self.processor.probabilities(outputs["robot_logits"]).numpy()
-        scenes = [frozenset() for _ in items]
-        if "scene_logits" in outputs and self.scene_vetoes:
-            seen = (outputs["scene_logits"].float() > 0).cpu()  # probability above 0.5
+    def _scores(self, items: list[_Prepared], outputs: dict[str, Any]) -> tuple[np.ndarray, list[frozenset[str] | None]]:
+        """Calibrated per-robot probabilities (B, N) of the items (the first B rows of the outputs), and
+        the scene tags the scene head recognises in each item's image (None without an image; empty
+        without a scene head)."""
+        probabilities = self.processor.probabilities(outputs["robot_logits"][: len(items)]).numpy()
+        scenes = [None if item.features.pixels is None else frozenset() for item in items]
+        if "scene_logits" in outputs:
+            seen = (outputs["scene_logits"][: len(items)].float() > 0).cpu()  # probability above 0.5
             tags = self.model.config.scene_tags
-            scenes = [frozenset(t for t, on in zip(tags, row) if on) if item.features.pixels is not None else frozenset()
+            scenes = [frozenset(t for t, on in zip(tags, row) if on) if item.features.pixels is not None else None
                       for item, row in zip(items, seen.tolist())]
         return probabilities, scenes
 
-    def _selection(self, item: _Prepared, probabilities: np.ndarray, scene: frozenset[str], model_ms: float) -> Selection:
+    def _selection(self, item: _Prepared, probabilities: np.ndarray, seen: frozenset[str] | None, model_ms: float,
+                   part_probabilities: np.ndarray) -> Selection:
         # The scene seen in the camera image lets the fleet's rules rule robots out (no drone under water).
+        scene = seen if seen is not None and self.scene_vetoes else frozenset()
         vetoes = self.fleet.infeasible(TaskContext(task=item.task, scene=scene))
         request = item.request
+        ranked, eligible = self._rank(probabilities, vetoes, request)
+        team = (plan_team(item.parts, part_probabilities, probabilities, eligible, self.fleet.ids) if item.part_features
+                else TeamPlan())
+        if team.team:  # the robots to dispatch are the team's; the confidences still say who could do it alone
+            ranked = [replace(c, selected=c.robot_id in team.team) for c in ranked]
         return Selection(
             request_id=request.request_id, task=item.task, status="ok", errors=[], stamp=time.time(),
             image=replace(item.image, scene=tuple(sorted(scene))) if item.image else None,
             fleet_ids=self.fleet.ids, fleet_hash=self.fleet.hash, model_name=self.model_name, model_sha=self.model_sha,
-            top_k=request.top_k, candidates=self._rank(probabilities, vetoes, request)[: request.top_k],
-            reasoning=None, plan=None, task_id=request.task_id,
+            top_k=request.top_k, candidates=ranked[: request.top_k], team=list(team.team), reasoning=None,
+            plan=self._plan(team), task_id=request.task_id,
             latency_ms={"preprocess": item.preprocess_ms, "model": model_ms, "reasoning": 0.0},
         )
 
-    def _rank(self, probabilities: np.ndarray, vetoes: dict[str, list[str]], request: SelectionRequest) -> list[Candidate]:
-        """Free feasible robots by confidence, then busy, offline and vetoed ones; selected by `select_mask`."""
+    def _plan(self, team: TeamPlan) -> Plan:
+        """The team's subtasks as plan text, parsed and checked like any plan; an empty, valid plan without a team."""
+        subtasks = [Subtask(order, order, description, robot_id, self.fleet.robot(robot_id).name)
+                    for order, (description, robot_id) in enumerate(team.steps, start=1)]
+        return parse_plan(format_plan(subtasks, self.fleet), self.fleet, allow_empty=True, team=team.team)
+
+    def _rank(self, probabilities: np.ndarray, vetoes: dict[str, list[str]],
+              request: SelectionRequest) -> tuple[list[Candidate], np.ndarray]:
+        """Free feasible robots by confidence, then busy, offline and vetoed ones; selected by `select_mask`.
+        Also the (N,) mask of robots that may be selected at all."""
         status: FleetStatus = request.fleet_status
         ids = self.fleet.ids
         eligible = np.array([robot not in vetoes and status.selectable(robot) for robot in ids])
         selected = select_mask(probabilities[None], request.confidence_threshold, eligible[None])[0]
         order = sorted(range(len(ids)), key=lambda i: (ids[i] in vetoes, RANK_ORDER[status.of(ids[i])], -float(probabilities[i])))
-        return [Candidate(rank=rank, robot_id=ids[i], robot_type=self.fleet.robots[i].name,
-                          confidence=float(probabilities[i]), selected=bool(selected[i]),
-                          infeasible=vetoes.get(ids[i], []), availability=status.of(ids[i]))
-                for rank, i in enumerate(order, start=1)]
+        ranked = [Candidate(rank=rank, robot_id=ids[i], robot_type=self.fleet.robots[i].name,
+                            confidence=float(probabilities[i]), selected=bool(selected[i]),
+                            infeasible=vetoes.get(ids[i], []), availability=status.of(ids[i]))
+                  for rank, i in enumerate(order, start=1)]
+        return ranked, eligible
 
-    def _explain(self, past: Any, item: _Prepared, selected: list[str]) -> tuple[Reasoning, Plan]:
-        """Generate the 4 steps, then the plan, after the cached prompt; parse and check both against the fleet."""
-        processor, config = self.processor, self.model.config
-        tokenizer = processor.tokenizer
-        attention = torch.ones(1, item.features.input_ids.numel(), dtype=torch.long, device=self.device)
-        with self._autocast():
-            steps, past, attention = greedy_continue(
-                self.model.language_model, past, attention, processor.decision_ids(selected),
-                config.max_reasoning_tokens, {processor.token_id(REASONING_END), tokenizer.eos_token_id},
-            )
-            plan_ids, _, _ = greedy_continue(
-                self.model.language_model, past, attention,
-                [processor.token_id(REASONING_END), processor.token_id(ACTION_PLAN)],
-                config.max_plan_tokens, {tokenizer.eos_token_id},
-            )
-        reasoning = parse_reasoning(tokenizer.decode(steps, skip_special_tokens=True), self.fleet, selected)
-        plan = parse_plan(tokenizer.decode(plan_ids, skip_special_tokens=True), self.fleet, allow_empty=True)
-        return reasoning, plan
+    def _explain(self, cache: Any, item: _Prepared, selection: Selection, seen: frozenset[str] | None,
+                 task_embedding: torch.Tensor | None) -> Reasoning:
+        """The 4 steps after the cached prompt (see ember_core.explanation), parsed and checked against the selection."""
+        selected = list(selection.team) or [c.robot_id for c in selection.candidates if c.selected]  # team: plan order
+        free = [c.robot_id for c in selection.candidates
+                if not c.selected and not c.infeasible and item.request.fleet_status.selectable(c.robot_id)]
+        context = ExplanationContext(task=item.task, fleet=self.fleet, selected=tuple(selected),
+                                     team=tuple(selection.team), scene=None if seen is None else tuple(sorted(seen)),
+                                     runner_up=free[0] if free else None)
+        room = self.model.config.lm_context - item.features.input_ids.numel()
+        try:
+            with self._autocast():
+                decoded = self.decoder.decode(context, self.processor.decision_ids(selected),
+                                              lambda ids: self.model.feed(ids, cache), self.model.token_scores, room,
+                                              self.relevance.for_task(task_embedding))
+        except ExplanationTooLong as err:
+            return Reasoning(text="", steps=[], decision=[], valid=False, problems=[str(err)])
+        return parse_reasoning(explanation_text(decoded.pieces), self.fleet, selected)

@@ -19,6 +19,9 @@ class Stage3Args:
                              "files ($EMBER_DATA sets the default)")
     output_dir: str = option("outputs", "where stage3/ (checkpoints, visualizations) is written")
     stage3_robot_epochs: int = option(30, "epochs over the training split")
+    explanation_epochs: int = option(12, "epochs of the explanation phase after selection training (only the "
+                                     "explanation adapter trains, so robot scores do not move; 0 skips it)")
+    explanation_learning_rate: float = option(3e-3, "AdamW learning rate of the explanation phase")
     batch_size: int = option(32, "batch size")
     learning_rate: float = option(2e-4, "AdamW learning rate")
     gradient_accumulation: int = option(4, "batches per optimizer update")

@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch.utils.data import Dataset
 
+from ember_core.model.structured import Relevance, StructuredDecoder
 from ember_core.processor import EmberProcessor, Features
-from ember_core.prompt import ACTION_PLAN, REASONING_END
 from ember_core.scenes import render_scene, scene_tags
 from ember_train.data import TaskRecord, robot_targets
-from ember_train.targets import plan_target, reasoning_target
+from ember_train.targets import target_choice, target_context
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "pixel_values", "has_image", "task_input_ids", "task_attention_mask")
 
@@ -27,16 +27,18 @@ class TrainingItem:
 
 
 class SelectionDataset(Dataset):
-    """One item per record: the prompt (and, with `with_reasoning`, the generated explanation to learn).
+    """One item per record: the prompt (and, with `with_reasoning`, the explanation target to learn).
 
     Records without an image get the scene rendered from their task text. `image_dropout` hides the
     image of that fraction of items (drawn again each epoch, see `set_epoch`) so the model also
     learns the text-only path that `ember select --task` without `--image` takes. `scene_tags` are
-    the tags of the model's scene head (targets from the task text), empty without one.
+    the tags of the model's scene head (targets from the task text), empty without one. `relevance`
+    gives, for a task, the relevance of card phrases to it (`ember_core.relevance`; default all 0).
     """
 
     def __init__(self, records: Sequence[TaskRecord], processor: EmberProcessor, scene_tags: Sequence[str] = (),
-                 with_reasoning: bool = True, image_dropout: float = 0.0, seed: int = 0, use_images: bool = True):
+                 with_reasoning: bool = True, image_dropout: float = 0.0, seed: int = 0, use_images: bool = True,
+                 relevance: Callable[[str], Relevance] | None = None):
         self.records = list(records)
         self.processor = processor
         self.scene_tags = tuple(scene_tags)
@@ -46,6 +48,8 @@ class SelectionDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self._pixels: dict[str, torch.Tensor] = {}
+        self.decoder = StructuredDecoder(processor.tokenizer, max_tokens=0)  # teacher forcing only: never caps
+        self.relevance = relevance
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -59,9 +63,13 @@ class SelectionDataset(Dataset):
         shown = self.use_images and random.Random(f"{self.seed}:{self.epoch}:{index}").random() >= self.image_dropout
         features = self.processor.features(record.task, self._scene_pixels(record) if shown else None)
         if self.with_reasoning:
-            explanation = (reasoning_target(record.task, record.robots, fleet) + REASONING_END + ACTION_PLAN
-                           + plan_target(record.plan, fleet))
-            features = self.processor.with_explanation(features, record.robots, explanation)
+            # What the scene head is taught to see in the rendered scene (None: trained without the image).
+            scene = tuple(tag for tag in self.scene_tags if tag in scene_tags(record.task)) if shown else None
+            context = target_context(record.task, record.robots, fleet, scene, self.seed)
+            relevance = self.relevance(record.task) if self.relevance else _irrelevant
+            walk = self.decoder.teacher_forced(context, self.processor.decision_ids(record.robots),
+                                               lambda slot: target_choice(slot, record.task), relevance)
+            features = self.processor.with_explanation(features, walk)
         item = TrainingItem(features, torch.from_numpy(robot_targets([record], fleet)[0]).float())
         if self.scene_tags:
             present = scene_tags(record.task)
@@ -74,6 +82,10 @@ class SelectionDataset(Dataset):
             size = self.processor.config.image_size
             self._pixels[key] = self.processor.pixels(record.image or render_scene(record.task, size))
         return self._pixels[key]
+
+
+def _irrelevant(phrases: Sequence[str]) -> dict[str, float]:
+    return dict.fromkeys(phrases, 0.0)
 
 
 def collate(items: list[TrainingItem], processor: EmberProcessor) -> dict[str, torch.Tensor]:

@@ -37,7 +37,7 @@ from ember_train.public_data import DATA_ENV_VAR
 
 SINGLE_FILE = "single_robot_selection.json"
 MULTI_FILE = "multi_robot_selection_dataset.json"
-JSONL_KEYS = ("task", "robots", "plan", "image")
+JSONL_KEYS = ("task", "robots", "team", "plan", "image")
 PLAN_KEYS = ("subtask", "assigned_robot", "execution_order")
 
 _NOT_ALNUM = re.compile(r"[^0-9a-z]+")
@@ -49,13 +49,15 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class TaskRecord:
-    """One task: its text, the ids of the suitable robots (fleet order), an optional plan and image."""
+    """One task: its text, the ids of the suitable robots (fleet order), an optional plan and image, and for a
+    job that needs several robots together, the team in the order they act (its members are `robots`)."""
 
     task: str
     robots: tuple[str, ...]
     plan: tuple[Subtask, ...] = ()
     image: str | None = None
     source: str = ""
+    team: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.task.strip():
@@ -120,7 +122,7 @@ def plan_stats(directory: str | os.PathLike, fleet: Fleet) -> PlanStats:
 
 
 def load_jsonl(path: str | os.PathLike, fleet: Fleet) -> list[TaskRecord]:
-    """Records from one JSONL file of {"task", "robots", "plan"?, "image"?} objects, deduplicated."""
+    """Records from one JSONL file of {"task", "robots" or "team", "plan"?, "image"?} objects, deduplicated."""
     return merge_records(_read_jsonl(Path(path), fleet), fleet)
 
 
@@ -311,10 +313,17 @@ def _jsonl_record(line: str, path: Path, number: int, fleet: Fleet) -> TaskRecor
     task = normalise_task(item["task"]) if isinstance(item.get("task"), str) else ""
     if not task:
         raise DataError(f"{where}: 'task' is missing or empty; give the task text")
-    names = item.get("robots")
+    if ("robots" in item) == ("team" in item):
+        raise DataError(f"{where}: give 'robots' (robots that could each do the task) or 'team' (robots needed "
+                        f"together, in the order they act), not both or neither")
+    key = "team" if "team" in item else "robots"
+    names = item[key]
     if not isinstance(names, list) or not names or not all(isinstance(name, str) for name in names):
-        raise DataError(f"{where}: 'robots' must be a non-empty list of robot names or ids, got {names!r}")
+        raise DataError(f"{where}: '{key}' must be a non-empty list of robot names or ids, got {names!r}")
     robots = _robot_ids(names, fleet, where)
+    team = tuple(fleet.robot(name).id for name in names) if key == "team" else ()
+    if key == "team" and len(set(team)) < 2:
+        raise DataError(f"{where}: a 'team' needs two robots or more, each once; got {names!r}")
     plan, _ = _dense_plan(item.get("plan", []), fleet, where)
     outside = sorted({s.robot_type for s in plan if s.robot_id not in robots})
     if outside:
@@ -330,4 +339,4 @@ def _jsonl_record(line: str, path: Path, number: int, fleet: Fleet) -> TaskRecor
         if not image_path.is_file():
             raise DataError(f"{where}: image file {image_path} does not exist")
         image = str(image_path)
-    return TaskRecord(task, robots, plan, image, where)
+    return TaskRecord(task, robots, plan, image, where, team)

@@ -33,6 +33,10 @@ def add_eval_command(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--no-images", dest="images", action="store_false",
                           help="score text only (no rendered scene), as `ember select` without --image does")
     evaluate.add_argument("--batch_size", type=int, default=32, help="tasks per forward pass (default %(default)s)")
+    evaluate.add_argument("--explanations", action="store_true",
+                          help="also write every task's reasoning (and team and plan) and measure them: validity, "
+                               "Step 4 faithfulness, Step 3 fact precision, Step 1 task reference, and on data with "
+                               "teams team Jaccard, false teams, plan validity and coverage (ember_train/explanation_eval.py)")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
     evaluate.add_argument("--report", metavar="DIR",
                           help="also score the baselines (ember_train.baselines) on the same tasks and write "
@@ -63,16 +67,28 @@ def _eval(args: argparse.Namespace) -> int:
     baseline_train = _baseline_training_records(args, processor, chosen) if args.report else []
     scores = score_records(model, processor, chosen, args.batch_size, use_images=args.images)
     metrics = scores.metrics(fleet.names, temperature)
+    explanations = {}
+    if args.explanations:
+        from ember_core.selector import Selector
+        from ember_train.explanation_eval import explain_records, explanation_metrics
+
+        selector = Selector((model, processor), fleet=fleet)
+        explanations = explanation_metrics(explain_records(selector, chosen, args.images), chosen, fleet)
     table = ""
     if args.report:
         table = _eval_report(args, model, processor, chosen, baseline_train, scores.probabilities(temperature),
                              scores.targets)
     if args.json:
         report = {"report": str(Path(args.report) / "report.json")} if args.report else {}
-        print(json.dumps({"model": model.name, "split": args.split, "temperature": temperature, **metrics, **report},
-                         indent=2))
+        extra = {"explanations": explanations} if explanations else {}
+        print(json.dumps({"model": model.name, "split": args.split, "temperature": temperature, **metrics, **report,
+                          **extra}, indent=2))
     else:
         print(format_metrics(metrics, fleet.names, f"Metrics of {model.name} on the {args.split} split ({len(chosen)} tasks):"))
+        if explanations:
+            from ember_train.explanation_eval import format_explanation_metrics
+
+            print("\n" + format_explanation_metrics(explanations, "Explanations (reasoning, team and plan):"))
         if table:
             print(f"\n{table}")
     return 0

@@ -1,4 +1,4 @@
-"""Stage 3 losses: focal loss with label smoothing and class weights for robots, LM loss for reasoning.
+"""Stage 3 losses: focal loss with label smoothing and class weights for robots, choice loss for the explanation.
 
 Total = 0.6 * selection + 0.4 * reasoning, the reference implementation's split. The selection part is the focal loss
 of the blended robot logits plus half the focal loss of the card-only logits, so that the card
@@ -13,7 +13,6 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ember_core.processor import IGNORE_INDEX
 
 SELECTION_WEIGHT = 0.6
 REASONING_WEIGHT = 0.4
@@ -51,28 +50,28 @@ def class_weights(targets: torch.Tensor, clip: float = 10.0) -> torch.Tensor:
     return weights.clamp(max=clip)
 
 
-def reasoning_loss(hidden: torch.Tensor, labels: torch.Tensor,
-                   token_logits: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """Next-token cross-entropy on the reasoning and plan tokens only (labels -100 elsewhere).
-
-    Vocabulary logits are computed only at the positions that predict a labelled token.
-    """
-    targets = labels[:, 1:]
-    learned = targets != IGNORE_INDEX
-    if not bool(learned.any()):
+def choice_loss(hidden: torch.Tensor, batch: dict[str, torch.Tensor],
+                token_scores: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Cross-entropy of the explanation's decision points: at each, the target among its candidates only,
+    scored as the decoder scores them (`EmberVLM.token_scores`); 0 for a batch without any."""
+    mask = batch["choice_mask"]
+    if not bool(mask.any()):
         return hidden.sum() * 0.0
-    logits = token_logits(hidden[:, :-1][learned])
-    return F.cross_entropy(logits.float(), targets[learned])
+    rows = torch.arange(hidden.shape[0], device=hidden.device).unsqueeze(1).expand_as(mask)
+    states = hidden[rows[mask], batch["choice_positions"][mask]]  # (M, H)
+    scores = token_scores(states, batch["choice_candidates"][mask], batch["choice_relevance"][mask]).float()  # (M, K)
+    scores = scores.masked_fill(~batch["candidate_mask"][mask], float("-inf"))
+    return F.cross_entropy(scores, batch["choice_targets"][mask])
 
 
-def stage3_loss(outputs: dict[str, torch.Tensor], targets: torch.Tensor, labels: torch.Tensor,
-                weights: torch.Tensor | None, token_logits: Callable[[torch.Tensor], torch.Tensor],
-                scene_targets: torch.Tensor | None = None, has_image: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """The total loss and its parts, from EmberVLM outputs, robot targets (B, N), LM labels (B, T) and,
-    for a scene head, scene-tag targets (B, S) with has_image (B,) marking the rows that showed one."""
+def stage3_loss(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], weights: torch.Tensor | None,
+                token_scores: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The total loss and its parts, from EmberVLM outputs and a training batch: robot `targets` (B, N),
+    the explanation's decision points, and for a scene head `scene_targets` (B, S) with `has_image` (B,)."""
+    targets, scene_targets, has_image = batch["targets"], batch.get("scene_targets"), batch.get("has_image")
     selection = focal_loss(outputs["robot_logits"].float(), targets, class_weights=weights)
     selection = selection + CARD_AUX_WEIGHT * focal_loss(outputs["card_logits"].float(), targets, class_weights=weights)
-    reasoning = reasoning_loss(outputs["hidden_states"], labels, token_logits)
+    reasoning = choice_loss(outputs["hidden_states"], batch, token_scores)
     total = SELECTION_WEIGHT * selection + REASONING_WEIGHT * reasoning
     parts = {"selection_loss": selection.detach(), "reasoning_loss": reasoning.detach()}
     if "scene_logits" in outputs and scene_targets is not None and has_image is not None and bool(has_image.any()):

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from ember_train.metrics import (  # noqa: E402
     ECE_BINS,
@@ -262,6 +263,26 @@ def plot_final_report(
         ece = _draw_reliability(reliability_ax, confidences, correct, ECE_BINS)
         reliability_ax.set_title(f"Reliability (ECE = {ece:.4f})")
         fig.suptitle(title, fontsize=16, fontweight="bold")
+    except BaseException:
+        plt.close(fig)
+        raise
+    return save_figure(fig, path)
+
+
+def plot_explanation_loss(history: Sequence[Mapping[str, float]], path: str | os.PathLike) -> Path:
+    """The explanation phase: training loss per step and validation loss per epoch, of the decoder's choices."""
+    fig, ax = plt.subplots(figsize=(7.0, 4.5), layout="constrained")
+    try:
+        for key, colour, marker in (("loss", "tab:red", None), ("val_loss", "tab:blue", "o")):
+            steps, values = _series(history, key)
+            if steps:
+                ax.plot(steps, values, color=colour, marker=marker, markersize=4, linewidth=1.2, label=key)
+        ax.legend(loc="upper right")
+        ax.set_title("Explanation phase (adapter only): cross-entropy of the decoder's choices")
+        ax.set_xlabel("Step")
+        ax.set_ylabel("Loss")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
     except BaseException:
         plt.close(fig)
         raise

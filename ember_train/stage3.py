@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ember_core.model.config import preset
+from ember_core.relevance import PhraseRelevance
 from ember_core.pretrained import build_model, load_pretrained, resolve_device, save_pretrained
 from ember_core.robots_file import load_fleet
 from ember_train.args import Stage3Args
@@ -25,6 +26,7 @@ from ember_train.calibration import fit_temperature
 from ember_train.checkpointing import save_checkpoint
 from ember_train.data import Splits, kfold, load_records, robot_targets, split_records
 from ember_train.evaluate import Scores, score_records
+from ember_train.explanation_phase import train_explanation
 from ember_train.losses import class_weights, stage3_loss
 from ember_train.metrics import confusion_matrix, format_metrics
 from ember_train.plots import plot_calibration, plot_confusion, plot_final_report, plot_radar, plot_training_curves
@@ -78,6 +80,7 @@ class Stage3Trainer:
     def train(self) -> dict[str, Any]:
         args = self.args
         dataset = SelectionDataset(self.train_records, self.processor, self.model.config.scene_tags,
+                                   relevance=PhraseRelevance(self.model, self.processor).for_text,
                                    image_dropout=args.image_dropout, seed=args.seed)
         generator = torch.Generator().manual_seed(args.seed)
         loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, generator=generator,
@@ -123,8 +126,7 @@ class Stage3Trainer:
             batch = {key: value.to(self.device) for key, value in batch.items()}
             with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
                 outputs = self.model(**model_inputs(batch, self.device))
-            losses = stage3_loss(outputs, batch["targets"], batch["labels"], weights, self.model.token_logits,
-                                 batch.get("scene_targets"), batch.get("has_image"))
+            losses = stage3_loss(outputs, batch, weights, self.model.token_scores)
             (losses["loss"] / args.gradient_accumulation).backward()
             if (index + 1) % args.gradient_accumulation == 0 or index + 1 == len(loader):
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -181,6 +183,14 @@ class Stage3Trainer:
         """Best weights, a temperature fitted on validation, the test evaluation, the report plots."""
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
+        if self.args.explanation_epochs:
+            args = self.args
+            history = train_explanation(self.model, self.processor, self.train_records, self.splits.val,
+                                        args.explanation_epochs, args.explanation_learning_rate, args.batch_size,
+                                        args.image_dropout, args.seed, self.device, self.plots_dir / "explanation_loss.png")
+            for entry in history:
+                tracker.log({f"stage3/explanation_{key}": value for key, value in entry.items() if key != "step"},
+                            self.step + int(entry["step"]))
         val = self._scores(self.splits.val)
         temperature = fit_temperature(torch.from_numpy(val.logits), torch.from_numpy(val.targets))
         before = val.metrics(self.names)["expected_calibration_error"]

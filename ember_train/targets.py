@@ -1,62 +1,61 @@
-"""Reasoning targets: the four steps the model learns to write, GENERATED from the task and the cards.
+"""Explanation targets: the slots of the explanation program answered by rule, for the decoder to learn.
 
-The public data has no reasoning text, so the training targets are built by rules, not written by
-people: Step 1 names the task's action verbs, Step 2 its environment (the scene tags of the task
-text), Step 3 the capabilities and environments of each suitable robot's card that match the task,
-Step 4 selects exactly the record's suitable robots. A model trained on them learns this layout and
-to ground its words in the cards; it does not learn human-quality explanations. Plans come from
-the data only (see ember_train/data.py for which plans are kept); a record without one gets an
-empty plan.
+The public data has no reasoning text, so the targets are built by rules, not written by people,
+from the same program the Selector decodes (`ember_core.explanation`); only the slots are learned:
+
+- Step 1 copies the task from its action verb (`ember_core.explanation.copy_source`) to the end of
+  its first sentence, at most MAX_COPY_WORDS words;
+- Step 3 names, for each of the record's suitable robots, the card phrases (capabilities, then
+  roles) sharing most word stems with the task (ties: card order), and for the runner-up the
+  limitation sharing most stems (ties: card order);
+- the runner-up is a robot outside the record's set, drawn per task with a fixed seed, so the
+  decoder sees every robot in that place.
+
+Step 2 and Step 4 are fixed text in the program: the decoder never learns them.
 """
 from __future__ import annotations
 
+import random
 import re
 from typing import Sequence
 
+from ember_core.explanation import MAX_COPY_WORDS, Choice, Copy, ExplanationContext, Slot
 from ember_core.fleet import Fleet
-from ember_core.reasoning import Subtask, format_plan, format_reasoning, join_names
-from ember_core.scenes import SCENE_WORDS, scene_tags
 
-ACTION_VERBS = (
-    "inspect", "examine", "check", "survey", "scan", "map", "explore", "monitor", "watch", "patrol",
-    "search", "rescue", "locate", "find", "detect", "measure", "sample", "collect", "film", "photograph",
-    "transport", "carry", "move", "deliver", "bring", "fetch", "retrieve", "lift", "load", "unload",
-    "sort", "stack", "pick", "place", "assemble", "install", "repair", "fix", "maintain", "clean",
-    "wash", "paint", "weld", "open", "close", "operate", "assist", "help", "guide", "greet", "serve",
-    "cook", "navigate", "climb", "cross", "enter", "reach", "spray", "water", "plant", "harvest",
-    "feed", "deploy", "tow", "clear", "dig", "secure", "test", "record", "track", "escort",
-)
 _WORD = re.compile(r"[a-z]+")
+STEM_LETTERS = 5
 
 
-def reasoning_target(task: str, robots: Sequence[str], fleet: Fleet) -> str:
-    """The generated 4-step reasoning for a task whose suitable robots are `robots` (fleet ids)."""
-    words = _WORD.findall(task.lower())
-    verbs = [verb for verb in ACTION_VERBS if verb in words]
-    analysis = f"the task is to {join_names(verbs)}." if verbs else f"the task is: {_shorten(task)}."
-    tags = [SCENE_WORDS[tag] for tag in SCENE_WORDS if tag in scene_tags(task)]
-    environment = f"the work happens {join_names(tags)}." if tags else "the environment is not specified."
-    matches = [f"{fleet.robot(robot).name} offers {join_names(_matching_facts(task, robot, fleet))}" for robot in robots]
-    matching = "; ".join(matches) + "."
-    return format_reasoning(analysis, environment, matching, list(robots), fleet)
+def target_context(task: str, robots: Sequence[str], fleet: Fleet, scene: tuple[str, ...] | None,
+                   seed: int = 0) -> ExplanationContext:
+    """What a training record's explanation is about: `robots` (fleet ids) are its suitable robots,
+    `scene` the scene tags its image shows (None when trained without the image)."""
+    others = [robot for robot in fleet.ids if robot not in robots]
+    runner_up = random.Random(f"{seed}:{task}").choice(others) if others else None
+    return ExplanationContext(task=task, fleet=fleet, selected=tuple(robots), scene=scene, runner_up=runner_up)
 
 
-def plan_target(plan: Sequence[Subtask], fleet: Fleet) -> str:
-    """The plan text for a record, or "" when the data has no plan for it."""
-    return format_plan(plan, fleet) if plan else ""
+def target_choice(slot: Slot, task: str) -> str:
+    """The rule's answer to one slot (see the module docstring)."""
+    if isinstance(slot, Copy):
+        return _action_span(slot.source)
+    return _best_overlap(slot, task)
 
 
-def _matching_facts(task: str, robot_id: str, fleet: Fleet, most: int = 2) -> list[str]:
-    """The card phrases (capabilities, then environments) sharing most word stems with the task."""
-    robot = fleet.robot(robot_id)
-    task_stems = {word[:5] for word in _WORD.findall(task.lower()) if len(word) > 2}
-    task_stems |= {word[:5] for tag in scene_tags(task) for word in _WORD.findall(tag)}
-    phrases = list(robot.capabilities) + list(robot.environments)
-    scored = [(len({w[:5] for w in _WORD.findall(p.lower())} & task_stems), -i, p) for i, p in enumerate(phrases)]
-    best = [phrase for score, _, phrase in sorted(scored, reverse=True) if score > 0][:most]
-    return best or list(robot.capabilities[:most])
+def _action_span(source: str) -> str:
+    """The source (the task from its action verb) to the end of its first sentence, at most MAX_COPY_WORDS words."""
+    chosen = []
+    for word in source.split()[:MAX_COPY_WORDS]:
+        if word[-1] in ".;!?":
+            chosen.append(word.rstrip(".;!?"))
+            break
+        chosen.append(word)
+    return " " + " ".join(piece for piece in chosen if piece).rstrip(",:")
 
 
-def _shorten(task: str, words: int = 8) -> str:
-    parts = task.rstrip(".").split()
-    return " ".join(parts[:words]) + (" ..." if len(parts) > words else "")
+def _best_overlap(slot: Choice, task: str) -> str:
+    """The option sharing most word stems with the task (the first on a tie)."""
+    task_stems = {word[:STEM_LETTERS] for word in _WORD.findall(task.lower()) if len(word) > 2}
+    scored = [(len({w[:STEM_LETTERS] for w in _WORD.findall(option.lower()) if len(w) > 2} & task_stems), -i, option)
+              for i, option in enumerate(slot.options)]
+    return max(scored)[2]

@@ -6,8 +6,7 @@ import math
 import pytest
 import torch
 
-from ember_core.processor import IGNORE_INDEX
-from ember_train.losses import class_weights, focal_loss, reasoning_loss, stage3_loss
+from ember_train.losses import choice_loss, class_weights, focal_loss, stage3_loss
 
 LOGITS = torch.tensor([[2.0, -1.0]])
 TARGETS = torch.tensor([[1.0, 0.0]])
@@ -49,33 +48,47 @@ def test_class_weights_from_frequencies():
     assert weights.tolist() == pytest.approx([5 / 12, 5 / 3, 10.0])
 
 
-def test_reasoning_loss_only_counts_labelled_tokens():
-    vocab = 7
-    hidden = torch.randn(1, 4, vocab)
-    labels = torch.tensor([[IGNORE_INDEX, IGNORE_INDEX, 3, 5]])
-    identity = lambda h: h  # noqa: E731  (hidden already holds the vocabulary logits here)
-    expected = torch.nn.functional.cross_entropy(hidden[0, 1:3], torch.tensor([3, 5]))
-    assert reasoning_loss(hidden, labels, identity).item() == pytest.approx(expected.item(), rel=1e-6)
-    unlabelled = torch.full((1, 4), IGNORE_INDEX)
-    assert reasoning_loss(hidden, unlabelled, identity).item() == 0.0
+def choice_batch(relevance=(0.0, 0.0, 0.0)):
+    """One sequence of 3 positions with one decision point at position 1: candidates 0, 2 (and a padded slot)."""
+    return {"targets": TARGETS, "choice_positions": torch.tensor([[1, 0]]), "choice_mask": torch.tensor([[True, False]]),
+            "choice_candidates": torch.tensor([[[0, 2, 0], [0, 0, 0]]]),
+            "candidate_mask": torch.tensor([[[True, True, False], [False, False, False]]]),
+            "choice_relevance": torch.tensor([[list(relevance), [0.0, 0.0, 0.0]]]), "choice_targets": torch.tensor([[1, 0]])}
+
+
+def scores_by_index(hidden, candidates, relevance):
+    """Hidden states hold the logit of every token id; relevance adds as is."""
+    return torch.gather(hidden, -1, candidates) + relevance
+
+
+def test_choice_loss_is_the_cross_entropy_among_the_candidates_only():
+    hidden = torch.randn(1, 3, 5)
+    expected = torch.nn.functional.cross_entropy(hidden[0, 1, [0, 2]].unsqueeze(0), torch.tensor([1]))
+    assert choice_loss(hidden, choice_batch(), scores_by_index).item() == pytest.approx(expected.item(), rel=1e-6)
+    shifted = torch.nn.functional.cross_entropy((hidden[0, 1, [0, 2]] + torch.tensor([1.0, 0.0])).unsqueeze(0),
+                                                torch.tensor([1]))
+    assert choice_loss(hidden, choice_batch((1.0, 0.0, 0.0)), scores_by_index).item() == pytest.approx(shifted.item(),
+                                                                                                      rel=1e-6)
+    none = {**choice_batch(), "choice_mask": torch.tensor([[False, False]])}
+    assert choice_loss(hidden, none, scores_by_index).item() == 0.0
 
 
 def test_total_is_sixty_forty():
     outputs = {"robot_logits": LOGITS, "card_logits": LOGITS, "hidden_states": torch.randn(1, 3, 5)}
-    labels = torch.tensor([[IGNORE_INDEX, 1, 2]])
-    losses = stage3_loss(outputs, TARGETS, labels, None, lambda h: h)
+    losses = stage3_loss(outputs, choice_batch(), None, scores_by_index)
     selection = 1.5 * focal_loss(LOGITS, TARGETS)
     assert losses["selection_loss"].item() == pytest.approx(selection.item(), rel=1e-6)
+    assert losses["reasoning_loss"].item() > 0
     assert losses["loss"].item() == pytest.approx(0.6 * selection.item() + 0.4 * losses["reasoning_loss"].item(), rel=1e-6)
 
 
 def test_scene_loss_counts_only_rows_that_showed_an_image():
     outputs = {"robot_logits": LOGITS, "card_logits": LOGITS, "hidden_states": torch.randn(1, 3, 5),
                "scene_logits": torch.tensor([[2.0, -1.0]])}
-    labels = torch.tensor([[IGNORE_INDEX, 1, 2]])
-    plain = stage3_loss(outputs, TARGETS, labels, None, lambda h: h)
-    hidden = stage3_loss(outputs, TARGETS, labels, None, lambda h: h, torch.tensor([[1.0, 0.0]]), torch.tensor([False]))
-    shown = stage3_loss(outputs, TARGETS, labels, None, lambda h: h, torch.tensor([[1.0, 0.0]]), torch.tensor([True]))
+    plain = stage3_loss(outputs, choice_batch(), None, scores_by_index)
+    scenes = {"scene_targets": torch.tensor([[1.0, 0.0]])}
+    hidden = stage3_loss(outputs, {**choice_batch(), **scenes, "has_image": torch.tensor([False])}, None, scores_by_index)
+    shown = stage3_loss(outputs, {**choice_batch(), **scenes, "has_image": torch.tensor([True])}, None, scores_by_index)
     assert "scene_loss" not in plain and "scene_loss" not in hidden and hidden["loss"] == plain["loss"]
     expected = torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor([2.0, -1.0]), torch.tensor([1.0, 0.0]))
     assert shown["scene_loss"].item() == pytest.approx(expected.item(), rel=1e-6)

@@ -11,7 +11,6 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from conftest import SNAKE_PLUGIN
 from ember_core import load_fleet
 from ember_core.model.config import EmberVLMConfig, preset
-from ember_core.model.generation import greedy_continue
 from ember_core.model.loading import ROBOT_ROWS, file_sha, load_matching
 from ember_core.model.registry import create_part, list_parts
 from ember_core.model.vision import VisionEncoder
@@ -113,10 +112,11 @@ def test_forward_and_backward_reach_every_part(tiny):
     assert out["robot_logits"].shape == (2, 5)
     assert out["card_logits"].shape == out["mlp_logits"].shape == (2, 5)
     assert out["hidden_states"].shape == (*inputs["input_ids"].shape, 32)
-    token_logits = model.token_logits(out["hidden_states"][:, -3:])
-    assert token_logits.shape == (2, 3, len(processor.tokenizer))
-    (out["robot_logits"].sum() + token_logits.mean()).backward()
-    for name, part in [("vision", model.vision), ("lm", model.language_model), ("head", model.robot_head)]:
+    token_scores = model.token_scores(out["hidden_states"][:, -3:], torch.tensor([[[1, 2, 3, 4]] * 3] * 2))
+    assert token_scores.shape == (2, 3, 4)
+    (out["robot_logits"].sum() + token_scores.mean()).backward()
+    for name, part in [("vision", model.vision), ("lm", model.language_model), ("head", model.robot_head),
+                       ("explanation adapter", model.explanation_adapter.mlp)]:
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters()), name
     model.zero_grad()
     model.eval()
@@ -265,25 +265,38 @@ def test_load_matching_skips_mismatched_tensors_with_the_seed_log_lines(tiny, fl
     assert torch.equal(target.robot_head.mlp[6].weight, fresh_row)
 
 
-def test_kv_cached_greedy_decoding_equals_uncached(tiny):
+def test_feeding_after_the_kv_cache_equals_running_the_whole_sequence(tiny):
+    """The explanation decoder feeds chunks after the prompt's cache; each hidden state must be the uncached one."""
     model, processor = tiny
     inputs = batch(processor, ["Survey a collapsed parking garage for cracks"], shown=(False,))
     ids, mask = inputs["input_ids"], inputs["attention_mask"]
-    start = processor.token_id(REASONING_START)
+    chunks = [[processor.token_id(REASONING_START), 100, 200], [300], [400, 500]]
     with torch.no_grad():
-        past = model(ids, mask, use_cache=True)["past_key_values"]
-        cached, _, _ = greedy_continue(model.language_model, past, mask, [start], 12, stop_ids=set())
-        # Reference: re-run the whole sequence for every new token, no cache.
-        sequence, uncached = torch.cat([ids, torch.tensor([[start]])], dim=1), []
-        prompt_embeds = model.embed(ids)
-        for _ in range(12):
-            tail = model.language_model.get_input_embeddings()(sequence[:, ids.shape[1]:])
-            logits = model.language_model(inputs_embeds=torch.cat([prompt_embeds, tail], 1), use_cache=False).logits
-            uncached.append(int(logits[0, -1].argmax()))
-            sequence = torch.cat([sequence, torch.tensor([[uncached[-1]]])], dim=1)
-    assert cached == uncached and len(cached) == 12
+        cache = model(ids, mask, use_cache=True)["cache"]
+        cached = [model.feed(chunk, cache) for chunk in chunks]
+        prompt_embeds, fed = model.embed(ids), []
+        for index, chunk in enumerate(chunks):
+            fed += chunk
+            tail = model.language_model.get_input_embeddings()(torch.tensor([fed]))
+            hidden = model.language_model(inputs_embeds=torch.cat([prompt_embeds, tail], 1), use_cache=False,
+                                          output_hidden_states=True).hidden_states[-1]
+            assert torch.allclose(cached[index], hidden[0, -1], atol=1e-5)
 
 
+def test_token_scores_score_only_the_candidates_with_the_learned_relevance_weight(tiny):
+    model, _ = tiny
+    hidden = torch.randn(2, model.language_model.config.hidden_size)
+    candidates = torch.tensor([[5, 9, 11], [7, 7, 3]])
+    weight = model.language_model.get_output_embeddings().weight
+    expected = torch.einsum("bh,bkh->bk", model.explanation_adapter(hidden), weight[candidates])
+    assert torch.allclose(model.token_scores(hidden, candidates), expected, atol=1e-5)
+    with torch.no_grad():
+        model.explanation_adapter.relevance_gain.fill_(0.1)
+    relevance = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.5]])
+    shifted = model.token_scores(hidden, candidates, relevance)
+    assert torch.allclose(shifted - model.token_scores(hidden, candidates), 2.0 * relevance, atol=1e-5)  # 20 x 0.1
+    with torch.no_grad():
+        model.explanation_adapter.relevance_gain.fill_(0.0)
 def test_a_pretrained_lm_directory_brings_its_tokenizer_and_is_resized_for_the_special_tokens(tmp_path, fleet, caplog):
     """A hub-style LM directory (weights + tokenizer without Ember's tokens) becomes the model's LM."""
     from transformers import AutoTokenizer
@@ -321,8 +334,9 @@ def test_scene_head_reads_the_pooled_visual_tokens_and_the_scene_loss_trains_it(
     with torch.no_grad():
         expected = model.scene_head(model.vision(inputs["pixel_values"]).mean(1))
     assert out["scene_logits"].shape == (2, 2) and torch.allclose(out["scene_logits"], expected, atol=1e-6)
-    losses = stage3_loss(out, torch.zeros(2, 5), torch.full_like(inputs["input_ids"], -100), None, model.token_logits,
-                         torch.tensor([[0.0, 1.0], [1.0, 0.0]]), inputs["has_image"])
+    training = {"targets": torch.zeros(2, 5), "choice_mask": torch.zeros(2, 0, dtype=torch.bool),
+                "scene_targets": torch.tensor([[0.0, 1.0], [1.0, 0.0]]), "has_image": inputs["has_image"]}
+    losses = stage3_loss(out, training, None, model.token_scores)
     losses["loss"].backward()
     assert model.scene_head.weight.grad.abs().sum() > 0
     assert model.parameter_counts()["scene_head"] == 32 * 2 + 2

@@ -1,4 +1,4 @@
-"""EmberProcessor: prompt features, training labels, collation, saving and loading, and the selection rule."""
+"""EmberProcessor: prompt features, training choices, collation, saving and loading, and the selection rule."""
 from __future__ import annotations
 
 import json
@@ -10,9 +10,9 @@ from PIL import Image
 
 from ember_core.fleet import Fleet
 from ember_core.images import InvalidInputError
+from ember_core.model.structured import DecisionPoint, Walk
 from ember_core.model.tokenizer import load_tokenizer
 from ember_core.processor import (
-    IGNORE_INDEX,
     EmberProcessor,
     ProcessorConfig,
     saved_fleet,
@@ -66,38 +66,43 @@ def test_features_are_the_tokenised_selection_prompt(processor, fleet):
     assert features.input_ids.tolist() == expected
     ids = features.input_ids.tolist()
     assert ids.count(processor.token_id(IMAGE)) == IMAGE_TOKENS and ids[-1] == processor.token_id(SELECTION)
-    assert features.pixels is None and features.task_input_ids is None and features.labels is None
+    assert features.pixels is None and features.task_input_ids is None and features.choices is None
 
 
-def test_training_labels_learn_the_explanation_only_and_the_decision_matches_inference(processor):
+def walk_for(processor, robots, points):
+    """A walk after the decision: two fixed tokens, then decision points at the given offsets."""
+    ids = processor.decision_ids(robots) + [11, 12, 13]
+    return Walk(ids=ids, points=[DecisionPoint(position, [12, 40], [0.5, 0.0], 0) for position in points])
+
+
+def test_training_features_are_the_prompt_then_the_walk_with_its_decision_points(processor):
     features = processor.features("Carry boxes across the warehouse")
-    explanation = "Step 1: carry boxes.<|reasoning_end|><|action_plan|>"
-    trained = processor.with_explanation(features, ["robot_with_wheels", "humanoid"], explanation)
+    walk = walk_for(processor, ["robot_with_wheels", "humanoid"], [len(processor.decision_ids(["robot_with_wheels", "humanoid"]))])
+    trained = processor.with_explanation(features, walk)
     prompt = features.input_ids.numel()
-    decision = processor.decision_ids(["robot_with_wheels", "humanoid"])
-    learned = processor.tokenizer(explanation + processor.tokenizer.eos_token)["input_ids"]
     # What training feeds after the prompt is what the Selector feeds at inference.
-    assert trained.input_ids.tolist() == features.input_ids.tolist() + decision + learned
-    assert decision[-1] == processor.token_id(REASONING_START)
-    assert trained.labels.tolist() == [IGNORE_INDEX] * (prompt + len(decision)) + learned
-    assert trained.labels[-1] == processor.tokenizer.eos_token_id
-    assert features.labels is None  # the prompt-only features are not changed
+    assert trained.input_ids.tolist() == features.input_ids.tolist() + walk.ids
+    assert walk.ids[len(walk.ids) - 4] == processor.token_id(REASONING_START)
+    assert trained.choices == [(prompt + walk.points[0].position, [12, 40], [0.5, 0.0], 0)]
+    assert features.choices is None  # the prompt-only features are not changed
 
 
-def test_collate_pads_ids_and_labels_and_zero_fills_missing_images(processor):
+def test_collate_pads_ids_and_choices_and_zero_fills_missing_images(processor):
     red = pixels(processor, (255, 0, 0))
-    long = processor.with_explanation(processor.features("Inspect a long long pipeline today", red), ["drone"],
-                                      "Step 1: inspect.")
-    short = processor.with_explanation(processor.features("Go"), ["drone"], "Step 1: go.")
+    long = processor.with_explanation(processor.features("Inspect a long long pipeline today", red),
+                                      walk_for(processor, ["drone"], [3, 4]))
+    short = processor.with_explanation(processor.features("Go"), walk_for(processor, ["drone"], [3]))
     batch = processor.collate([long, short])
     lengths = [long.input_ids.numel(), short.input_ids.numel()]
     assert lengths[0] > lengths[1]
-    assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape == (2, lengths[0])
+    assert batch["input_ids"].shape == batch["attention_mask"].shape == (2, lengths[0])
     assert batch["attention_mask"].sum(1).tolist() == lengths
     assert torch.equal(batch["input_ids"][1, : lengths[1]], short.input_ids)
     assert (batch["input_ids"][1, lengths[1]:] == processor.tokenizer.pad_token_id).all()
-    assert torch.equal(batch["labels"][1, : lengths[1]], short.labels)
-    assert (batch["labels"][1, lengths[1]:] == IGNORE_INDEX).all()
+    assert batch["choice_mask"].tolist() == [[True, True], [True, False]]
+    assert batch["choice_positions"][1, 0].item() == short.choices[0][0]
+    assert batch["choice_candidates"].tolist()[0] == [[12, 40], [12, 40]]
+    assert batch["choice_relevance"][0, 0].tolist() == [0.5, 0.0]
     assert batch["has_image"].tolist() == [True, False]
     assert batch["pixel_values"].shape == (2, 3, 32, 32)
     assert torch.equal(batch["pixel_values"][0], red)

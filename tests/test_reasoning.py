@@ -7,13 +7,14 @@ import pytest
 
 from ember_train.public_data import PUBLIC_DATA
 from ember_core import Fleet, RobotType, UnknownRobotError
+from ember_core.explanation import Copy, ExplanationContext, explanation_text, write_explanation
 from ember_core.reasoning import (
     Subtask,
     format_plan,
-    format_reasoning,
     join_names,
     parse_plan,
     parse_reasoning,
+    step3_facts,
     subtasks_from_records,
 )
 
@@ -36,15 +37,14 @@ def fleet6(fleet) -> Fleet:
     return Fleet([*fleet.robots, rescue])
 
 
-def reasoning_for(fleet: Fleet, decision: list[str], justification: str = "They complement each other.") -> str:
-    return format_reasoning(
-        "Inspect the flooded basement of a collapsed garage.",
-        "Dark, partly underwater, debris on the ramps.",
-        "The drone surveys from above; legs handle rubble; the underwater robot dives.",
-        decision,
-        fleet,
-        justification,
-    )
+def first_choice(slot) -> str:
+    return " inspect the flooded basement" if isinstance(slot, Copy) else slot.options[0]
+
+
+def reasoning_for(fleet: Fleet, decision: list[str], team: tuple[str, ...] = (), runner_up: str | None = None) -> str:
+    context = ExplanationContext("Inspect the flooded basement of a collapsed garage.", fleet, tuple(decision), team,
+                                 scene=None, runner_up=runner_up)
+    return explanation_text(write_explanation(context, first_choice))
 
 
 @pytest.mark.parametrize("decision", [["drone"], ["drone", "robot_with_legs"], ["underwater_robot", "drone", "humanoid"]])
@@ -55,9 +55,9 @@ def test_reasoning_round_trip_is_valid_and_gives_back_the_content(fleet, decisio
     assert reasoning.problems == []
     assert reasoning.decision == decision
     assert reasoning.steps == text.splitlines()
-    assert reasoning.steps[0] == "Step 1: Task analysis: Inspect the flooded basement of a collapsed garage."
+    assert reasoning.steps[0] == "Step 1: Task analysis: the task asks to inspect the flooded basement."
     names = join_names([fleet.robot(robot_id).name for robot_id in decision])
-    assert reasoning.steps[3] == f"Step 4: Decision: Select {names}. They complement each other."
+    assert reasoning.steps[3] == f"Step 4: Decision: Select {names}."
 
 
 def test_names_are_joined_as_a_sentence():
@@ -79,7 +79,7 @@ def test_parser_tolerates_spacing_case_and_collapsed_newlines(fleet):
     text = (
         "\r\n  Step 1:Task analysis:   Inspect  the  garage.  \r\n\r\n"
         "Step 2 :  environment ASSESSMENT: dusty\n"
-        "Step 3: Capability matching: drone flies "
+        "Step 3: Capability matching: drone OFFERS  aerial   navigation "
         "Step 4: Decision: select  drone ,  and robot   WITH legs.\n\n"
     )
     reasoning = parse_reasoning(text, fleet, selected=["robot_with_legs", "drone"])
@@ -128,12 +128,43 @@ def test_decision_without_the_top_ranked_robot_is_reported(fleet):
     assert reasoning.problems == ["Step 4 does not select Drone, the top-ranked robot"]
 
 
-def test_decision_naming_an_unselected_robot_is_reported(fleet):
+def test_decision_naming_an_unselected_robot_and_missing_a_selected_one_is_reported(fleet):
     reasoning = parse_reasoning(reasoning_for(fleet, ["drone", "robot_with_wheels"]), fleet, selected=["drone", "humanoid"])
     assert not reasoning.valid
-    assert len(reasoning.problems) == 1
-    assert "Robot with Wheels" in reasoning.problems[0]
-    assert "did not select" in reasoning.problems[0]
+    assert len(reasoning.problems) == 2
+    assert "Robot with Wheels" in reasoning.problems[0] and "did not select" in reasoning.problems[0]
+    assert reasoning.problems[1] == "Step 4 does not name Humanoid, which the scores selected"
+
+
+def test_step_3_facts_are_counted_against_each_robots_card(fleet):
+    text = reasoning_for(fleet, ["drone", "underwater_robot"], runner_up="humanoid")
+    facts = step3_facts(parse_reasoning(text, fleet, ["drone", "underwater_robot"]).steps[2].split(":", 2)[2], fleet)
+    assert [(f.robot_id, f.relation, f.on_card) for f in facts] == [
+        ("drone", "offers", True), ("drone", "offers", True), ("underwater_robot", "offers", True),
+        ("underwater_robot", "offers", True), ("humanoid", "is less suited:", True)]
+    assert facts[0].phrase == fleet.robot("drone").capabilities[0]
+
+
+def test_a_fact_of_another_robots_card_or_none_is_a_problem(fleet):
+    text = reasoning_for(fleet, ["drone"]).replace("Drone offers fastest", "Drone offers underwater navigation")
+    reasoning = parse_reasoning(text, fleet, ["drone"])
+    assert reasoning.problems == ["Step 3 says Drone offers 'underwater navigation', which its card does not list"]
+    vague = reasoning_for(fleet, ["drone"]).replace("Drone offers", "The drone is great at")
+    assert "does not start with '<Robot Name> offers'" in parse_reasoning(vague, fleet, ["drone"]).problems[0]
+
+
+def test_no_free_robot_gives_a_valid_empty_decision(fleet):
+    text = reasoning_for(fleet, [])
+    assert "Step 4: Decision: Select no robot" in text
+    reasoning = parse_reasoning(text, fleet, [])
+    assert reasoning.valid and reasoning.decision == []
+    assert parse_reasoning(text, fleet, ["drone"]).problems == ["Step 4 selects no robot, but the scores selected Drone"]
+
+
+def test_a_team_decision_names_the_team_in_plan_order(fleet):
+    text = reasoning_for(fleet, ["drone", "underwater_robot"], team=("drone", "underwater_robot"))
+    assert text.endswith("Select Drone and Underwater Robot. They work as a team: Drone, then Underwater Robot.")
+    assert parse_reasoning(text, fleet, ["drone", "underwater_robot"]).valid
 
 
 @pytest.mark.parametrize("garbage", ["the the drone drone Step 2", "", "Select Drone.", "drone drone drone <|image|> the"])
@@ -182,14 +213,9 @@ def test_text_after_step_4_is_reported(fleet):
     assert len(reasoning.steps) == 4
 
 
-def test_format_reasoning_rejects_what_it_cannot_write(fleet):
-    with pytest.raises(ValueError, match="decision is empty"):
-        reasoning_for(fleet, [])
+def test_the_program_rejects_a_robot_outside_the_fleet(fleet):
     with pytest.raises(UnknownRobotError, match="helicopter"):
         reasoning_for(fleet, ["helicopter"])
-    with pytest.raises(ValueError, match="environment is empty"):
-        format_reasoning("task", "  \n ", "matching", ["drone"], fleet)
-    assert "\n" not in reasoning_for(fleet, ["drone"], justification="two\nlines").splitlines()[3]
 
 
 def test_reasoning_to_dict_is_the_document_form(fleet):
@@ -261,6 +287,17 @@ def test_empty_plan_is_valid_only_when_allowed(fleet):
     assert parse_plan(" \n\n", fleet, allow_empty=True).valid
     garbage = parse_plan("the the drone drone", fleet, allow_empty=True)
     assert not garbage.valid and garbage.subtasks == []
+
+
+def test_a_team_plan_must_give_every_member_a_subtask_and_no_one_else(fleet):
+    team = ("drone", "robot_with_legs", "humanoid")
+    assert parse_plan("", fleet, allow_empty=True, team=team).problems == [
+        "the plan has no subtasks but the job needs a team of Drone, Robot with Legs and Humanoid"]
+    partial = parse_plan("1. Drone: Survey the garage\n2. Robot with Wheels: Carry gauges", fleet, team=team)
+    assert partial.problems == [
+        "the plan gives no subtask to Robot with Legs and Humanoid, of the team Drone, Robot with Legs and Humanoid",
+        "the plan assigns Robot with Wheels, not of the team Drone, Robot with Legs and Humanoid"]
+    assert parse_plan(GARAGE_PLAN.replace("3. Robot with Wheels", "3. Humanoid"), fleet, team=team).valid
 
 
 def test_plan_to_dict_is_the_document_form(fleet):

@@ -9,7 +9,8 @@ import jsonschema
 import pytest
 
 from ember_core import Fleet, RobotType
-from ember_core.reasoning import format_plan, format_reasoning, parse_plan, parse_reasoning, subtasks_from_records
+from ember_core.explanation import Choice, ExplanationContext, explanation_text, write_explanation
+from ember_core.reasoning import format_plan, parse_plan, parse_reasoning, subtasks_from_records
 from ember_core.selection import (
     SCHEMA_PATH,
     STATUSES,
@@ -34,14 +35,19 @@ def fleet6(fleet) -> Fleet:
 
 
 def ok_selection(fleet: Fleet, image: ImageInfo | None, selected: list[str]) -> Selection:
-    """An ok result as the Selector builds it: ranked candidates, checked reasoning and plan."""
-    text = format_reasoning("Inspect the pipes.", "Narrow and wet.", "Fits the pipes.", selected, fleet, "Best fit.")
+    """An ok result as the Selector builds it: ranked candidates, checked reasoning, and with two robots or
+    more selected a team of them with its plan."""
+    team = tuple(selected) if len(selected) > 1 else ()
+    context = ExplanationContext("Inspect the pipes.", fleet, tuple(selected), team)
+    text = explanation_text(write_explanation(context, lambda slot: slot.options[0] if isinstance(slot, Choice)
+                                              else " inspect the pipes"))
     reasoning = parse_reasoning(text, fleet, selected)
     records = [
         {"subtask": f"Do part {i}", "assigned_robot": fleet.robot(robot_id).name, "execution_order": i}
         for i, robot_id in enumerate(selected, 1)
     ]
-    plan = parse_plan(format_plan(subtasks_from_records(records, fleet), fleet), fleet)
+    plan = parse_plan(format_plan(subtasks_from_records(records, fleet), fleet) if team else "", fleet,
+                      allow_empty=True, team=team)
     others = [robot_id for robot_id in fleet.ids if robot_id not in selected]
     ranked = selected + others
     candidates = [
@@ -72,6 +78,7 @@ def ok_selection(fleet: Fleet, image: ImageInfo | None, selected: list[str]) -> 
         reasoning=reasoning,
         plan=plan,
         latency_ms={"preprocess": 1.2, "model": 14.0, "reasoning": 180.0},
+        team=list(team),
     )
 
 
@@ -85,12 +92,13 @@ def test_ok_document_with_reasoning_and_plan_validates(ok_document, fleet):
     validate_document(ok_document)
     assert list(ok_document) == [
         "schema", "request_id", "task_id", "task", "status", "errors", "stamp", "image", "fleet", "model",
-        "top_k", "candidates", "reasoning", "plan", "latency_ms",
+        "top_k", "candidates", "team", "reasoning", "plan", "latency_ms",
     ]
     assert ok_document["schema"] == "ember.selection/1"
     assert ok_document["fleet"] == {"robots": fleet.ids, "hash": fleet.hash}
     assert ok_document["reasoning"]["reasoning_valid"] is True
     assert ok_document["reasoning"]["decision"] == ["underwater_robot", "robot_with_legs"]
+    assert ok_document["team"] == ["underwater_robot", "robot_with_legs"]
     assert ok_document["plan"]["plan_valid"] is True
     assert ok_document["plan"]["subtasks"][1]["depends_on"] == [1]
     first, third = ok_document["candidates"][0], ok_document["candidates"][2]
@@ -132,6 +140,7 @@ def test_error_document_of_each_status_validates(fleet, status):
     validate_document(document)
     assert document["status"] == status and document["errors"] == [f"because {status}"]
     assert document["candidates"] == [] and document["reasoning"] is None and document["plan"] is None
+    assert document["team"] == []
     assert document["latency_ms"] == {"preprocess": 0.0, "model": 0.0, "reasoning": 0.0}
 
 
@@ -152,6 +161,8 @@ def test_dataclasses_reject_values_the_schema_would_reject(fleet):
         dataclasses.replace(selection, candidates=[])
     with pytest.raises(ValueError, match="latency_ms has keys"):
         dataclasses.replace(selection, latency_ms={"model": 1.0})
+    with pytest.raises(ValueError, match="team names \\['helicopter'\\], not robots of the fleet"):
+        dataclasses.replace(selection, team=["drone", "helicopter"])
 
 
 def mutated(document: dict, change) -> dict:
@@ -164,7 +175,7 @@ def mutated(document: dict, change) -> dict:
     ("change", "where"),
     [
         (lambda d: d["candidates"][0].update(confidence=1.5), "confidence"),
-        (lambda d: d.update(status="maybe"), "status"),
+        (lambda d: d.update(status="maybe", team=[]), "status"),
         (lambda d: d.update(comment="hi"), "comment"),
         (lambda d: d["plan"]["subtasks"][0].update(priority=1), "priority"),
         (lambda d: d["image"].update(width=64), "width"),
@@ -172,9 +183,11 @@ def mutated(document: dict, change) -> dict:
         (lambda d: d.update(schema="ember.selection/2"), "schema"),
         (lambda d: d["candidates"][0].update(rank=0), "rank"),
         (lambda d: d.pop("latency_ms"), "latency_ms"),
+        (lambda d: d.update(team=["drone", "drone"]), "team"),
+        (lambda d: d.update(plan=None), "plan"),
     ],
     ids=["confidence-1.5", "unknown-status", "extra-key", "extra-subtask-key", "extra-image-key",
-         "ok-without-candidates", "schema-version", "rank-0", "missing-latency"],
+         "ok-without-candidates", "schema-version", "rank-0", "missing-latency", "team-twice", "ok-without-plan"],
 )
 def test_validator_rejects_bad_documents(ok_document, change, where):
     with pytest.raises(jsonschema.ValidationError) as caught:
@@ -187,6 +200,8 @@ def test_error_document_may_have_no_candidates_but_ok_may_not(fleet):
     validate_document(document)
     with pytest.raises(jsonschema.ValidationError):
         validate_document({**document, "status": "ok"})
+    with pytest.raises(jsonschema.ValidationError):  # a non-ok result has no team
+        validate_document({**document, "team": ["drone", "humanoid"]})
 
 
 def test_schema_file_is_a_valid_draft_2020_12_schema_with_an_id():

@@ -1,17 +1,17 @@
-"""Generated reasoning targets and the training batches built from records."""
+"""Explanation targets (the slots answered by rule), teacher-forced decision points and training batches."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from ember_core.model.config import preset
+from ember_core.model.structured import StructuredDecoder
 from ember_core.pretrained import build_model
-from ember_core.processor import IGNORE_INDEX
 from ember_core.prompt import REASONING_START
-from ember_core.reasoning import Subtask, parse_plan, parse_reasoning
+from ember_core.reasoning import parse_reasoning, step3_facts
 from ember_train.batches import SelectionDataset, collate, model_inputs
 from ember_train.data import TaskRecord, robot_targets
-from ember_train.targets import plan_target, reasoning_target
+from ember_train.targets import target_choice, target_context
 
 
 @pytest.fixture(scope="module")
@@ -19,35 +19,44 @@ def processor(fleet):
     return build_model(preset("tiny"), fleet)[1]
 
 
-def test_reasoning_target_is_valid_and_decides_the_gold_set(fleet):
-    text = reasoning_target("Inspect and repair a pipeline on the ocean floor", ("underwater_robot",), fleet)
+def target_text(processor, task, robots, scene=None):
+    walk = StructuredDecoder(processor.tokenizer, 0).teacher_forced(
+        target_context(task, robots, processor.fleet, scene), processor.decision_ids(robots),
+        lambda slot: target_choice(slot, task), lambda phrases: dict.fromkeys(phrases, 0.0))
+    return "".join(text for text, _ in walk.pieces), walk
+
+
+def test_target_is_valid_names_the_task_and_cites_matching_card_facts(processor, fleet):
+    text, walk = target_text(processor, "Inspect and repair a pipeline on the ocean floor", ["underwater_robot"])
     parsed = parse_reasoning(text, fleet, ["underwater_robot"])
     assert parsed.valid, parsed.problems
-    assert parsed.decision == ["underwater_robot"]
-    assert "inspect and repair" in parsed.steps[0]
-    assert "under water" in parsed.steps[1]
-    assert "Underwater Robot offers underwater navigation" in parsed.steps[2] or "marine" in parsed.steps[2]
+    assert parsed.steps[0] == "Step 1: Task analysis: the task asks to inspect and repair a pipeline on the ocean floor."
+    assert "no camera image; from the task text, the work happens under water" in parsed.steps[1]
+    facts = step3_facts(parsed.steps[2].split(":", 2)[2], fleet)
+    assert facts[0].robot_id == "underwater_robot" and "inspection" in facts[0].phrase  # shares "inspe"
+    assert all(fact.on_card for fact in facts)
+    assert walk.points and all(0 <= p.chosen < len(p.candidates) for p in walk.points)
 
 
-def test_multi_robot_target_names_every_suitable_robot(fleet):
-    robots = ("drone", "robot_with_legs")
-    text = reasoning_target("Search for survivors in the rubble of a collapsed building", robots, fleet)
-    parsed = parse_reasoning(text, fleet, list(robots))
-    assert parsed.valid and parsed.decision == list(robots)
+def test_step_1_starts_at_the_action_verb_and_a_scene_shown_is_step_2(processor, fleet):
+    text, _ = target_text(processor, "Please survey the roof of the tower", ["drone"], scene=("aerial",))
+    assert "Step 1: Task analysis: the task asks to survey the roof of the tower." in text
+    assert "Step 2: Environment assessment: the camera image shows work at height or from the air." in text
+
+
+def test_multi_robot_target_names_every_suitable_robot(processor, fleet):
+    robots = ["drone", "robot_with_legs"]
+    text, _ = target_text(processor, "Search for survivors in the rubble of a collapsed building", robots)
+    parsed = parse_reasoning(text, fleet, robots)
+    assert parsed.valid and parsed.decision == robots
     assert "Step 4: Decision: Select Drone and Robot with Legs." in text
 
 
-def test_a_task_without_known_verbs_or_scene_still_gets_four_valid_steps(fleet):
-    text = reasoning_target("Pollination duty", ("drone",), fleet)
+def test_a_task_without_known_verbs_or_scene_still_gets_four_valid_steps(processor, fleet):
+    text, _ = target_text(processor, "Pollination duty", ["drone"])
     parsed = parse_reasoning(text, fleet, ["drone"])
-    assert parsed.valid and "the environment is not specified" in parsed.steps[1]
-
-
-def test_plan_target_round_trips_and_is_empty_without_plan(fleet):
-    plan = (Subtask(1, 1, "Fly over the site", "drone", "Drone"),
-            Subtask(2, 2, "Walk the ramps", "robot_with_legs", "Robot with Legs", [1]))
-    assert parse_plan(plan_target(plan, fleet), fleet).subtasks == list(plan)
-    assert plan_target((), fleet) == ""
+    assert parsed.valid and "the task asks to pollination duty." in parsed.steps[0]
+    assert "the task text does not say where the work happens" in parsed.steps[1]
 
 
 def test_robot_targets_follow_fleet_order(fleet):
@@ -56,26 +65,28 @@ def test_robot_targets_follow_fleet_order(fleet):
     assert robot_targets(records, fleet).tolist() == [[0, 0, 0, 1, 0], [1, 0, 0, 0, 1]]
 
 
-def test_labels_mask_the_prompt_and_the_start_marker(processor):
+def test_training_ids_are_what_inference_feeds_and_choices_point_into_them(processor):
     record = TaskRecord("Carry boxes across the warehouse", ("robot_with_wheels",))
     item = SelectionDataset([record], processor)[0]
-    ids, labels = item.features.input_ids, item.features.labels
-    position = ids.tolist().index(processor.token_id(REASONING_START))
-    # The prompt is exactly what inference feeds, the decision after it is what the Selector feeds.
+    ids = item.features.input_ids.tolist()
     prompt = processor.features(record.task).input_ids.tolist()
-    assert ids.tolist()[: position + 1] == prompt + processor.decision_ids(["robot_with_wheels"])
-    assert (labels[: position + 1] == IGNORE_INDEX).all()
-    assert (labels[position + 1:] == ids[position + 1:]).all()
-    assert labels[-1] == processor.tokenizer.eos_token_id
+    position = ids.index(processor.token_id(REASONING_START))
+    assert ids[: position + 1] == prompt + processor.decision_ids(["robot_with_wheels"])
+    choices = item.features.choices
+    assert choices and all(position < point < len(ids) - 1 for point, _, _, _ in choices)
+    # The token after each decision point is the candidate taken, unless the slot ended there.
+    for point, candidates, relevance, chosen in choices:
+        assert len(relevance) == len(candidates) and 0 <= chosen < len(candidates)
+        assert ids[point + 1] == candidates[chosen]
     assert item.targets.tolist() == [0, 0, 0, 1, 0]
     assert item.scene_targets is None
     assert item.features.pixels is not None and item.features.pixels.abs().sum() > 0
 
 
-def test_prompt_only_items_have_no_labels_and_text_only_items_no_image(processor):
+def test_prompt_only_items_have_no_choices_and_text_only_items_no_image(processor):
     record = TaskRecord("Inspect a roof", ("drone",))
     item = SelectionDataset([record], processor, with_reasoning=False, use_images=False)[0]
-    assert item.features.labels is None and item.features.pixels is None
+    assert item.features.choices is None and item.features.pixels is None
     assert torch.equal(item.features.input_ids, processor.features(record.task).input_ids)
 
 
@@ -101,15 +112,17 @@ def test_image_dropout_is_deterministic_per_epoch_and_hides_the_image(processor)
     assert [dataset[i].features.pixels is not None for i in range(40)] != first
 
 
-def test_collate_pads_ids_labels_and_mask_and_stacks_targets(processor):
+def test_collate_pads_ids_choices_and_mask_and_stacks_targets(processor):
     dataset = SelectionDataset([TaskRecord("Go", ("drone",)),
                                 TaskRecord("Inspect a long long pipeline today", ("underwater_robot",))], processor)
     batch = collate([dataset[0], dataset[1]], processor)
     lengths = [dataset[0].features.input_ids.numel(), dataset[1].features.input_ids.numel()]
     assert batch["input_ids"].shape == (2, max(lengths))
     assert batch["attention_mask"].sum(1).tolist() == lengths
-    short = lengths.index(min(lengths))
-    assert (batch["labels"][short, min(lengths):] == IGNORE_INDEX).all()
+    points = [len(dataset[i].features.choices) for i in range(2)]
+    assert batch["choice_mask"].sum(1).tolist() == points
+    assert batch["choice_candidates"].shape[:2] == batch["choice_positions"].shape == (2, max(points))
+    assert (batch["candidate_mask"].sum(-1)[batch["choice_mask"]] >= 2).all()  # a decision has two candidates or more
     assert batch["targets"].tolist() == [[1, 0, 0, 0, 0], [0, 1, 0, 0, 0]]
     assert batch["pixel_values"].shape[0] == 2
     assert torch.equal(batch["has_image"], torch.tensor([True, True]))

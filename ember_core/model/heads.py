@@ -106,3 +106,30 @@ class RobotHead(nn.Module):
 def _top_k_mean(similarity: torch.Tensor, k: int) -> torch.Tensor:
     """Mean of the k largest similarities per row (of all there are, when a robot has fewer phrases)."""
     return similarity.topk(min(k, similarity.shape[1]), dim=1).values.mean(1)
+
+
+RELEVANCE_SCALE = 20.0
+
+
+class ExplanationAdapter(nn.Module):
+    """What the explanation decoder's choices read: the LM's hidden state plus a residual MLP, and a
+    learned weight on the relevance of a candidate card phrase to the task (`ember_core.relevance`).
+
+    The robot head never reads it, so training it alone leaves every robot score as it was.
+    Zero-initialised, it starts as the LM's own output layer with relevance ignored.
+    """
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+        nn.init.zeros_(self.mlp[2].weight)
+        nn.init.zeros_(self.mlp[2].bias)
+        self.relevance_gain = nn.Parameter(torch.zeros(()))
+
+    @property
+    def relevance_weight(self) -> torch.Tensor:
+        """The weight on relevance: cosines differ by tenths, so the learned gain is scaled to move logits."""
+        return RELEVANCE_SCALE * self.relevance_gain
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden + self.mlp(hidden)

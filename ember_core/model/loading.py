@@ -21,6 +21,8 @@ log = logging.getLogger("ember.model")
 ROBOT_ROWS = ("robot_head.mlp.6.weight", "robot_head.mlp.6.bias", "robot_head.known")
 # The sentence embeddings of the training tasks (heads with a sentence encoder): one row per task.
 TASK_MEMORY = "robot_head.task_memory"
+# Tensors a checkpoint may lack: they keep an initialisation that leaves the model as it was without them.
+OPTIONAL_PREFIXES = ("explanation_adapter.",)
 # Names listed in an error message; the rest are counted.
 _SHOWN = 5
 
@@ -77,7 +79,8 @@ def check_stored_tensors(model: torch.nn.Module, header: dict[str, tuple[int, ..
 
     `saved_ids` are the robot ids of the checkpoint's head rows (its config.json). Tolerated, as
     `load_matching` and `remap_robot_rows` handle them: robot rows laid out for another fleet, an
-    embedding with another number of tokens, tensors the model does not have. Everything else (a
+    embedding with another number of tokens, tensors the model does not have, and the explanation
+    adapter of a checkpoint saved before it existed (it then starts as the identity). Everything else (a
     missing tensor, another shape, robot rows that disagree with `saved_ids`) means the file is not
     a checkpoint of this config's model.
     """
@@ -86,7 +89,8 @@ def check_stored_tensors(model: torch.nn.Module, header: dict[str, tuple[int, ..
     own = model.state_dict()
     remapped = list(model.config.robot_ids) != list(saved_ids)
     stored = stored_names(model)
-    missing = [name for name in stored if name not in header and not (remapped and name in ROBOT_ROWS)]
+    missing = [name for name in stored if name not in header and not (remapped and name in ROBOT_ROWS)
+               and not name.startswith(OPTIONAL_PREFIXES)]
     if missing:
         raise ValueError(f"lacks {len(missing)} of the {len(stored)} tensors config.json's model needs, e.g. "
                          f"{missing[:_SHOWN]}; it is not a checkpoint of this config (re-save the model)")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -13,7 +14,7 @@ from ember_core.model import language as _language  # noqa: F401  (registers the
 from ember_core.model import text_encoder as _text_encoder  # noqa: F401  (registers the text parts)
 from ember_core.model import vision as _vision  # noqa: F401  (registers the vision parts)
 from ember_core.model.config import CONFIG_FILE, EmberVLMConfig
-from ember_core.model.heads import RobotHead
+from ember_core.model.heads import ExplanationAdapter, RobotHead
 from ember_core.model.language import hidden_size
 from ember_core.model.loading import (
     TASK_MEMORY,
@@ -62,6 +63,7 @@ class EmberVLM(nn.Module):
             weights=config.vision_weights, frozen=config.freeze_vision,
         )
         self.no_image = nn.Parameter(torch.zeros(width))
+        self.explanation_adapter = ExplanationAdapter(width)  # the explanation's choices (`token_scores`)
         self.scene_head = nn.Linear(width, len(config.scene_tags)) if config.scene_tags else None
         self.text_encoder = None
         if config.text_encoder:
@@ -161,8 +163,8 @@ class EmberVLM(nn.Module):
                 ) -> dict[str, torch.Tensor]:
         """Robot logits (B, N) from the `<|robot_selection|>` state, the LM's last hidden states (B, T, H),
         with pixels and a scene head the scene-tag logits (B, len(config.scene_tags)), and with
-        `use_cache` the KV cache. Vocabulary logits are left to `token_logits`, for the few positions
-        that need them: (B, T, 50k) floats for a whole batch would be gigabytes.
+        `use_cache` the KV cache. Token scores are left to `token_scores`, for the few positions and
+        candidates that need them: (B, T, 50k) floats for a whole batch would be gigabytes.
         """
         positions = (input_ids == self.selection_token_id).int()
         if bool((positions.sum(1) != 1).any()):
@@ -179,24 +181,53 @@ class EmberVLM(nn.Module):
         if self.text_encoder is not None:
             if task_input_ids is None:
                 raise ValueError("this model has a text encoder: pass task_input_ids/task_attention_mask")
-            task_embedding = self.text_encoder(task_input_ids, task_attention_mask).to(selection_state.dtype)
+            task_embedding = self.task_embedding(task_input_ids, task_attention_mask).to(selection_state.dtype)
         owner = self.card_text_owner if self.text_encoder is not None else None
         result = self.robot_head(selection_state, self.card_embeddings().to(selection_state.dtype), task_embedding, owner)
         result["hidden_states"] = hidden
+        if task_embedding is not None:
+            result["task_embedding"] = task_embedding
         if visual is not None and self.scene_head is not None:
             result["scene_logits"] = self.scene_head(visual.mean(1))
         if use_cache:
-            result["past_key_values"] = output.past_key_values
+            result["cache"] = output.cache
         return result
 
-    def token_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Vocabulary logits for hidden states (any leading shape), through the LM's output layer."""
-        return self.language_model.get_output_embeddings()(hidden)
+    def token_scores(self, hidden: torch.Tensor, candidates: torch.Tensor | list[int],
+                     relevance: torch.Tensor | list[float] | None = None) -> torch.Tensor:
+        """Scores of candidate tokens: hidden (..., H), candidate ids (..., K), their relevance (..., K) -> (..., K).
+
+        The hidden states go through the explanation adapter and are scored against the candidates'
+        rows of the LM's output layer (never the whole vocabulary), plus the adapter's learned weight
+        times each candidate's relevance to the task (`ember_core.relevance`; none: 0).
+        """
+        output = self.language_model.get_output_embeddings()
+        candidates = torch.as_tensor(candidates, device=hidden.device)
+        adapted = self.explanation_adapter(hidden)
+        scores = (output.weight[candidates].to(adapted.dtype) @ adapted.unsqueeze(-1)).squeeze(-1)
+        if output.bias is not None:
+            scores = scores + output.bias[candidates]
+        if relevance is not None:
+            relevance = torch.as_tensor(relevance, device=hidden.device, dtype=scores.dtype)
+            scores = scores + self.explanation_adapter.relevance_weight.to(scores.dtype) * relevance
+        return scores
+
+    def task_embedding(self, task_input_ids: torch.Tensor, task_attention_mask: torch.Tensor) -> torch.Tensor | None:
+        """The sentence embeddings (B, D) of tasks, None for a model without a sentence encoder."""
+        return None if self.text_encoder is None else self.text_encoder(task_input_ids, task_attention_mask)
+
+    @torch.no_grad()
+    def feed(self, input_ids: list[int], cache: Any) -> torch.Tensor:
+        """Run the LM on token ids after a KV cache (extended in place); the last position's hidden state (H,)."""
+        ids = torch.tensor([input_ids], dtype=torch.long, device=self.no_image.device)
+        output = self.language_model.base_model(input_ids=ids, cache=cache, use_cache=True)
+        return output.last_hidden_state[0, -1]
 
     def parameter_counts(self) -> dict[str, int]:
         """Parameters per part (the LM's tied output embedding counted once)."""
         parts = {"vision": self.vision.backbone, "projector": self.vision.projector,
-                 "language_model": self.language_model, "robot_head": self.robot_head}
+                 "language_model": self.language_model, "explanation_adapter": self.explanation_adapter,
+                 "robot_head": self.robot_head}
         if self.text_encoder is not None:
             parts["text_encoder"] = self.text_encoder
         if self.scene_head is not None:

@@ -1,0 +1,110 @@
+"""The parts of a task in the order they happen: "survey the dam from above, then inspect its gates" is two.
+
+A team needs a task with parts that different robots do; the Selector scores each part on its own
+(see `ember_core.teams`). The split is by rule, for the English of fleet operators:
+
+- sentences (". ", "; ") are parts in the order written;
+- inside a sentence, sequence words split it: "then", "and then", "after that", "afterwards",
+  "followed by", "finally", "once ... ,", "before", "after"; a sentence without any of them splits
+  at "and" followed by a verb ("map the reef and send the ROV down");
+- "A before B" and "After A, B" keep the written order; "Before A, B" and "A after B" swap it, so
+  the parts follow time, not mention ("Before the divers go in, map the site from the air": map first);
+- a split at "before", "after", "once" or "and" is kept only when both sides have a verb ("inspect
+  the roof after the storm" stays whole); the other sequence words always split.
+"""
+from __future__ import annotations
+
+import re
+
+# Verbs an operator's instruction starts a part with; a part without any of them is not split off.
+ACTION_VERBS = frozenset((
+    "inspect", "examine", "check", "survey", "scan", "map", "explore", "monitor", "watch", "patrol",
+    "search", "rescue", "locate", "find", "detect", "measure", "sample", "collect", "film", "photograph",
+    "transport", "carry", "move", "deliver", "bring", "fetch", "retrieve", "lift", "load", "unload",
+    "sort", "stack", "pick", "place", "assemble", "install", "repair", "fix", "maintain", "clean",
+    "wash", "paint", "weld", "open", "close", "operate", "assist", "help", "guide", "greet", "serve",
+    "cook", "navigate", "climb", "cross", "enter", "reach", "spray", "water", "plant", "harvest",
+    "feed", "deploy", "tow", "clear", "dig", "secure", "test", "record", "track", "escort", "send",
+    "have", "use", "let", "get", "take", "go", "drive", "fly", "swim", "dive", "walk", "drop", "hand",
+    "put", "mount", "replace", "remove", "look", "ferry", "shuttle", "haul", "recover", "sweep", "scout",
+    "descend", "ascend", "land", "hover", "capture", "spot", "assess", "verify", "confirm", "identify",
+    "image", "scrub", "cut", "free", "tighten", "attach", "connect", "plug", "swap", "stock", "restock",
+    "give", "return", "come", "arrive", "finish", "complete", "pack", "fill", "count", "raise", "mix",
+    "pour", "copy", "email", "unbox", "unpack", "screw", "seal", "hook", "fit", "roll", "fold", "trundle",
+    "tape", "start", "wheel", "ship", "post", "label", "cover", "patch", "lay", "set", "hang", "stow",
+    "traverse", "perform", "study", "analyze", "analyse", "evaluate", "ensure", "observe", "travel", "provide",
+))
+# A subordinate part ("once the pallet has been brought in") may have no action verb, only these.
+_AUXILIARIES = frozenset(("is", "are", "was", "were", "has", "have", "had", "been", "be", "gets", "got", "goes"))
+_SENTENCES = re.compile(r"(?<=[.;!?])\s+(?=\S)")
+# (pattern, swap): `swap` parts happen in the other order than written.
+_LEADING = ((re.compile(r"^(?:before)\s+(.+?),\s*(.+)$", re.IGNORECASE), True),
+            (re.compile(r"^(?:after|once|when|until)\s+(.+?),\s*(.+)$", re.IGNORECASE), False))
+_INSIDE = ((re.compile(r",?\s+and\s+(?=(?:once|after|before|when)\s)", re.IGNORECASE), False, True),
+           (re.compile(r",?\s+(?:and\s+then|then|after\s+that,?|afterwards,?|followed\s+by|and\s+finally,?|finally,?)\s+",
+                       re.IGNORECASE), False, False),
+           (re.compile(r",?\s+before\s+", re.IGNORECASE), False, True),
+           (re.compile(r",?\s+(?:after|once|until)\s+", re.IGNORECASE), True, True))
+# "map the reef and send the ROV down": "and" before a verb splits only a text with no other sequence word.
+_AND_VERB = re.compile(r",?\s+and\s+(?=\w+)", re.IGNORECASE)
+_FILLER = re.compile(r"^(?:first(?:ly)?|then|next|and|finally|afterwards|after that|lastly)[,\s]+", re.IGNORECASE)
+_TRAILING = re.compile(r"[,\s]+(?:and|then|and then|first)$", re.IGNORECASE)
+_WORD = re.compile(r"[a-z]+")
+
+
+def task_parts(task: str) -> list[str]:
+    """The task's parts in time order (one part when it does not split); each without end punctuation."""
+    parts: list[str] = []
+    for sentence in _SENTENCES.split(task.strip()):
+        parts += _split(sentence)
+    parts = [_tidy(part) for part in parts]
+    return [part for part in parts if part] or [_tidy(task) or task]
+
+
+def _split(text: str, and_verb: bool = True) -> list[str]:
+    for pattern, swap in _LEADING:
+        match = pattern.match(text.strip())
+        if match and _has_verb(match[1]) and _has_verb(match[2]):
+            first, second = _split(match[1], False), _split(match[2], False)
+            return second + first if swap else first + second
+    for pattern, swap, needs_verbs in _INSIDE:
+        for match in pattern.finditer(text):
+            left, right = text[: match.start()], text[match.end():]
+            if pattern is _INSIDE[0][0]:
+                right = match[0].strip(" ,").split()[-1] + " " + right  # keep "once" for the leading rule
+            if len(_WORD.findall(left)) > 1 and len(_WORD.findall(right)) > 1 and (
+                    not needs_verbs or (_has_verb(left) and _has_verb(right))):
+                first, second = _split(left, False), _split(right, False)
+                return second + first if swap else first + second
+    if and_verb:
+        for match in _AND_VERB.finditer(text):
+            left, right = text[: match.start()], text[match.end():]
+            if _starts_with_verb(right) and _has_verb(left):
+                return [left, right]
+    return [text]
+
+
+def _tidy(part: str) -> str:
+    part = part.strip().strip(",;:").strip()
+    while (stripped := _TRAILING.sub("", _FILLER.sub("", part))) != part:
+        part = stripped
+    return part.rstrip(".!?;, ").strip()
+
+
+def is_action_verb(word: str) -> bool:
+    """Whether `word` (any case) is an ACTION_VERBS verb, bare or with -s, -es, -ed or -ing."""
+    word = word.lower().strip(".,;:!?\"'()")
+    forms = {word}
+    for suffix, replacements in (("ing", ("", "e")), ("ed", ("", "e")), ("es", ("", "e")), ("s", ("",))):
+        if word.endswith(suffix) and len(word) > len(suffix) + 2:
+            forms |= {word[: -len(suffix)] + extra for extra in replacements}
+    return bool(forms & ACTION_VERBS)
+
+
+def _has_verb(text: str) -> bool:
+    return any(is_action_verb(word) or word in _AUXILIARIES for word in _WORD.findall(text.lower()))
+
+
+def _starts_with_verb(text: str) -> bool:
+    words = _WORD.findall(text.lower())
+    return bool(words) and is_action_verb(words[0])

@@ -1,0 +1,67 @@
+"""Task parts in time order (ember_core.clauses) and the team rule on their scores (ember_core.teams)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ember_core.clauses import is_action_verb, task_parts
+from ember_core.teams import PART_THRESHOLD, plan_team
+
+IDS = ["drone", "underwater_robot", "humanoid", "robot_with_wheels", "robot_with_legs"]
+
+
+@pytest.mark.parametrize(("task", "parts"), [
+    ("Survey the dam from above, then inspect its submerged spillway gates.",
+     ["Survey the dam from above", "inspect its submerged spillway gates"]),
+    ("Before the divers go in, have the site mapped from the air.", ["have the site mapped from the air", "the divers go in"]),
+    ("Deliver the medicine once the drone has scouted the road", ["the drone has scouted the road", "Deliver the medicine"]),
+    ("Map the reef from the air and send the ROV to sample the coral",
+     ["Map the reef from the air", "send the ROV to sample the coral"]),
+    ("First fly over the field. Then check the culvert.", ["fly over the field", "check the culvert"]),
+    ("Bring the pallet to bathroom 3, and once it's there, stack the tiles", ["Bring the pallet to bathroom 3",
+                                                                              "once it's there, stack the tiles"]),
+    ("Inspect the roof after the storm", ["Inspect the roof after the storm"]),
+    ("Carry the crates from the loading dock to the cold room", ["Carry the crates from the loading dock to the cold room"]),
+    ("Fetch my slippers.", ["Fetch my slippers"]),
+])
+def test_task_parts_split_at_sequence_words_in_time_order(task, parts):
+    assert task_parts(task) == parts
+
+
+def test_action_verbs_are_recognised_with_their_endings_only():
+    assert [word for word in "inspects delivered carrying Fly rocky mountain flies".split() if is_action_verb(word)] == [
+        "inspects", "delivered", "carrying", "Fly"]
+
+
+def probabilities(*rows):
+    return np.array(rows, dtype=float)
+
+
+def test_parts_best_done_by_different_top_robots_are_a_team_in_part_order():
+    parts = ["survey the dam from above", "inspect its submerged gates"]
+    whole = np.array([0.6, 0.9, 0.1, 0.1, 0.3])
+    plan = plan_team(parts, probabilities([0.8, 0.2, 0, 0, 0.1], [0.1, 0.9, 0, 0, 0.2]), whole, np.ones(5, bool), IDS)
+    assert plan.team == ("drone", "underwater_robot")
+    assert plan.steps == (("survey the dam from above", "drone"), ("inspect its submerged gates", "underwater_robot"))
+
+
+def test_one_robot_best_at_every_part_is_no_team_and_weak_parts_follow_the_job_before():
+    parts = ["pick up the parcel at reception", "take it to office 12", "the south wing"]
+    whole = np.array([0.1, 0.0, 0.8, 0.5, 0.2])
+    same = probabilities([0, 0, 0.7, 0.4, 0], [0, 0, 0.6, 0.5, 0], [0, 0, 0.9, 0.2, 0])
+    assert plan_team(parts, same, whole, np.ones(5, bool), IDS).team == ()
+    weak = probabilities([0, 0, 0.7, 0.1, 0], [0, 0, 0.05, PART_THRESHOLD / 2, 0], [0, 0, 0.1, 0.6, 0])
+    plan = plan_team(parts, weak, whole, np.ones(5, bool), IDS)
+    assert plan.steps == (("pick up the parcel at reception, then take it to office 12", "humanoid"),
+                          ("the south wing", "robot_with_wheels"))
+
+
+def test_only_the_whole_tasks_two_best_free_robots_can_be_in_a_team():
+    parts = ["fly over the field", "walk the ridge", "swim the lake"]
+    rows = probabilities([0.9, 0, 0, 0, 0], [0, 0, 0, 0, 0.9], [0, 0.9, 0, 0, 0])
+    whole = np.array([0.7, 0.6, 0.0, 0.0, 0.5])
+    assert plan_team(parts, rows, whole, np.ones(5, bool), IDS).team == ("drone", "underwater_robot")
+    busy_drone = np.array([False, True, True, True, True])
+    assert plan_team(parts, rows, whole, busy_drone, IDS).team == ("robot_with_legs", "underwater_robot")
+    assert plan_team(["one part"], rows[:1], whole, np.ones(5, bool), IDS).team == ()
+    assert plan_team(parts, rows, whole, np.zeros(5, bool), IDS).team == ()
