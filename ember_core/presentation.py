@@ -1,4 +1,4 @@
-"""The selection document as a terminal shows it: a ranked table, the reasoning and the plan."""
+"""The selection document as a terminal shows it: a ranked table, the reasoning, the team and its plan."""
 from __future__ import annotations
 
 
@@ -22,8 +22,11 @@ def render_selection(document: dict) -> str:
         state = "valid" if reasoning["reasoning_valid"] else "INVALID: " + "; ".join(reasoning["problems"])
         lines += [f"Reasoning ({state}):"] + [f"  {step}" for step in reasoning["steps"]]
     plan = document["plan"]
+    if document["team"]:
+        names = {s["robot_id"]: s["robot_type"] for s in plan["subtasks"]}
+        lines.append("Team: " + ", then ".join(names.get(robot_id, robot_id) for robot_id in document["team"]))
     if plan is not None:
-        lines.append("Plan:" if plan["subtasks"] else "Plan: none")
+        lines.append("Plan:" if plan["subtasks"] else "Plan: none (no team needed: a selected robot can do the whole job)")
         lines += [f"  {s['order']}. {s['robot_type']}: {s['description']}" for s in plan["subtasks"]]
         if plan["problems"]:
             lines.append(f"  plan problems: {'; '.join(plan['problems'])}")

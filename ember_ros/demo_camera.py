@@ -24,7 +24,9 @@ DEMO_TASKS = (
     ("Inspect the intake pipe of a flooded pump station for blockages", "murky water inside the flooded intake, under water"),
     ("Survey the roof of a tall warehouse for storm damage from above", "aerial view of a warehouse roof"),
     ("Deliver medicine to patient rooms along the hospital corridor", "indoor hospital corridor"),
-    ("Carry survey equipment up a steep rocky trail to the ridge", "steep rocky trail outdoors"),
+    # A job for two robots together: the answer is a team (Drone, then Robot with Legs) and its ordered plan.
+    ("Fly over the ridge to find the stranded hikers, then carry the medical kit up the rocky trail to them",
+     "steep rocky trail outdoors"),
 )
 
 

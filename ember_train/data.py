@@ -152,7 +152,7 @@ def load_records(path: str | os.PathLike, fleet: Fleet) -> list[TaskRecord]:
 
 
 def merge_records(records: Iterable[TaskRecord], fleet: Fleet) -> list[TaskRecord]:
-    """One record per task_key, in first-seen order: robots united, the first plan and image found kept."""
+    """One record per task_key, in first-seen order: robots united, the first plan, image and team found kept."""
     merged: dict[str, TaskRecord] = {}
     for record in records:
         key = task_key(record.task)
@@ -166,6 +166,7 @@ def merge_records(records: Iterable[TaskRecord], fleet: Fleet) -> list[TaskRecor
             plan=first.plan or record.plan,
             image=first.image if first.image is not None else record.image,
             source=first.source,
+            team=first.team or record.team,
         )
     return list(merged.values())
 

@@ -29,6 +29,7 @@ REQUESTS = (
     ("Search the collapsed building for survivors and bring them water", None),
     ("Map the coral reef and collect water samples near the wreck", None),
     ("Crawl through the ventilation duct to find the loose cable", None),
+    ("Survey the dam from above, then inspect its submerged spillway gates", None),
 )
 # (data file, robots file or None): scored text only, as `ember eval --split all --no-images` does.
 TASK_SETS = (("tests/data/novel_tasks.jsonl", None), ("tests/data/snake_tasks.jsonl", SNAKE_FLEET))

@@ -95,3 +95,31 @@ def test_the_scene_image_changes_the_ranking_of_an_ambiguous_task(selector):
     underwater = next(c for c in sky["candidates"] if c["robot_id"] == "underwater_robot")
     assert underwater["infeasible"] and not underwater["selected"]
     assert sky["candidates"][0]["robot_id"] != "underwater_robot"
+
+
+def explained(selector: Selector, task: str, image=None) -> dict:
+    return selector.select(SelectionRequest(task, image, return_reasoning=True)).to_document()
+
+
+def test_step_2_says_what_the_camera_shows_and_without_an_image_that_it_read_the_text(selector):
+    task = "Inspect the pipeline"
+    water = explained(selector, task, render_scene("a reef deep under the sea"))["reasoning"]
+    sky = explained(selector, task, render_scene("aerial view from the sky above a tower"))["reasoning"]
+    text = explained(selector, "Inspect the pipeline on the sea floor")["reasoning"]
+    assert water["reasoning_valid"] and sky["reasoning_valid"] and text["reasoning_valid"]
+    assert water["steps"][1] == "Step 2: Environment assessment: the camera image shows work under water."
+    assert sky["steps"][1].startswith("Step 2: Environment assessment: the camera image shows work at height or from the air")
+    assert text["steps"][1] == ("Step 2: Environment assessment: no camera image; from the task text, the work happens "
+                                "under water.")
+
+
+def test_a_two_robot_job_gets_its_team_and_an_ordered_plan(selector):
+    document = explained(selector, "Survey the dam from above, then inspect its submerged spillway gates.")
+    assert document["team"] == ["drone", "underwater_robot"]
+    assert [c["robot_id"] for c in document["candidates"] if c["selected"]] == ["underwater_robot", "drone"]
+    plan = document["plan"]
+    assert plan["plan_valid"] and [(s["order"], s["robot_id"]) for s in plan["subtasks"]] == [
+        (1, "drone"), (2, "underwater_robot")]
+    assert plan["subtasks"][0]["description"] == "Survey the dam from above"
+    assert document["reasoning"]["reasoning_valid"]
+    assert document["reasoning"]["steps"][3].endswith("They work as a team: Drone, then Underwater Robot.")

@@ -82,10 +82,12 @@ def test_latest_frame_keeps_only_the_newest():
 
 def test_split_document_shares_the_join_keys():
     document = {"schema": "ember.selection/1", "request_id": "r", "task_id": None, "task": "t", "status": "ok",
-                "stamp": 1.0, "image": None, "candidates": [], "reasoning": {"steps": []}, "plan": None}
+                "stamp": 1.0, "image": None, "candidates": [], "team": ["drone", "humanoid"], "reasoning": {"steps": []},
+                "plan": {"subtasks": []}}
     parts = {topic: json.loads(text) for topic, text in split_document(document).items()}
     assert parts["robot_selection"] == document
-    assert parts["selection_reasoning"]["reasoning"] == {"steps": []} and parts["subtask_plan"]["plan"] is None
+    assert parts["selection_reasoning"]["reasoning"] == {"steps": []}
+    assert parts["subtask_plan"]["plan"] == {"subtasks": []} and parts["subtask_plan"]["team"] == ["drone", "humanoid"]
     for part in parts.values():
         assert (part["request_id"], part["stamp"], part["image"]) == ("r", 1.0, None)
 

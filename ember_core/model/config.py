@@ -80,7 +80,9 @@ class EmberVLMConfig:
     # Scene tags a head on the pooled visual tokens recognises in the camera image (TaskContext.scene);
     # the Selector hands them to the fleet's scene rules (cards and plugins). Empty: no scene head.
     scene_tags: list[str] = dataclasses.field(default_factory=list)
-    # Limits of inference: longer tasks are rejected, generation stops at these lengths.
+    # Limits of inference: longer tasks are rejected. The prompt leaves max_reasoning_tokens (the most
+    # tokens the explanation decoder chooses) plus max_plan_tokens (room for the explanation's fixed
+    # text: step labels, robot names, the decision and the team) of the context free after it.
     max_task_chars: int = 2000
     max_reasoning_tokens: int = 192
     max_plan_tokens: int = 128
