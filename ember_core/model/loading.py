@@ -88,11 +88,10 @@ def check_stored_tensors(model: torch.nn.Module, header: dict[str, tuple[int, ..
         raise ValueError("holds no tensors; it is not a saved Ember model")
     own = model.state_dict()
     remapped = list(model.config.robot_ids) != list(saved_ids)
-    stored = stored_names(model)
-    missing = [name for name in stored if name not in header and not (remapped and name in ROBOT_ROWS)
-               and not name.startswith(OPTIONAL_PREFIXES)]
+    needed = [name for name in stored_names(model) if not name.startswith(OPTIONAL_PREFIXES)]
+    missing = [name for name in needed if name not in header and not (remapped and name in ROBOT_ROWS)]
     if missing:
-        raise ValueError(f"lacks {len(missing)} of the {len(stored)} tensors config.json's model needs, e.g. "
+        raise ValueError(f"lacks {len(missing)} of the {len(needed)} tensors config.json's model needs, e.g. "
                          f"{missing[:_SHOWN]}; it is not a checkpoint of this config (re-save the model)")
     vocabulary = _embedding_names(model, own)
     wrong = []
