@@ -30,11 +30,10 @@ def test_one_scene_vocabulary_that_every_table_reads():
 
 def test_training_tables_use_the_core_scene_tags():
     """A misspelt tag in a training table would silently never match; every key must be a core tag."""
-    from ember_train import baselines, scene_probe, targets  # torch and sklearn: only this test needs them
+    from ember_train import baselines, scene_probe  # torch and sklearn: only this test needs them
 
     assert set(baselines.SCENE_PHRASES) <= set(SCENE_TAGS)
     assert inspect.signature(scene_probe.fit_scene_head).parameters["tags"].default == COARSE_SCENE_TAGS
-    assert targets.SCENE_WORDS is SCENE_WORDS
 
 
 def test_the_core_scene_module_imports_nothing_from_training():

@@ -236,9 +236,9 @@ def test_cli_model_info_reports_the_default_size_by_part(capsys):
 
 def test_fleet_status_moves_busy_and_offline_robots_down_and_never_selects_them(selector):
     free = select(selector, TASK, return_reasoning=False)
-    first, second = free["candidates"][0]["robot_id"], free["candidates"][1]["robot_id"]
+    first, second, third = (free["candidates"][i]["robot_id"] for i in range(3))
     assert {c["availability"] for c in free["candidates"]} == {"unknown"}
-    status = parse_fleet_status({"busy": [first], "offline": [second], "available": ["humanoid"]}, selector.fleet)
+    status = parse_fleet_status({"busy": [first], "offline": [second], "available": [third]}, selector.fleet)
     document = select(selector, TASK, top_k=5, return_reasoning=False, fleet_status=status, task_id="T-7")
     ranked = [(c["robot_id"], c["availability"], c["selected"]) for c in document["candidates"]]
     assert ranked[-2:] == [(first, "busy", False), (second, "offline", False)]

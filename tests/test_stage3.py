@@ -23,7 +23,7 @@ TEMPLATES = {
     "robot_with_wheels": "Carry boxes to shelf {i} in the warehouse",
     "robot_with_legs": "Climb rocky slope {i} with sensors",
 }
-PLOTS = ["calibration_epoch0.png", "confusion_matrix_epoch0.png", "final_evaluation_report.png",
+PLOTS = ["calibration_epoch0.png", "confusion_matrix_epoch0.png", "explanation_loss.png", "final_evaluation_report.png",
          "robot_radar_epoch0.png", "training_curves.png"]
 
 
@@ -52,7 +52,8 @@ def run(tmp_path_factory):
     data = write_dataset(base / "tasks.jsonl")
     config = base / "stage3.yaml"
     config.write_text(f"robot_data: {data}\nmodel_config: tiny\nbatch_size: 8\nstage3_robot_epochs: 1\n"
-                      f"eval_steps: 3\nsave_steps: 4\ngradient_accumulation: 2\nwandb: offline\nmax_steps: 100\n")
+                      f"eval_steps: 3\nsave_steps: 4\ngradient_accumulation: 2\nwandb: offline\nmax_steps: 100\n"
+                      f"explanation_epochs: 2\n")
     output = base / "outputs"
     logged: dict[str, list] = {}
     original = wandb.Run.log
@@ -81,7 +82,7 @@ def test_console_shows_validation_blocks_and_calibration(run):
     assert summary["temperature"] > 0 and 0 <= summary["val_ece_after"] <= 1
 
 
-def test_all_five_plots_are_written(run):
+def test_all_six_plots_are_written(run):
     folder = run["output"] / "stage3" / "visualizations"
     assert sorted(p.name for p in folder.iterdir()) == PLOTS
     for name in PLOTS:
@@ -97,7 +98,8 @@ def test_wandb_offline_run_holds_the_logged_metrics_and_plots(run):
     for key in ("stage3/accuracy", "stage3/macro_f1", "stage3/loss", "stage3/learning_rate", "stage3/samples_per_second",
                 "stage3/expected_calibration_error", "stage3/multi_robot_iou", "stage3/Drone_f1", "stage3/test_accuracy",
                 "stage3/confusion_matrix", "stage3/robot_radar", "stage3/calibration",
-                "stage3/final_evaluation_report", "stage3/training_curves"):
+                "stage3/final_evaluation_report", "stage3/training_curves", "stage3/explanation_loss",
+                "stage3/explanation_val_loss"):
         assert key in history, key
     assert all(isinstance(image, wandb.Image) for image in history["stage3/training_curves"])
     steps = len(history["stage3/loss"])
