@@ -152,24 +152,34 @@ def decision_text(context: ExplanationContext) -> str:
     return text
 
 
-def write_explanation(context: ExplanationContext, fill: Callable[[Slot], str]) -> list[tuple[str, bool]]:
-    """Run the program with `fill` answering each slot: the pieces of text, each marked chosen (True) or fixed."""
-    pieces: list[tuple[str, bool]] = []
+def run_program(context: ExplanationContext, fixed: Callable[[str], None], fill: Callable[[Slot], str]) -> None:
+    """Run the program: `fixed(text)` for each fixed text (a slot's `then` included), `fill(slot)` answers each slot."""
     program = explanation_program(context)
     answer = None
     while True:
         try:
             item = program.send(answer) if answer is not None else next(program)
         except StopIteration:
-            return pieces
+            return
         answer = None
         if isinstance(item, str):
-            pieces.append((item, False))
+            fixed(item)
         else:
             answer = fill(item)
-            pieces.append((answer, True))
             if item.then:
-                pieces.append((item.then, False))
+                fixed(item.then)
+
+
+def write_explanation(context: ExplanationContext, fill: Callable[[Slot], str]) -> list[tuple[str, bool]]:
+    """The program's pieces of text with `fill` answering each slot, each marked chosen (True) or fixed."""
+    pieces: list[tuple[str, bool]] = []
+
+    def chosen(slot: Slot) -> str:
+        pieces.append((fill(slot), True))
+        return pieces[-1][0]
+
+    run_program(context, lambda text: pieces.append((text, False)), chosen)
+    return pieces
 
 
 def explanation_text(pieces: Sequence[tuple[str, bool]]) -> str:

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from ember_core.explanation import MAX_COPY_WORDS, Choice, Copy, ExplanationContext, Slot, explanation_program
+from ember_core.explanation import MAX_COPY_WORDS, Choice, ExplanationContext, Slot, run_program
 
 Relevance = Callable[[Sequence[str]], dict[str, float]]  # card phrase -> relevance to the task (ember_core.relevance)
 
@@ -110,22 +110,18 @@ class StructuredDecoder:
         candidates, relevance)` returns the token to take (the slot's end token ends it); `relevance`
         scores card phrases for the task."""
         walk = Walk(ids=list(prefix_ids))
-        program = explanation_program(context)
-        answer = None
-        while True:
-            try:
-                item = program.send(answer) if answer is not None else next(program)
-            except StopIteration:
-                return walk
-            answer = None
-            if isinstance(item, str):
-                walk.ids += self.encode(item)
-                walk.pieces.append((item, False))
-                continue
-            chosen = self._fill(walk, item, pick, relevance)
-            answer = self.tokenizer.decode(chosen)
-            walk.ids += self.encode(item.then)
-            walk.pieces += [(answer, True), (item.then, False)]
+
+        def fixed(text: str) -> None:
+            walk.ids += self.encode(text)
+            walk.pieces.append((text, False))
+
+        def fill(slot: Slot) -> str:
+            answer = self.tokenizer.decode(self._fill(walk, slot, pick, relevance))
+            walk.pieces.append((answer, True))
+            return answer
+
+        run_program(context, fixed, fill)
+        return walk
 
     def decode(self, context: ExplanationContext, prefix_ids: list[int], feed: Callable[[list[int]], torch.Tensor],
                scores: Callable[[torch.Tensor, list[int], list[float]], torch.Tensor], room: int,
