@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import re
 
+from ember_core.limits import MAX_TASK_PARTS
+
 # Verbs an operator's instruction starts a part with; a part without any of them is not split off.
 ACTION_VERBS = frozenset((
     "inspect", "examine", "check", "survey", "scan", "map", "explore", "monitor", "watch", "patrol",
@@ -53,12 +55,17 @@ _WORD = re.compile(r"[a-z]+")
 
 
 def task_parts(task: str) -> list[str]:
-    """The task's parts in time order (one part when it does not split); each without end punctuation."""
+    """The task's parts in time order (one part when it does not split); each without end punctuation.
+
+    At most MAX_TASK_PARTS: the parts past the last one allowed join it.
+    """
     parts: list[str] = []
     for sentence in _SENTENCES.split(task.strip()):
         parts += _split(sentence)
-    parts = [_tidy(part) for part in parts]
-    return [part for part in parts if part] or [_tidy(task) or task]
+    parts = [part for part in (_tidy(part) for part in parts) if part] or [_tidy(task) or task]
+    if len(parts) > MAX_TASK_PARTS:
+        parts[MAX_TASK_PARTS - 1:] = [", then ".join(parts[MAX_TASK_PARTS - 1:])]
+    return parts
 
 
 def _split(text: str, and_verb: bool = True) -> list[str]:

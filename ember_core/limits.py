@@ -23,3 +23,6 @@ HOOK_TIME_BUDGET_S = 0.25
 MAX_TOP_K = 256
 # Characters of a refused task echoed back in its error result.
 MAX_TASK_ECHO = 4096
+# Parts of one task scored on their own for a team (ember_core.clauses): each is one more prompt in the
+# batch, so a task of many "then"s keeps its first parts and scores the rest as one.
+MAX_TASK_PARTS = 8

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from ember_core.clauses import is_action_verb, task_parts
+from ember_core.limits import MAX_TASK_PARTS
 from ember_core.teams import PART_THRESHOLD, plan_team
 
 IDS = ["drone", "underwater_robot", "humanoid", "robot_with_wheels", "robot_with_legs"]
@@ -26,6 +27,13 @@ IDS = ["drone", "underwater_robot", "humanoid", "robot_with_wheels", "robot_with
 ])
 def test_task_parts_split_at_sequence_words_in_time_order(task, parts):
     assert task_parts(task) == parts
+
+
+def test_a_task_of_many_steps_keeps_its_first_parts_and_joins_the_rest():
+    task = ", then ".join(f"inspect tank {i}" for i in range(30))
+    parts = task_parts(task)
+    assert len(parts) == MAX_TASK_PARTS and parts[0] == "inspect tank 0"
+    assert parts[-1].startswith(f"inspect tank {MAX_TASK_PARTS - 1}, then") and parts[-1].endswith("inspect tank 29")
 
 
 def test_action_verbs_are_recognised_with_their_endings_only():
