@@ -77,7 +77,7 @@ def _eval(args: argparse.Namespace) -> int:
     table = ""
     if args.report:
         table = _eval_report(args, model, processor, chosen, baseline_train, scores.probabilities(temperature),
-                             scores.targets)
+                             scores.targets, explanations)
     if args.json:
         report = {"report": str(Path(args.report) / "report.json")} if args.report else {}
         extra = {"explanations": explanations} if explanations else {}
@@ -116,8 +116,9 @@ def _baseline_training_records(args: argparse.Namespace, processor: EmberProcess
 
 
 def _eval_report(args: argparse.Namespace, model: EmberVLM, processor: EmberProcessor, chosen: Sequence[TaskRecord],
-                 train: Sequence[TaskRecord], probs: np.ndarray, targets: np.ndarray) -> str:
-    """Score every baseline on the evaluated tasks, write report.json + report.png into --report; return the table."""
+                 train: Sequence[TaskRecord], probs: np.ndarray, targets: np.ndarray, explanations: dict[str, float]) -> str:
+    """Score every baseline on the evaluated tasks, write report.json + report.png into --report (with the model's
+    explanation figures when measured); return the table."""
     import os
     import platform
     import shlex
@@ -137,7 +138,8 @@ def _eval_report(args: argparse.Namespace, model: EmberVLM, processor: EmberProc
              "--robots": args.robots, "--train_data": args.train_data, "--report": args.report,
              "--bootstrap_samples": args.bootstrap_samples}
     command = " ".join(["ember eval"] + [f"{flag} {shlex.quote(str(value))}" for flag, value in flags.items()
-                                         if value is not None] + ([] if args.images else ["--no-images"]))
+                                         if value is not None] + ([] if args.images else ["--no-images"])
+                       + (["--explanations"] if args.explanations else []))
     extra = {
         "command": command,
         "machine": f"{platform.node()}: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
@@ -149,6 +151,7 @@ def _eval_report(args: argparse.Namespace, model: EmberVLM, processor: EmberProc
         "robots": ", ".join(processor.fleet.names),
         "baselines": {name: baseline.description for name, baseline in BASELINES.items()},
         "seconds for baselines and bootstrap": round(time.perf_counter() - started, 2),
+        **({"explanations of the model": explanations} if explanations else {}),
     }
     title = f"{model.name} vs baselines: {args.split} split of {Path(args.data).name} ({len(chosen)} tasks)"
     write_report(results, args.report, title, extra)

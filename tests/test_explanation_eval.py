@@ -63,3 +63,20 @@ def test_jsonl_team_records_keep_the_order_and_make_the_members_the_robots(tmp_p
         path.write_text(json.dumps(bad) + "\n", encoding="utf-8")
         with pytest.raises(DataError, match=message):
             load_jsonl(path, fleet)
+
+
+def test_ember_eval_explanations_prints_them_and_writes_them_into_the_report(tiny_model_dir, tmp_path, capsys):
+    from ember_core.cli import main
+
+    data = tmp_path / "jobs.jsonl"
+    data.write_text(json.dumps({"task": "Survey the dam from above, then dive to its gates", "team": ["Drone",
+                                "Underwater Robot"]}) + "\n" + json.dumps({"task": "Fetch my slippers",
+                                                                           "robots": ["Humanoid"]}) + "\n")
+    assert main(["eval", "--model", str(tiny_model_dir), "--data", str(data), "--split", "all", "--no-images",
+                 "--explanations", "--json", "--report", str(tmp_path / "report")]) == 0
+    explanations = json.loads(capsys.readouterr().out)["explanations"]
+    assert explanations["reasoning_validity"] == 1.0 and explanations["step4_faithfulness"] == 1.0
+    assert {"team_jaccard", "false_team_rate", "step3_fact_precision", "reasoning_ms_p50"} <= set(explanations)
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["extra"]["explanations of the model"] == explanations
+    assert report["extra"]["command"].endswith("--no-images --explanations")
