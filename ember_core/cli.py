@@ -50,6 +50,15 @@ def _add_robots_command(commands: argparse._SubParsersAction, fleet_file: argpar
     show.add_argument("--json", action="store_true", help="print the card as JSON")
     show.set_defaults(handler=_show)
 
+    check = robot_commands.add_parser("check", parents=[fleet_file],
+                                      help="how well a robot's card sets it apart: its examples left out one at a "
+                                           "time and selected, phrases close to other cards, a verdict")
+    check.add_argument("robot", metavar="ID", nargs="?", default=None, help="robot id or name (default: every robot)")
+    check.add_argument("--model", metavar="DIR", default=None, help="model directory (default: the shipped model)")
+    check.add_argument("--device", default="auto", help="torch device (default: %(default)s)")
+    check.add_argument("--json", action="store_true", help="print the checks as JSON")
+    check.set_defaults(handler=_check)
+
     validate = robot_commands.add_parser("validate", help="load a robots.yaml and all its plugins, report errors")
     validate.add_argument("file", metavar="FILE", nargs="?", default=None, help="robots.yaml to check (default: the one in use)")
     validate.set_defaults(handler=_validate)
@@ -137,6 +146,25 @@ def _show(args: argparse.Namespace) -> int:
     for name in NUMBER_FIELDS:
         if card[name] is not None:
             print(f"  {name}: {card[name]:g}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from ember_core.card_check import check_cards  # torch and transformers load only for model commands
+
+    fleet = load_fleet(args.robots)
+    ids = [fleet.robot(args.robot).id] if args.robot else list(fleet.ids)
+    checks = check_cards(fleet, ids, args.model, args.device)
+    if args.json:
+        print(json.dumps([check.to_dict() for check in checks], indent=2, ensure_ascii=False))
+        return 0
+    for check in checks:
+        for example in check.examples:
+            went = "" if example.rank == 1 else f"  (first: {example.first})"
+            print(f"  rank {example.rank}  {example.example}{went}")
+        for overlap in check.overlaps:
+            print(f"  overlap: {overlap.phrase!r} ~ {overlap.other_robot} {overlap.other_phrase!r} ({overlap.cosine:.2f})")
+        print(check.verdict)
     return 0
 
 
