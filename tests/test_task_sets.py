@@ -140,3 +140,14 @@ def test_team_and_two_place_sets_are_what_their_names_say(fleet):
     if PUBLIC_DATA.is_dir():
         others |= {task_key(record.task) for record in load_public(PUBLIC_DATA, fleet)}
     assert not set().union(*keys.values()) & others
+
+
+def test_the_fresh_snake_report_set_is_new_and_names_the_snake_in_every_task(snake_fleet):
+    """Written for the short-card work before any tuning: report only, sharing no task with the other sets."""
+    path = DATA / "snake_fresh_tasks.jsonl"
+    fresh = load_jsonl(path, snake_fleet)
+    assert path.read_text(encoding="utf-8").startswith("#") and len(fresh) == _data_lines(path) >= 25
+    assert all("snake_robot" in record.robots for record in fresh)
+    older = {task_key(record.task) for name in ("snake_tasks.jsonl", "snake_dev_tasks.jsonl")
+             for record in load_jsonl(DATA / name, snake_fleet)}
+    assert not {task_key(record.task) for record in fresh} & older
