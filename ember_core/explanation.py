@@ -96,7 +96,7 @@ def explanation_program(context: ExplanationContext) -> Program:
             then = "," if number < count - 1 else (";" if index < len(segments) - 1 else ".")
             options = tuple(option for option in pool if option not in chosen)
             chosen.append((yield Choice(options, then, "fact" if verb == "offers" else "limitation", robot_id)))
-    yield f"\n{step_prefix(4)} {decision_text(context)}"
+    yield f"\n{step_prefix(4)} {step4_text(context)}"
 
 
 def fact_options(fleet: Fleet, robot_id: str) -> tuple[str, ...]:
@@ -140,7 +140,7 @@ def environment_text(context: ExplanationContext) -> str:
     return f"no camera image; from the task text, the work happens {join_names(words)}."
 
 
-def decision_text(context: ExplanationContext) -> str:
+def step4_text(context: ExplanationContext) -> str:
     """Step 4: exactly the selected robots, then the team in plan order when the job needs one."""
     if not context.selected:
         return f"Select {NO_ROBOT_DECISION}: every robot is busy, offline or ruled out."
@@ -168,18 +168,6 @@ def run_program(context: ExplanationContext, fixed: Callable[[str], None], fill:
             answer = fill(item)
             if item.then:
                 fixed(item.then)
-
-
-def write_explanation(context: ExplanationContext, fill: Callable[[Slot], str]) -> list[tuple[str, bool]]:
-    """The program's pieces of text with `fill` answering each slot, each marked chosen (True) or fixed."""
-    pieces: list[tuple[str, bool]] = []
-
-    def chosen(slot: Slot) -> str:
-        pieces.append((fill(slot), True))
-        return pieces[-1][0]
-
-    run_program(context, lambda text: pieces.append((text, False)), chosen)
-    return pieces
 
 
 def explanation_text(pieces: Sequence[tuple[str, bool]]) -> str:

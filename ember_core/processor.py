@@ -41,7 +41,6 @@ from ember_core.text import clean_task
 log = logging.getLogger("ember.model")
 PROCESSOR_FILE = "processor_config.json"
 FLEET_FILE = "fleet.json"
-# Positions of a label sequence that carry no loss (the transformers convention).
 # Fewest task tokens the prompt must leave room for before the cards are shortened.
 MIN_TASK_TOKENS = 96
 

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import torch
 
-from ember_core.model.structured import Relevance
+from ember_core.model.structured import Relevance, no_relevance
 from ember_core.model.vlm import EmberVLM
 from ember_core.processor import EmberProcessor
 
@@ -38,7 +38,7 @@ class PhraseRelevance:
         """The relevance of phrases to the task whose embedding (D,) is given (all 0 for None)."""
         def relevance(phrases: Sequence[str]) -> dict[str, float]:
             if task_embedding is None or self.model.text_encoder is None:
-                return dict.fromkeys(phrases, 0.0)
+                return no_relevance(phrases)
             task = task_embedding.float()
             return {phrase: float(embedding @ task) for phrase, embedding in zip(phrases, self._embeddings(phrases))}
         return relevance

@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 import torch
 from torch.utils.data import Dataset
 
-from ember_core.model.structured import Relevance, StructuredDecoder
+from ember_core.model.structured import Relevance, StructuredDecoder, no_relevance
 from ember_core.processor import EmberProcessor, Features
 from ember_core.scenes import render_scene, scene_tags
 from ember_train.data import TaskRecord, robot_targets
@@ -66,7 +66,7 @@ class SelectionDataset(Dataset):
             # What the scene head is taught to see in the rendered scene (None: trained without the image).
             scene = tuple(tag for tag in self.scene_tags if tag in scene_tags(record.task)) if shown else None
             context = target_context(record.task, record.robots, fleet, scene, self.seed)
-            relevance = self.relevance(record.task) if self.relevance else _irrelevant
+            relevance = self.relevance(record.task) if self.relevance else no_relevance
             walk = self.decoder.teacher_forced(context, self.processor.decision_ids(record.robots),
                                                lambda slot: target_choice(slot, record.task), relevance)
             features = self.processor.with_explanation(features, walk)
@@ -82,10 +82,6 @@ class SelectionDataset(Dataset):
             size = self.processor.config.image_size
             self._pixels[key] = self.processor.pixels(record.image or render_scene(record.task, size))
         return self._pixels[key]
-
-
-def _irrelevant(phrases: Sequence[str]) -> dict[str, float]:
-    return dict.fromkeys(phrases, 0.0)
 
 
 def collate(items: list[TrainingItem], processor: EmberProcessor) -> dict[str, torch.Tensor]:

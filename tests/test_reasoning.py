@@ -7,7 +7,7 @@ import pytest
 
 from ember_train.public_data import PUBLIC_DATA
 from ember_core import Fleet, RobotType, UnknownRobotError
-from ember_core.explanation import Copy, ExplanationContext, explanation_text, write_explanation
+from ember_core.explanation import Copy, ExplanationContext, explanation_text
 from ember_core.reasoning import (
     Subtask,
     format_plan,
@@ -17,6 +17,7 @@ from ember_core.reasoning import (
     step3_facts,
     subtasks_from_records,
 )
+from explanations import write_explanation
 
 GARAGE_PLAN = """1. Drone: Survey the collapsed garage from above
 2. Robot with Legs: Walk the ramps and inspect the cracks

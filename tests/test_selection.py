@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 
 from ember_core import Fleet, RobotType
-from ember_core.explanation import Choice, ExplanationContext, explanation_text, write_explanation
+from ember_core.explanation import Choice, ExplanationContext, explanation_text
 from ember_core.reasoning import format_plan, parse_plan, parse_reasoning, subtasks_from_records
 from ember_core.selection import (
     SCHEMA_PATH,
@@ -19,6 +19,7 @@ from ember_core.selection import (
     Selection,
     validate_document,
 )
+from explanations import write_explanation
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import torch
 
 from ember_core.explanation import MAX_COPY_WORDS, Choice, Copy, ExplanationContext, copy_source, fact_options
 from ember_core.model.config import preset
-from ember_core.model.structured import ExplanationTooLong, StructuredDecoder
+from ember_core.model.structured import ExplanationTooLong, StructuredDecoder, no_relevance
 from ember_core.pretrained import build_model
 from ember_core.reasoning import parse_reasoning, step3_facts
 
@@ -23,7 +23,7 @@ def decode(processor, context, scores, room=10_000, max_tokens=1_000, relevance=
     decoder = StructuredDecoder(processor.tokenizer, max_tokens)
     walk = decoder.decode(context, processor.decision_ids(list(context.selected)), lambda ids: torch.zeros(1),
                           lambda hidden, candidates, bias: scores(candidates, bias), room,
-                          relevance or (lambda phrases: dict.fromkeys(phrases, 0.0)))
+                          relevance or no_relevance)
     return walk, "".join(text for text, _ in walk.pieces)
 
 
@@ -88,11 +88,11 @@ def test_teacher_forcing_records_each_decision_and_refuses_an_unreachable_target
         return third if third in slot.options else slot.options[0]
 
     walk = decoder.teacher_forced(context, processor.decision_ids(["drone"]), answer,
-                                  lambda phrases: dict.fromkeys(phrases, 0.0))
+                                  no_relevance)
     assert "the task asks to inspect the intake pipe." in "".join(text for text, _ in walk.pieces)
     for point in walk.points:
         assert walk.ids[point.position + 1] == point.candidates[point.chosen] or point.chosen == len(point.candidates) - 1
     with pytest.raises(ValueError, match="cannot be decoded in this slot"):
         decoder.teacher_forced(context, processor.decision_ids(["drone"]),
                                lambda slot: " swim" if isinstance(slot, Choice) else " inspect",
-                               lambda phrases: dict.fromkeys(phrases, 0.0))
+                               no_relevance)

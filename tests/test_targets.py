@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ember_core.model.config import preset
-from ember_core.model.structured import StructuredDecoder
+from ember_core.model.structured import StructuredDecoder, no_relevance
 from ember_core.pretrained import build_model
 from ember_core.prompt import REASONING_START
 from ember_core.reasoning import parse_reasoning, step3_facts
@@ -22,7 +22,7 @@ def processor(fleet):
 def target_text(processor, task, robots, scene=None):
     walk = StructuredDecoder(processor.tokenizer, 0).teacher_forced(
         target_context(task, robots, processor.fleet, scene), processor.decision_ids(robots),
-        lambda slot: target_choice(slot, task), lambda phrases: dict.fromkeys(phrases, 0.0))
+        lambda slot: target_choice(slot, task), no_relevance)
     return "".join(text for text, _ in walk.pieces), walk
 
 

@@ -24,7 +24,8 @@ VISION_STRIDE = 32
 MAX_IMAGE_SIZE = 1024
 # What the prompt needs besides the image tokens: the "Task:" line, its markers and a short task.
 MIN_PROMPT_TEXT_TOKENS = 32
-# <|reasoning_start|>, <|reasoning_end|> and <|action_plan|>, fed around the generated text.
+# Context kept for the tokenizer's three generation markers. Only <|reasoning_start|> is fed now (after the
+# decision); the room stays 3 so that saved models keep the prompt budget they were trained with.
 GENERATION_MARKER_TOKENS = 3
 # The GPT-2 built from the lm_* fields: generous for a tiny VLM, small enough that an edited config.json
 # cannot make the loader allocate without bound (the estimate is 12 * layers * hidden^2 + context * hidden).

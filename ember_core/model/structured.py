@@ -23,6 +23,11 @@ from ember_core.explanation import MAX_COPY_WORDS, Choice, ExplanationContext, S
 Relevance = Callable[[Sequence[str]], dict[str, float]]  # card phrase -> relevance to the task (ember_core.relevance)
 
 
+def no_relevance(phrases: Sequence[str]) -> dict[str, float]:
+    """Relevance 0 for every phrase: the language model decides alone."""
+    return dict.fromkeys(phrases, 0.0)
+
+
 MAX_CACHED_TEXTS = 4096  # fixed texts and card options, whose ids are reused across requests
 
 
