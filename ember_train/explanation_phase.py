@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from functools import partial
+from typing import Callable
 from pathlib import Path
 
 import torch
@@ -15,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from ember_core.model.vlm import EmberVLM
 from ember_core.processor import EmberProcessor
-from ember_core.relevance import PhraseRelevance
+from ember_core.model.structured import Relevance
 from ember_train.batches import SelectionDataset, collate, model_inputs
 from ember_train.data import TaskRecord
 from ember_train.losses import choice_loss
@@ -26,10 +27,13 @@ log = logging.getLogger("ember.train")
 
 def train_explanation(model: EmberVLM, processor: EmberProcessor, train: list[TaskRecord], val: list[TaskRecord],
                       epochs: int, learning_rate: float, batch_size: int, image_dropout: float, seed: int,
-                      device: torch.device, plot_path: Path) -> list[dict[str, float]]:
-    """Train `model.explanation_adapter` for `epochs`; returns the loss history and writes its plot."""
+                      device: torch.device, plot_path: Path,
+                      relevance: Callable[[str], Relevance]) -> list[dict[str, float]]:
+    """Train `model.explanation_adapter` for `epochs`; returns the loss history and writes its plot.
+
+    `relevance` gives, for a task text, the relevance of card phrases to it (the selection phase's, whose
+    embeddings of the training tasks it has cached)."""
     scene_tags = model.config.scene_tags
-    relevance = PhraseRelevance(model, processor).for_text
     data = SelectionDataset(train, processor, scene_tags, image_dropout=image_dropout, seed=seed, relevance=relevance)
     held_out = SelectionDataset(val, processor, scene_tags, image_dropout=image_dropout, seed=seed, relevance=relevance)
     generator = torch.Generator().manual_seed(seed)

@@ -68,6 +68,7 @@ class Stage3Trainer:
         else:
             self.model, self.processor = build_model(preset(args.model_config), self.fleet)
         self.model.to(self.device)
+        self.relevance = PhraseRelevance(self.model, self.processor).for_text  # caches the tasks' embeddings
         remember_tasks(self.model, self.processor, [record.task for record in self.splits.train])
         self.names = self.fleet.names
         self.stage_dir = Path(args.output_dir) / "stage3"
@@ -80,7 +81,7 @@ class Stage3Trainer:
     def train(self) -> dict[str, Any]:
         args = self.args
         dataset = SelectionDataset(self.train_records, self.processor, self.model.config.scene_tags,
-                                   relevance=PhraseRelevance(self.model, self.processor).for_text,
+                                   relevance=self.relevance,
                                    image_dropout=args.image_dropout, seed=args.seed)
         generator = torch.Generator().manual_seed(args.seed)
         loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, generator=generator,
@@ -187,7 +188,8 @@ class Stage3Trainer:
             args = self.args
             history = train_explanation(self.model, self.processor, self.train_records, self.splits.val,
                                         args.explanation_epochs, args.explanation_learning_rate, args.batch_size,
-                                        args.image_dropout, args.seed, self.device, self.plots_dir / "explanation_loss.png")
+                                        args.image_dropout, args.seed, self.device, self.plots_dir / "explanation_loss.png",
+                                        self.relevance)
             for entry in history:
                 tracker.log({f"stage3/explanation_{key}": value for key, value in entry.items() if key != "step"},
                             self.step + int(entry["step"]))

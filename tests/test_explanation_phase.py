@@ -5,6 +5,7 @@ import torch
 
 from ember_core.model.config import preset
 from ember_core.pretrained import build_model
+from ember_core.relevance import PhraseRelevance
 from ember_train.batches import SelectionDataset, collate, model_inputs
 from ember_train.data import TaskRecord
 from ember_train.explanation_phase import train_explanation
@@ -25,7 +26,8 @@ def test_the_adapter_learns_the_choices_and_the_robot_scores_do_not_move(fleet, 
     with torch.no_grad():
         before = model(**model_inputs(batch, torch.device("cpu")))["robot_logits"]
     history = train_explanation(model, processor, records, records[:4], epochs=3, learning_rate=1e-2, batch_size=6,
-                                image_dropout=0.0, seed=0, device=torch.device("cpu"), plot_path=tmp_path / "loss.png")
+                                image_dropout=0.0, seed=0, device=torch.device("cpu"), plot_path=tmp_path / "loss.png",
+                                relevance=PhraseRelevance(model, processor).for_text)
     model.eval()
     with torch.no_grad():
         after = model(**model_inputs(batch, torch.device("cpu")))["robot_logits"]

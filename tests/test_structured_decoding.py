@@ -91,7 +91,7 @@ def test_teacher_forcing_records_each_decision_and_refuses_an_unreachable_target
                                   no_relevance)
     assert "the task asks to inspect the intake pipe." in "".join(text for text, _ in walk.pieces)
     for point in walk.points:
-        assert walk.ids[point.position + 1] == point.candidates[point.chosen] or point.chosen == len(point.candidates) - 1
+        assert walk.ids[point.position + 1] == point.candidates[point.chosen]  # the slot's end is the next text's first token
     with pytest.raises(ValueError, match="cannot be decoded in this slot"):
         decoder.teacher_forced(context, processor.decision_ids(["drone"]),
                                lambda slot: " swim" if isinstance(slot, Choice) else " inspect",

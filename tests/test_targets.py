@@ -74,7 +74,7 @@ def test_training_ids_are_what_inference_feeds_and_choices_point_into_them(proce
     assert ids[: position + 1] == prompt + processor.decision_ids(["robot_with_wheels"])
     choices = item.features.choices
     assert choices and all(position < point < len(ids) - 1 for point, _, _, _ in choices)
-    # The token after each decision point is the candidate taken, unless the slot ended there.
+    # The token after each decision point is the candidate taken (an end is the first token of the text after the slot).
     for point, candidates, relevance, chosen in choices:
         assert len(relevance) == len(candidates) and 0 <= chosen < len(candidates)
         assert ids[point + 1] == candidates[chosen]
