@@ -24,7 +24,7 @@ from typing import Callable, Generator, Sequence, Union
 
 from ember_core.clauses import is_action_verb
 from ember_core.fleet import Fleet
-from ember_core.reasoning import NO_FREE_ROBOT, NO_ROBOT_DECISION, STEP_LABELS, join_names
+from ember_core.reasoning import LESS_SUITED, NO_FREE_ROBOT, NO_ROBOT_DECISION, OFFERS, STEP_LABELS, join_names
 from ember_core.scenes import SCENE_WORDS, scene_tags
 
 FACTS_PER_ROBOT = 2
@@ -81,10 +81,10 @@ def explanation_program(context: ExplanationContext) -> Program:
     yield f"{step_prefix(1)} the task asks to"
     yield Copy(source=copy_source(context.task), then=".")
     yield f"\n{step_prefix(2)} {environment_text(context)}\n{step_prefix(3)}"
-    segments = [(robot_id, "offers", fact_options(fleet, robot_id), FACTS_PER_ROBOT)
+    segments = [(robot_id, OFFERS, fact_options(fleet, robot_id), FACTS_PER_ROBOT)
                 for robot_id in (context.team or context.selected)]
     if context.runner_up is not None:
-        segments.append((context.runner_up, "is less suited:", limitation_options(fleet, context.runner_up), 1))
+        segments.append((context.runner_up, LESS_SUITED, limitation_options(fleet, context.runner_up), 1))
     segments = [segment for segment in segments if segment[2]]  # a card with nothing to say is left out
     if not segments:
         yield f" {NO_FREE_ROBOT}."
@@ -95,7 +95,7 @@ def explanation_program(context: ExplanationContext) -> Program:
         for number in range(count):
             then = "," if number < count - 1 else (";" if index < len(segments) - 1 else ".")
             options = tuple(option for option in pool if option not in chosen)
-            chosen.append((yield Choice(options, then, "fact" if verb == "offers" else "limitation", robot_id)))
+            chosen.append((yield Choice(options, then, "fact" if verb == OFFERS else "limitation", robot_id)))
     yield f"\n{step_prefix(4)} {step4_text(context)}"
 
 

@@ -16,7 +16,8 @@ NUM_STEPS = len(STEP_LABELS)
 MATCHING_STEP = 3
 # Step 3 says of each robot "<Name> offers <phrase>, <phrase>" or "<Name> is less suited: <limitation>",
 # robots separated by ";"; the phrases must be the card's own (capabilities and roles, or limitations).
-RELATIONS = {"offers": ("capabilities", "roles"), "is less suited:": ("limitations",)}
+OFFERS, LESS_SUITED = "offers", "is less suited:"
+RELATIONS = {OFFERS: ("capabilities", "roles"), LESS_SUITED: ("limitations",)}
 NO_ROBOT_DECISION = "no robot"  # "Select no robot: ..." when every robot is busy, offline or ruled out
 NO_FREE_ROBOT = "no robot of the fleet is free"  # Step 3 then
 PLAN_LINE_FORMAT = "<order>. <Robot Name>: <subtask>"
@@ -323,7 +324,7 @@ def step3_facts(text: str, fleet: Fleet, problems: list[str] | None = None) -> l
                      if re.match(_words_pattern(f"{name} {relation}"), part, re.IGNORECASE)), None)
         if head is None:
             problems.append(f"Step {MATCHING_STEP} part {part!r} does not start with '<Robot Name> offers' "
-                            f"or '<Robot Name> is less suited:'")
+                            f"or '<Robot Name> {LESS_SUITED}'")
             continue
         robot = fleet.robot(head[0])
         card = {phrase.lower() for field in RELATIONS[head[1]] for phrase in getattr(robot, field)}
