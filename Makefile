@@ -18,11 +18,15 @@ SHIPPED := ember_core/assets/default_model
 
 install: $(STAMP)
 
-$(STAMP): setup.py setup.cfg Makefile
+# ember_msgs (ament_cmake + rosidl) is built with the ROS 2 build wheels of the `msgs` extra and the
+# system's cmake and C++ compiler, and installed into $(VENV) (tools/build_ember_msgs.py).
+$(STAMP): setup.py setup.cfg Makefile tools/build_ember_msgs.py ember_msgs/CMakeLists.txt ember_msgs/package.xml \
+		$(wildcard ember_msgs/msg/*.msg ember_msgs/srv/*.srv)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet $(TORCH_PINS)
-	$(PIP) install --quiet $(TORCH_PINS) -e '.[ros,dev]'
+	$(PIP) install --quiet $(TORCH_PINS) -e '.[ros,msgs,dev]'
+	$(PY) tools/build_ember_msgs.py > $(VENV)/ember_msgs-build.log 2>&1 || { tail -40 $(VENV)/ember_msgs-build.log; exit 1; }
 	touch $(STAMP)
 
 # pytest exits 5 when it collects no test; make treats any non-zero exit as failure.

@@ -1,16 +1,19 @@
 """Installs Ember as one ament_python package, `ember_ros`, for pip and colcon alike."""
 from glob import glob
+from pathlib import Path
 
 from setuptools import find_packages, setup
 
 PACKAGE_NAME = "ember_ros"
 SHARE = f"share/{PACKAGE_NAME}"
+# colcon runs this file from its build directory (build/ember_ros), so paths are taken from here.
+HERE = Path(__file__).resolve().parent
 
 setup(
     name=PACKAGE_NAME,
     version="0.1.0",
     description="Ember: pick the right robots of a heterogeneous fleet for a task with a tiny VLM",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
@@ -51,6 +54,16 @@ setup(
             "ros-kilted-lifecycle-msgs",
             "ros-kilted-rmw-fastrtps-cpp",
             "ros-kilted-ament-index-python",
+        ],
+        # What tools/build_ember_msgs.py builds ember_msgs with (`make install` runs it).
+        "msgs": [
+            "ros-kilted-ament-cmake",
+            "ros-kilted-ament-package",
+            "ros-kilted-ament-cmake-include-directories",
+            "ros-kilted-ament-cmake-ros-core",
+            "ros-kilted-rosidl-default-generators",
+            "ros-kilted-rosidl-core-generators",
+            "ros-kilted-rosidl-default-runtime",
         ],
         "dev": ["pytest>=8.0", "hypothesis>=6.100", "colcon-core>=0.15", "colcon-ros>=0.4"],
     },

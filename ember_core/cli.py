@@ -24,6 +24,7 @@ SHOWN_EXAMPLES = 3  # `ember robots show` lists this many example requests; --js
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ember", description="Ember: pick the right robots of a fleet for a task.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {importlib.metadata.version('ember_ros')}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     fleet_file = argparse.ArgumentParser(add_help=False)
     fleet_file.add_argument(

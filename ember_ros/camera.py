@@ -24,6 +24,21 @@ class Frame:
     def taken(self) -> float:
         return self.stamp if self.stamp is not None else self.received
 
+    @classmethod
+    def of(cls, message: Any, compressed: bool, now: float) -> Frame:
+        """The frame of an image message received at node-clock time `now`."""
+        stamp = message.header.stamp
+        seconds = stamp.sec + stamp.nanosec * 1e-9 if (stamp.sec or stamp.nanosec) else None
+        return cls(message, compressed, seconds, message.header.frame_id, now)
+
+    def age(self, now: float) -> float:
+        """Seconds since the frame was taken; a stamp slightly ahead of our clock is not an old image."""
+        return max(now - self.taken, 0.0)
+
+    def info(self, now: float) -> ImageInfo:
+        """What a result reports of this frame, `now` being when the task ran."""
+        return ImageInfo(stamp=self.stamp, frame_id=self.frame_id, age_ms=self.age(now) * 1000.0)
+
 
 class LatestFrame:
     """Holds only the newest frame (a new one replaces it: no backlog) and recent arrival times for the rate."""
@@ -73,8 +88,7 @@ def pair(frame: Frame | None, now: float, max_image_age: float, require_image: b
             return Pairing(None, None, "no_image", "no camera image received yet; check the image topic "
                            "(remaps, QoS) or set require_image:=false for text-only selection")
         return Pairing(None, None)
-    age = max(now - frame.taken, 0.0)  # a stamp slightly ahead of our clock is not an old image
-    info = ImageInfo(stamp=frame.stamp, frame_id=frame.frame_id, age_ms=age * 1000.0)
+    info, age = frame.info(now), frame.age(now)
     if age <= max_image_age:
         return Pairing(frame, info)
     if require_image:

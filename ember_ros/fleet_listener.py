@@ -1,46 +1,41 @@
-"""Example fleet-manager consumer: joins the three result topics by request_id and prints each result.
+"""Example fleet-manager consumer: subscribes to the typed selections and prints each result.
 
 `ros2 run ember_ros fleet_listener [--count N] [--timeout S]`. A real fleet manager would dispatch the
-selected robots where this prints them.
+selected robots (or the team, following its plan) where this prints them.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
 import rclpy
+from ember_msgs.msg import Selection
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from std_msgs.msg import String
 
 from ember_core.presentation import render_selection
-from ember_ros.outputs import OUTPUT_TOPICS, PLAN, REASONING, SELECTION
+from ember_ros.outputs import SELECTION
+from ember_ros.typed import time_to_seconds, to_document
 
 
 class FleetListener(Node):
-    """Keeps partial results per request_id until all three topics have delivered their part."""
+    """Prints every ember_msgs/Selection on robot_selection: the ranked robots, team, plan and reasoning."""
 
     def __init__(self):
         super().__init__("ember_fleet_listener")
-        self.pending: dict[str, dict[str, dict]] = {}
-        self.joined: list[dict] = []
-        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        for topic in OUTPUT_TOPICS:
-            self.create_subscription(String, topic, lambda message, t=topic: self._on_part(t, message), qos)
+        self.received: list[Selection] = []
+        self.create_subscription(Selection, SELECTION, self._on_selection, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
 
-    def _on_part(self, topic: str, message: String) -> None:
-        part = json.loads(message.data)
-        parts = self.pending.setdefault(part["request_id"], {})
-        parts[topic] = part
-        if len(parts) == len(OUTPUT_TOPICS):
-            del self.pending[part["request_id"]]
-            document = {**parts[SELECTION], "reasoning": parts[REASONING]["reasoning"], "plan": parts[PLAN]["plan"]}
-            self.joined.append(document)
-            print(f"--- request {document['request_id']} ({document['status']})", flush=True)
-            print(render_selection(document), flush=True)
+    def _on_selection(self, message: Selection) -> None:
+        self.received.append(message)
+        header = message.header
+        source = f"image {header.frame_id!r}" if message.image else "text only"
+        print(f"--- ember_msgs/Selection, request {message.request_id} ({message.status}; {source}, "
+              f"header stamp {time_to_seconds(header.stamp):.3f})",
+              flush=True)
+        print(render_selection(to_document(message)), flush=True)
 
 
 def main(args: list[str] | None = None) -> int:
@@ -53,10 +48,10 @@ def main(args: list[str] | None = None) -> int:
     try:
         node = FleetListener()
         deadline = time.monotonic() + options.timeout if options.timeout else float("inf")
-        while rclpy.ok() and time.monotonic() < deadline and not (options.count and len(node.joined) >= options.count):
+        while rclpy.ok() and time.monotonic() < deadline and not (options.count and len(node.received) >= options.count):
             rclpy.spin_once(node, timeout_sec=0.1)
-        if options.count and len(node.joined) < options.count:
-            print(f"fleet_listener: got {len(node.joined)} of {options.count} results before the timeout", file=sys.stderr)
+        if options.count and len(node.received) < options.count:
+            print(f"fleet_listener: got {len(node.received)} of {options.count} results before the timeout", file=sys.stderr)
             return 1
         return 0
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -7,6 +7,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from ember_core import safe_json
 from ember_core.limits import MAX_JSON_BYTES, MAX_TOP_K
@@ -22,6 +23,9 @@ class TaskRequest:
     top_k: int | None = None
     error: str | None = None
     received: float = field(default_factory=time.monotonic)
+    stamp: Any = None  # builtin_interfaces/Time when the node received it: the header of a text-only result
+    image: Any = None  # an ember_ros.camera.Frame sent with the request (the select service), used instead of the camera's
+    reply: Callable[[Any], None] | None = None  # also handed the typed result (the select service's response)
 
 
 def parse_task(text: str | bytes) -> TaskRequest:
@@ -36,24 +40,19 @@ def parse_task(text: str | bytes) -> TaskRequest:
         try:
             text = bytes(text).decode("utf-8")
         except UnicodeDecodeError as err:
-            return _refused(bytes(text).decode("utf-8", "replace"), f"task message is not UTF-8 ({err}); send UTF-8 text")
-    size = len(text) if len(text) > MAX_JSON_BYTES else len(text.encode("utf-8", "surrogatepass"))
-    if size > MAX_JSON_BYTES:
-        return _refused(text, f"task message is {size:,} bytes or more, over the {MAX_JSON_BYTES:,} byte limit "
-                        "(MAX_JSON_BYTES); send a shorter task")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as err:
-        return _refused(text, f"task message is not valid Unicode (an unpaired surrogate at {err.start}); send UTF-8 text")
+            return refused(bytes(text).decode("utf-8", "replace"), f"task message is not UTF-8 ({err}); send UTF-8 text")
+    problem = text_problem(text, "task message")
+    if problem:
+        return refused(text, problem)
     if not text.lstrip().startswith(("{", "[")):  # a JSON array is a mistake, not a task text
         return TaskRequest(uuid.uuid4().hex, text, error=None if text.strip() else "task is empty; publish what the robots should do")
     try:
         message = safe_json.loads(text)
     except json.JSONDecodeError as err:
-        return _refused(text, f"task message looks like JSON but does not parse ({err}); "
+        return refused(text, f"task message looks like JSON but does not parse ({err}); "
                         "send plain text or an object like {\"task\": \"...\", \"request_id\": \"...\"}")
     except ValueError as err:  # over a limit, NaN, an unpaired surrogate escape, a 5000-digit number ...
-        return _refused(text, f"task message refused: {err}")
+        return refused(text, f"task message refused: {err}")
     if not isinstance(message, dict):
         return TaskRequest(uuid.uuid4().hex, text, error="task JSON must be an object with a \"task\" key")
     ids = {key: message.get(key) for key in ("request_id", "task_id")}
@@ -69,17 +68,36 @@ def parse_task(text: str | bytes) -> TaskRequest:
         error = f"task JSON has unknown key(s) {unknown}; use task, request_id, task_id, top_k"
     elif not isinstance(task, str) or not task.strip():
         error = "task JSON needs a non-empty \"task\" string"
-    elif top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        error = f"top_k must be a positive integer, got {_preview(repr(top_k))}"
-    elif top_k is not None and top_k > MAX_TOP_K:
-        error = f"top_k {top_k} is over the limit of {MAX_TOP_K} (MAX_TOP_K); ask for fewer ranked robots"
-        top_k = None
+    elif top_k_problem(top_k):
+        error, top_k = top_k_problem(top_k), None
     return TaskRequest(request_id, task if isinstance(task, str) else text, task_id, top_k, error)
 
 
-def _refused(text: str, error: str) -> TaskRequest:
+def text_problem(text: str, what: str) -> str | None:
+    """Why `text` cannot be read as a task message: over limits.MAX_JSON_BYTES, or not valid Unicode."""
+    size = len(text) if len(text) > MAX_JSON_BYTES else len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_JSON_BYTES:
+        return (f"{what} is {size:,} bytes or more, over the {MAX_JSON_BYTES:,} byte limit (MAX_JSON_BYTES); "
+                "send a shorter task")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        return f"{what} is not valid Unicode (an unpaired surrogate at {err.start}); send UTF-8 text"
+    return None
+
+
+def top_k_problem(top_k: Any) -> str | None:
+    """Why `top_k` (None: the node's parameter) is not a number of ranked robots a request may ask for."""
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        return f"top_k must be a positive integer, got {_preview(repr(top_k))}"
+    if top_k is not None and top_k > MAX_TOP_K:
+        return f"top_k {top_k} is over the limit of {MAX_TOP_K} (MAX_TOP_K); ask for fewer ranked robots"
+    return None
+
+
+def refused(text: str, error: str, **ids: Any) -> TaskRequest:
     """A request that is only answered with `error`; its task echo is shortened and made encodable."""
-    return TaskRequest(uuid.uuid4().hex, _preview(text), error=error)
+    return TaskRequest(ids.pop("request_id", None) or uuid.uuid4().hex, _preview(text), error=error, **ids)
 
 
 def _preview(text: str, limit: int = 200) -> str:

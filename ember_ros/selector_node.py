@@ -5,13 +5,17 @@ import copy
 import functools
 import sys
 import time
+from dataclasses import replace
 from typing import Any, Callable
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType, SetParametersResult
+from ember_msgs.msg import Selection as SelectionMessage
+from ember_msgs.srv import SelectRobots
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -26,9 +30,11 @@ from ember_ros import parameters
 from ember_ros.camera import Frame, LatestFrame
 from ember_ros.fleet_status import read_fleet_status
 from ember_ros.launch_defaults import NODE_NAME
-from ember_ros.outputs import OUTPUT_TOPICS, split_document
+from ember_ros.outputs import JSON_TOPICS, SELECTION, split_document
 from ember_ros.requests import TaskQueue, TaskRequest, parse_task
+from ember_ros.service import Reply, read_request
 from ember_ros.stats import NodeStats, shorten
+from ember_ros.typed import to_message
 from ember_ros.worker import Conditions, SelectionWorker, selection_request
 
 # Cameras publish best effort; keep only the newest frame so a slow model never reads a backlog.
@@ -79,6 +85,10 @@ class SelectorNode(LifecycleNode):
         self.state = "unconfigured"
         self._outputs: dict[str, Any] = {}
         self._inputs: list[Any] = []
+        self._service: Any = None
+        # The service callback waits for the worker's answer; in a group of its own, on a second executor
+        # thread, it never holds up the camera, the task topic or the lifecycle services.
+        self._service_group = MutuallyExclusiveCallbackGroup()
         # Diagnostics go out in every state, so a failed configure is visible to the operator.
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(1.0, self._guarded("diagnostics", self.publish_diagnostics))
@@ -101,9 +111,9 @@ class SelectorNode(LifecycleNode):
             self.get_logger().error(f"configure failed: {err}")
             return TransitionCallbackReturn.FAILURE
         qos = LATCHED_RESULT_QOS if values["latch_results"] else RESULT_QOS
-        for topic in OUTPUT_TOPICS:
+        for kind, topic in ((SelectionMessage, SELECTION), *((String, topic) for topic in JSON_TOPICS)):
             events = PublisherEventCallbacks(incompatible_qos=lambda info, t=topic: self._qos_mismatch(t, info))
-            self._outputs[topic] = self.create_lifecycle_publisher(String, topic, copy.copy(qos), event_callbacks=events)
+            self._outputs[topic] = self.create_lifecycle_publisher(kind, topic, copy.copy(qos), event_callbacks=events)
         fleet = self.selector.fleet
         self.get_logger().info(
             f"configured: model {self.selector.model_name} (sha {self.selector.model_sha[:12]}), fleet of "
@@ -120,6 +130,8 @@ class SelectorNode(LifecycleNode):
                 (String, "fleet_status", self._on_fleet_status, FLEET_STATUS_QOS),
             ):
                 self._inputs.append(self._subscribe(kind, topic, self._guarded(topic, callback), qos))
+            self._service = self.create_service(SelectRobots, "~/select_robots", self._on_select_robots,
+                                                callback_group=self._service_group)
         except Exception as err:  # noqa: BLE001 - e.g. a misspelt qos_overrides value; stay inactive, say why
             self._stop_inputs()
             self.stats.error(f"activate failed: {err}")
@@ -160,6 +172,9 @@ class SelectorNode(LifecycleNode):
         for subscription in self._inputs:
             self.destroy_subscription(subscription)
         self._inputs = []
+        if self._service is not None:
+            self.destroy_service(self._service)
+            self._service = None
         if self.worker is not None and not self.worker.stop(WORKER_STOP_TIMEOUT_S):
             self.get_logger().warning("the selection worker did not stop in time; its result may be lost")
         self.worker = None
@@ -173,13 +188,30 @@ class SelectorNode(LifecycleNode):
                                         qos_overriding_options=QoSOverridingOptions.with_default_policies())
 
     def _on_image(self, message: Image | CompressedImage, compressed: bool) -> None:
-        stamp = message.header.stamp
-        seconds = stamp.sec + stamp.nanosec * 1e-9 if (stamp.sec or stamp.nanosec) else None
-        self.camera.store(Frame(message, compressed, seconds, message.header.frame_id, self._now()))
+        self.camera.store(Frame.of(message, compressed, self._now()))
 
     def _on_task(self, message: String) -> None:
         self.stats.count("tasks_received")
-        for dropped in self.queue.put(parse_task(message.data)):
+        self._enqueue(replace(parse_task(message.data), stamp=self.get_clock().now().to_msg()))
+
+    def _on_select_robots(self, request: SelectRobots.Request, response: SelectRobots.Response) -> SelectRobots.Response:
+        """Queue the request like a task message and answer with its result: every request gets a selection
+        (invalid_input for a malformed one, error when no answer comes within the queue's worst case)."""
+        self.stats.count("service_requests")
+        reply = Reply()
+        task = read_request(request, self.get_clock().now().to_msg(), self._now(), reply)
+        self._enqueue(task)
+        timeout = self.settings.stall_timeout * (self.settings.queue_size + 1)
+        response.selection = reply.wait(timeout)
+        if response.selection is None:
+            message = f"no answer within {timeout:g} s (stall_timeout x (queue_size + 1)); see /diagnostics"
+            self.stats.error(f"request {task.request_id}: {message}")
+            selection = self.selector.error(selection_request(task, self.settings, self.fleet_status), "error", message)
+            response.selection = to_message(selection.to_document(), Header(stamp=task.stamp))
+        return response
+
+    def _enqueue(self, task: TaskRequest) -> None:
+        for dropped in self.queue.put(task):
             self._answer(dropped, "rejected_busy", f"the task queue (queue_size {self.settings.queue_size}) was full "
                          "and this was its oldest task; send tasks more slowly or raise queue_size")
 
@@ -232,11 +264,19 @@ class SelectorNode(LifecycleNode):
             self.stats.error(f"request {task.request_id}: its {status} answer could not be published: {err!r}")
             self.get_logger().error(shorten(f"request {task.request_id}: {status} answer not published: {err!r}"))
 
-    def publish_result(self, selection: Selection, task: TaskRequest, inference_ms: float | None = None) -> None:
-        """Send one result on the three topics and count it: every status is counted here, and only here."""
+    def publish_result(self, selection: Selection, task: TaskRequest, inference_ms: float | None = None,
+                       frame: Frame | None = None) -> None:
+        """Send one result on the result topics (and to the service caller that asked) and count it: every
+        status is counted here, and only here. The typed result carries the header of the image it was
+        computed on, else the time the task was received."""
         document = selection.to_document()
+        header = frame.message.header if frame is not None else Header(stamp=task.stamp or self.get_clock().now().to_msg())
+        message = to_message(document, header)
+        self._outputs[SELECTION].publish(message)
         for topic, text in split_document(document).items():
             self._outputs[topic].publish(String(data=text))
+        if task.reply is not None:
+            task.reply(message)
         self.stats.count("results_published")
         self.stats.count(selection.status)
         if selection.errors:
@@ -324,15 +364,39 @@ def _text(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def usage() -> str:
+    """What `selector --help` prints: how to start the node, its parameters with defaults, and its interfaces."""
+    width = max(len(spec.name) for spec in parameters.SPECS)
+    rows = [f"  {spec.name:<{width}}  {spec.default!r:<8} {spec.description}"
+            + (" (read at configure)" if spec.read_only else "") for spec in parameters.SPECS]
+    return "\n".join((
+        "usage: ros2 run ember_ros selector [--ros-args -p NAME:=VALUE ... --params-file FILE -r FROM:=TO]",
+        "",
+        "Ember's robot selector, a lifecycle node: camera image and task in, ranked robots, reasoning and plan out.",
+        "",
+        "parameters (name, default, meaning):",
+        *rows,
+        "",
+        "subscribes: image (sensor_msgs/Image), image/compressed (sensor_msgs/CompressedImage),",
+        "            task (std_msgs/String), fleet_status (std_msgs/String)",
+        f"publishes:  {SELECTION} (ember_msgs/Selection), {', '.join(JSON_TOPICS)} (std_msgs/String, JSON),",
+        "            /diagnostics (diagnostic_msgs/DiagnosticArray)",
+        "serves:     ~/select_robots (ember_msgs/srv/SelectRobots)",
+    ))
+
+
 def main(args: list[str] | None = None) -> None:
     """`ros2 run ember_ros selector [--ros-args ...]`: the node, brought to active when autostart is true."""
+    if {"-h", "--help"} & set(rclpy.utilities.remove_ros_args(args if args is not None else sys.argv)[1:]):
+        print(usage())
+        return
     rclpy.init(args=args if args is not None else sys.argv)
     node = None
     try:
         node = SelectorNode()
         if node.get_parameter("autostart").value:
             node.autostart()
-        executor = SingleThreadedExecutor()
+        executor = MultiThreadedExecutor(num_threads=2)  # one for the select service's wait, one for the rest
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -11,8 +11,8 @@ from ember_core.selection import STATUSES
 # Always reported, zero until they happen, so a dashboard sees every key from the first message.
 # worker_exceptions: tasks whose answering or publishing raised (each was answered `error`);
 # callback_exceptions: topic or timer callbacks that raised (the message was dropped, the node went on).
-COUNTERS = ("tasks_received", "results_published", *STATUSES, "qos_incompatible", "fleet_status_received",
-            "worker_exceptions", "callback_exceptions")
+COUNTERS = ("tasks_received", "service_requests", "results_published", *STATUSES, "qos_incompatible",
+            "fleet_status_received", "worker_exceptions", "callback_exceptions")
 # Messages kept for diagnostics and logs are cut here: an error may quote a 256 kB message.
 MAX_MESSAGE_CHARS = 500
 

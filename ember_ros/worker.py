@@ -13,7 +13,7 @@ from ember_core.images import ImageInput
 from ember_core.request import SelectionRequest
 from ember_core.selection import ImageInfo, Selection
 from ember_core.selector import Selector
-from ember_ros.camera import Frame, pair
+from ember_ros.camera import Frame, Pairing, pair
 from ember_ros.image_decoding import decode_compressed, decode_image
 from ember_ros.parameters import Settings
 from ember_ros.requests import TaskQueue, TaskRequest
@@ -38,7 +38,8 @@ class WorkerHost(Protocol):
 
     def conditions(self) -> Conditions: ...
 
-    def publish_result(self, selection: Selection, task: TaskRequest, inference_ms: float | None = None) -> None: ...
+    def publish_result(self, selection: Selection, task: TaskRequest, inference_ms: float | None = None,
+                       frame: Frame | None = None) -> None: ...
 
     def get_logger(self) -> Any: ...
 
@@ -97,11 +98,11 @@ class SelectionWorker(threading.Thread):
         """Answer one task and publish the answer. Nothing escapes: a failure anywhere (pairing, decoding,
         selecting, publishing) is published as an `error` result and counted in diagnostics."""
         try:
-            selection, inference_ms = self.answer(task)
+            selection, inference_ms, frame = self.answer(task)
         except Exception as err:  # noqa: BLE001 - a bug or a decoder we did not foresee must not end the thread
-            selection, inference_ms = self._failed(task, "answering the task", err), None
+            selection, inference_ms, frame = self._failed(task, "answering the task", err), None, None
         try:
-            self.host.publish_result(selection, task, inference_ms)
+            self.host.publish_result(selection, task, inference_ms, frame)
         except Exception as err:  # noqa: BLE001 - e.g. DDS refused the message; try to say so
             try:
                 self.host.publish_result(self._failed(task, "publishing the result", err), task)
@@ -110,31 +111,37 @@ class SelectionWorker(threading.Thread):
                 self.host.stats.error(message)
                 self.host.get_logger().error(shorten(message))
 
-    def answer(self, task: TaskRequest) -> tuple[Selection, float | None]:
-        """The result for one task, and how long the Selector took (None when it was not asked)."""
+    def answer(self, task: TaskRequest) -> tuple[Selection, float | None, Frame | None]:
+        """The result for one task, how long the Selector took (None when it was not asked) and the frame
+        it was computed on (None: text only, or refused before an image was chosen)."""
         conditions = self.host.conditions()
         settings = conditions.settings
         if task.error:
             request = selection_request(task, settings, conditions.fleet_status)
-            return self.selector.error(request, "invalid_input", task.error), None
-        pairing = pair(conditions.frame, conditions.now, settings.max_image_age, settings.require_image)
+            return self.selector.error(request, "invalid_input", task.error), None, None
+        if task.image is not None:  # sent with the request: used whatever its age
+            pairing = Pairing(task.image, task.image.info(conditions.now))
+        else:
+            pairing = pair(conditions.frame, conditions.now, settings.max_image_age, settings.require_image)
         request = selection_request(task, settings, conditions.fleet_status, image_info=pairing.info)
+        frame = pairing.frame
         if pairing.status != "ok":
-            return self.selector.error(request, pairing.status, pairing.error), None
-        if pairing.frame is not None:
-            decode = decode_compressed if pairing.frame.compressed else decode_image
+            return self.selector.error(request, pairing.status, pairing.error), None, None
+        if frame is not None:
+            decode = decode_compressed if frame.compressed else decode_image
             try:
-                request = replace(request, image=decode(pairing.frame.message))
+                request = replace(request, image=decode(frame.message))
             except InvalidInputError as err:
-                return self.selector.error(request, "invalid_input", f"camera image: {err}"), None
+                where = "request image" if task.image is not None else "camera image"
+                return self.selector.error(request, "invalid_input", f"{where}: {err}"), None, frame
         began = time.perf_counter()
         try:
             selection = self.selector.select(request)
         except Exception as err:  # noqa: BLE001 - a model failure must not kill the node; it is reported
             message = shorten(f"selection failed: {err!r}")
             self.host.get_logger().error(f"request {task.request_id}: {message}")
-            return self.selector.error(request, "error", message), None
-        return selection, (time.perf_counter() - began) * 1000.0
+            return self.selector.error(request, "error", message), None, frame
+        return selection, (time.perf_counter() - began) * 1000.0, frame
 
     def _failed(self, task: TaskRequest, step: str, err: Exception) -> Selection:
         """The `error` result for a task whose `step` raised; the task text is escaped so it can be published."""

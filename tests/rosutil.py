@@ -22,9 +22,10 @@ from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+from ember_msgs.msg import Selection  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
-from ember_ros.outputs import OUTPUT_TOPICS  # noqa: E402
+from ember_ros.outputs import JSON_TOPICS, SELECTION  # noqa: E402
 
 RELIABLE = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
 # Tasks and burst consumers: nothing is dropped on our side of the test, so a loss is the node's.
@@ -63,14 +64,16 @@ class Probe(Node):
     def __init__(self, namespace: str = "", task_topic: str = "task", image_topic: str = "image",
                  output_qos: QoSProfile = RELIABLE):
         super().__init__("ember_test_probe", namespace=namespace)
-        self.outputs: dict[str, list[dict]] = {topic: [] for topic in OUTPUT_TOPICS}
+        self.outputs: dict[str, list[dict]] = {topic: [] for topic in JSON_TOPICS}
+        self.selections: list[Selection] = []  # the typed results
         self.diagnostics: list[DiagnosticArray] = []
         self.camera = self.create_publisher(Image, image_topic, qos_profile_sensor_data)
         self.compressed = self.create_publisher(CompressedImage, f"{image_topic}/compressed", qos_profile_sensor_data)
         self.tasks = self.create_publisher(String, task_topic, KEEP_ALL_RELIABLE)
         self.status = self.create_publisher(String, "fleet_status", QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
-        for topic in OUTPUT_TOPICS:
+        for topic in JSON_TOPICS:
             self.create_subscription(String, topic, lambda m, t=topic: self.outputs[t].append(json.loads(m.data)), output_qos)
+        self.create_subscription(Selection, SELECTION, self.selections.append, output_qos)
         self.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
 
     def send_task(self, task: str | dict) -> None:
@@ -83,11 +86,14 @@ class Probe(Node):
         message.header.stamp, message.header.frame_id = stamp.to_msg(), frame_id
         self.camera.publish(message)
 
-    def result(self, request_id: str, topic: str = "robot_selection") -> dict | None:
+    def result(self, request_id: str, topic: str = "robot_selection/json") -> dict | None:
         return next((m for m in self.outputs[topic] if m["request_id"] == request_id), None)
 
+    def selection(self, request_id: str) -> Selection | None:
+        return next((m for m in self.selections if m.request_id == request_id), None)
+
     def all_parts(self, request_id: str) -> list[dict] | None:
-        parts = [self.result(request_id, topic) for topic in OUTPUT_TOPICS]
+        parts = [self.result(request_id, topic) for topic in JSON_TOPICS]
         return parts if all(parts) else None
 
 
@@ -136,7 +142,7 @@ def probe_factory():
 
 def connected(probe: Probe, node: Node) -> None:
     wait_for(lambda: probe.tasks.get_subscription_count() and probe.camera.get_subscription_count()
-             and all(node.count_subscribers(f"/{t}") for t in probe.outputs), "discovery between probe and node")
+             and all(node.count_subscribers(f"/{t}") for t in (SELECTION, *probe.outputs)), "discovery between probe and node")
 
 
 def send_frame(probe: Probe, node: Node, rgb=None, age: float = 0.0) -> None:

@@ -129,3 +129,29 @@ def test_safe_json_refuses_exactly_the_documents_nested_deeper_than_the_limit(de
             safe_json.loads(text, max_depth=limit)
     else:
         assert safe_json.loads(text, max_depth=limit) == json.loads(text)
+
+
+@given(task=st.text(), request_id=st.text(max_size=12), task_id=st.text(max_size=12), top_k=st.integers(0, 2**32 - 1),
+       raw=st.booleans(), compressed=st.booleans(), data=st.binary(max_size=64))
+@example(task="", request_id="", task_id="", top_k=0, raw=False, compressed=False, data=b"")
+@example(task="x" * (MAX_JSON_BYTES + 1), request_id="r", task_id="", top_k=3, raw=False, compressed=False, data=b"")
+def test_any_select_service_request_gives_a_task_that_can_be_answered(task, request_id, task_id, top_k, raw, compressed,
+                                                                      data):
+    pytest.importorskip("ember_msgs", reason="ember_msgs is not built (make install builds it)")
+    from ember_msgs.srv import SelectRobots
+    from sensor_msgs.msg import CompressedImage, Image
+
+    from ember_ros.service import Reply, read_request
+
+    request = SelectRobots.Request(task=task, request_id=request_id, task_id=task_id, top_k=top_k,
+                                   image=[Image(data=data)] if raw else [],
+                                   compressed_image=[CompressedImage(data=data)] if compressed else [])
+    reply = Reply()
+    queued = read_request(request, stamp=None, now=0.0, reply=reply)
+    assert queued.reply is reply and queued.request_id == (request_id or queued.request_id) and queued.request_id
+    assert queued.task_id == (task_id or None) and _encodable(queued.task)
+    if queued.error is None:
+        assert task.strip() and len(task.encode("utf-8")) <= MAX_JSON_BYTES and not (raw and compressed)
+        assert (queued.top_k or 0) == top_k and top_k <= MAX_TOP_K and (queued.image is not None) == (raw or compressed)
+    else:
+        assert not task.strip() or top_k > MAX_TOP_K or (raw and compressed) or len(task.encode("utf-8")) > MAX_JSON_BYTES

@@ -101,3 +101,28 @@ def test_colcon_build_installs_the_ament_layout_and_executables(source_copy, tmp
     executable = install / "lib/ember_ros/ember"
     out = run_installed(executable, install / "lib" / PY_DIR / "site-packages", tmp_path, "robots", "validate")
     assert out.startswith(f"OK {install / 'share/ember_ros/robots.yaml'}: 5 robots")
+
+
+def test_colcon_symlink_install_builds_ember_msgs_and_ember_ros_in_a_workspace(source_copy, tmp_path):
+    """A normal ROS workspace: this repository under src/, both packages built with --symlink-install (setup.py is
+    run from build/ember_ros there), the Python environment pointed at with AMENT_PREFIX_PATH and CMAKE_PREFIX_PATH."""
+    colcon = Path(sys.executable).with_name("colcon")
+    workspace, prefix = tmp_path / "ws", sys.prefix
+    result = subprocess.run(
+        [str(colcon), "--log-base", str(workspace / "log"), "build", "--symlink-install",
+         "--base-paths", str(source_copy.parent), str(source_copy / "ember_msgs"),
+         "--build-base", str(workspace / "build"), "--install-base", str(workspace / "install")],
+        cwd=tmp_path, capture_output=True, text=True, check=False,
+        env=clean_env(AMENT_PREFIX_PATH=prefix, CMAKE_PREFIX_PATH=prefix),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Finished <<< ember_msgs" in result.stdout and "Finished <<< ember_ros" in result.stdout
+    # Symlinked: the installed package runs the workspace's sources.
+    assert (workspace / "build/ember_ros/ember_ros").resolve() == source_copy / "ember_ros"
+    check = (f". {workspace / 'install/setup.sh'} && python -c 'import ember_msgs.msg as m; print(m.__file__)' && "
+             f"{workspace / 'install/ember_ros/lib/ember_ros/selector'} --help")
+    env = clean_env(PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    result = subprocess.run(["bash", "-c", check], env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(str(workspace / "install/ember_msgs"))
+    assert "serves:     ~/select_robots (ember_msgs/srv/SelectRobots)" in result.stdout

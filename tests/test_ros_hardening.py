@@ -23,7 +23,7 @@ from std_msgs.msg import String  # noqa: E402
 
 from ember_core.selection import validate_document  # noqa: E402
 from ember_ros import worker as worker_module  # noqa: E402
-from ember_ros.outputs import OUTPUT_TOPICS  # noqa: E402
+from ember_ros.outputs import JSON_TOPICS  # noqa: E402
 
 TASK = "Inspect the intake pipe of a flooded pump station for blockages"
 BURST = 1000
@@ -39,7 +39,7 @@ from std_msgs.msg import String
 rclpy.init()
 node = Node("ember_test_consumer")
 qos = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
-seen = {{topic: set() for topic in {OUTPUT_TOPICS!r}}}
+seen = {{topic: set() for topic in {JSON_TOPICS!r}}}
 for topic in seen:
     node.create_subscription(String, topic, lambda m, t=topic: seen[t].add(json.loads(m.data)["request_id"]), qos)
 print("ready", flush=True)
@@ -59,7 +59,7 @@ def test_a_burst_of_1000_tasks_reaches_a_consumer_that_paused_on_every_result_to
         assert consumer.stdout.readline().strip() == "ready"
         with spinning(node, probe):
             connected(probe, node)
-            wait_for(lambda: all(node.count_subscribers(f"/{topic}") == 2 for topic in OUTPUT_TOPICS), "the consumer")
+            wait_for(lambda: all(node.count_subscribers(f"/{topic}") == 2 for topic in JSON_TOPICS), "the consumer")
             consumer.send_signal(signal.SIGSTOP)  # briefly: DDS drops a peer silent past its lease (20 s)
             try:
                 for i in range(BURST):
@@ -73,10 +73,10 @@ def test_a_burst_of_1000_tasks_reaches_a_consumer_that_paused_on_every_result_to
     finally:
         consumer.kill()
         consumer.wait(10)
-    assert received == '{"robot_selection": 1000, "selection_reasoning": 1000, "subtask_plan": 1000}'
-    for topic in OUTPUT_TOPICS:
+    assert received == '{"robot_selection/json": 1000, "selection_reasoning": 1000, "subtask_plan": 1000}'
+    for topic in JSON_TOPICS:
         assert sorted(m["request_id"] for m in probe.outputs[topic]) == sorted(f"burst-{i}" for i in range(BURST))
-    statuses = {m["status"] for m in probe.outputs["robot_selection"]}
+    statuses = {m["status"] for m in probe.outputs["robot_selection/json"]}
     assert statuses == {"ok", "rejected_busy"} and node.stats.counts["results_published"] == BURST
 
 
@@ -90,11 +90,11 @@ def test_an_exception_anywhere_in_answering_is_an_error_result_and_the_worker_go
     def decode_fails(message):
         raise RuntimeError("decoder bug")
 
-    def publish_fails_first(selection, task, inference_ms=None):
+    def publish_fails_first(selection, task, inference_ms=None, frame=None):
         publish_calls.append(selection.status)
         if len(publish_calls) == 1:  # the answer; the error result that replaces it goes out
             raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
-        real_publish(selection, task, inference_ms)
+        real_publish(selection, task, inference_ms, frame)
 
     breakers = {"conditions": lambda: monkeypatch.setattr(node, "conditions", conditions_fails),
                 "decode": lambda: monkeypatch.setattr(worker_module, "decode_image", decode_fails),
@@ -117,7 +117,7 @@ def test_an_exception_anywhere_in_answering_is_an_error_result_and_the_worker_go
         assert results[step]["status"] == "error" and results[step]["errors"][0].startswith(message), results[step]
     assert after["status"] == "ok" and node.worker.is_alive() and node.stats.counts["worker_exceptions"] == 3
     assert publish_calls == ["ok", "error"]
-    assert [m["request_id"] for m in probe.outputs["robot_selection"]] == ["conditions", "decode", "publish", "after"]
+    assert [m["request_id"] for m in probe.outputs["robot_selection/json"]] == ["conditions", "decode", "publish", "after"]
 
 
 def _latest_status(probe) -> DiagnosticStatus | None:
@@ -199,10 +199,10 @@ def test_after_each_bad_input_the_node_is_active_and_answers_the_next_task(make_
         for case, (topic, payload, reason) in BAD_INPUTS.items():
             send_frame(probe, node)
             if topic == "task":
-                answered = len(probe.outputs["robot_selection"])  # its request_id is generated: take the next answer
+                answered = len(probe.outputs["robot_selection/json"])  # its request_id is generated: take the next answer
                 probe.tasks.publish(_invalid_utf8_task() if payload is None else String(data=payload))
-                wait_for(lambda: len(probe.outputs["robot_selection"]) > answered, f"the answer to the {case}")
-                answer = probe.outputs["robot_selection"][answered]
+                wait_for(lambda: len(probe.outputs["robot_selection/json"]) > answered, f"the answer to the {case}")
+                answer = probe.outputs["robot_selection/json"][answered]
                 assert answer["status"] == ("ok" if payload is None else "invalid_input"), (case, answer)
                 assert "\ufffd" in answer["task"] if payload is None else reason in answer["errors"][0], (case, answer)
             elif topic == "fleet_status":
@@ -222,5 +222,5 @@ def test_after_each_bad_input_the_node_is_active_and_answers_the_next_task(make_
             after = wait_for(lambda: probe.result(f"after {case}"), f"the answer to the valid task after the {case}")
             assert after["status"] == "ok" and node.state == "active" and node.worker.is_alive(), (case, after)
     assert node.stats.counts["worker_exceptions"] == 0 and node.stats.counts["callback_exceptions"] == 0
-    for document in probe.outputs["robot_selection"]:
+    for document in probe.outputs["robot_selection/json"]:
         validate_document(document)

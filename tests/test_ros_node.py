@@ -42,7 +42,7 @@ def test_plain_text_task_gets_a_generated_request_id(make_node, make_probe):
     with spinning(node, probe):
         connected(probe, node)
         probe.send_task(TASK)
-        document = wait_for(lambda: probe.outputs["robot_selection"], "a result")[0]
+        document = wait_for(lambda: probe.outputs["robot_selection/json"], "a result")[0]
     assert document["status"] == "ok" and len(document["request_id"]) == 32 and document["image"] is None
 
 
@@ -80,7 +80,7 @@ def test_bad_inputs_are_invalid_input_and_the_node_answers_the_next_task(make_no
         send_frame(probe, node)
         probe.send_task({"task": TASK, "request_id": "good"})
         good = wait_for(lambda: probe.result("good"), "the good task's result")
-    results = probe.outputs["robot_selection"]
+    results = probe.outputs["robot_selection/json"]
     invalid = [r for r in results if r["request_id"] != "good"]
     assert len(invalid) == 6 and {r["status"] for r in invalid} == {"invalid_input"}
     errors = " | ".join(r["errors"][0] for r in invalid)
@@ -104,10 +104,10 @@ def test_burst_of_100_tasks_each_answered_queue_bounded_memory_flat(make_node, m
             rss.append(_rss_mb())
     statuses = [probe.result(f"b{b}-{i}")["status"] for b in range(2) for i in range(100)]
     assert set(statuses) == {"ok", "rejected_busy"} and statuses.count("rejected_busy") > 0
-    assert len(probe.outputs["robot_selection"]) == 200  # exactly one answer per task
+    assert len(probe.outputs["robot_selection/json"]) == 200  # exactly one answer per task
     assert node.queue.high_water <= 4
     assert rss[1] - rss[0] < 30, f"memory grew from {rss[0]:.0f} MB to {rss[1]:.0f} MB over the second burst"
-    busy = next(r for r in probe.outputs["robot_selection"] if r["status"] == "rejected_busy")
+    busy = next(r for r in probe.outputs["robot_selection/json"] if r["status"] == "rejected_busy")
     validate_document(busy)
     assert "queue_size 4" in busy["errors"][0]
 
@@ -278,7 +278,7 @@ def test_deactivation_answers_the_tasks_still_queued(make_node, make_probe):
         for i in range(50):
             node.queue.put(TaskRequest(f"q-{i}", TASK))
         node.trigger_deactivate()
-        answers = wait_for(lambda: len(probe.outputs["robot_selection"]) == 50 and probe.outputs["robot_selection"],
+        answers = wait_for(lambda: len(probe.outputs["robot_selection/json"]) == 50 and probe.outputs["robot_selection/json"],
                            "one answer per queued task")
     statuses = {a["request_id"]: a["status"] for a in answers}
     assert len(statuses) == 50 and set(statuses.values()) <= {"ok", "error"} and "error" in statuses.values()

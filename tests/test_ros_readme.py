@@ -1,12 +1,14 @@
-"""The README's 15-line fleet manager, run verbatim against a real selector node."""
+"""The README's 20-line fleet manager, run verbatim against a selector node started as the README says."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 import threading
 
 import pytest
+import yaml
 
 pytest.importorskip("rclpy", reason="ROS 2 rclpy is not installed (pip install '.[ros]')")
 from rosutil import spinning, wait_for  # noqa: E402
@@ -23,8 +25,11 @@ def test_readme_consumer_gets_a_dispatch_decision(tiny_model_dir, tmp_path):
     script = tmp_path / "consumer.py"
     script.write_text(_example("consumer.py"), encoding="utf-8")
     rclpy.init()
-    node = SelectorNode(parameter_overrides=[Parameter("model_path", value=str(tiny_model_dir)),
-                                             Parameter("require_image", value=False)])
+    # The node as the README starts it for this example (its -p values), on the tiny model.
+    given = re.findall(r"-p (\w+):=(\S+)", _example("selector for the consumer"))
+    assert given == [("require_image", "false")]
+    node = SelectorNode(parameter_overrides=[Parameter("model_path", value=str(tiny_model_dir))]
+                        + [Parameter(name, value=yaml.safe_load(value)) for name, value in given])
     consumer = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(consumer.stdout.readline, "")), daemon=True)

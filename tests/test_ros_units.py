@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -85,7 +88,7 @@ def test_split_document_shares_the_join_keys():
                 "stamp": 1.0, "image": None, "candidates": [], "team": ["drone", "humanoid"], "reasoning": {"steps": []},
                 "plan": {"subtasks": []}}
     parts = {topic: json.loads(text) for topic, text in split_document(document).items()}
-    assert parts["robot_selection"] == document
+    assert parts["robot_selection/json"] == document
     assert parts["selection_reasoning"]["reasoning"] == {"steps": []}
     assert parts["subtask_plan"]["plan"] == {"subtasks": []} and parts["subtask_plan"]["team"] == ["drone", "humanoid"]
     for part in parts.values():
@@ -161,3 +164,18 @@ def test_selection_request_takes_the_tasks_top_k_and_the_nodes_other_settings():
     assert (own.request_id, own.task_id, own.task, own.top_k) == ("r1", "T1", "Inspect", 2)
     assert (own.confidence_threshold, own.return_reasoning, own.fleet_status, own.image_info) == (0.8, False, status, info)
     assert selection_request(TaskRequest("r2", "Inspect"), settings, status).top_k == 4
+
+
+@pytest.mark.parametrize("command, expected", [
+    (["selector", "--help"], ["usage: ros2 run ember_ros selector", *(f"  {spec.name} " for spec in SPECS),
+                              "serves:     ~/select_robots"]),
+    (["demo_camera", "--help"], ["usage: demo_camera", "--rate"]),
+    (["fleet_listener", "--help"], ["usage: fleet_listener", "--count"]),
+    (["ember", "--version"], ["ember 0.1.0"]),
+])
+def test_the_executables_print_help_and_exit_without_starting_a_node(command, expected):
+    executable = Path(sys.executable).with_name(command[0])
+    result = subprocess.run([str(executable), *command[1:]], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    for text in expected:
+        assert text in result.stdout, text
