@@ -26,15 +26,15 @@ class FleetListener(Node):
     def __init__(self):
         super().__init__("ember_fleet_listener")
         self.received: list[Selection] = []
-        self.create_subscription(Selection, SELECTION, self._on_selection, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.create_subscription(Selection, SELECTION, self._on_selection, qos)
 
     def _on_selection(self, message: Selection) -> None:
         self.received.append(message)
         header = message.header
         source = f"image {header.frame_id!r}" if message.image else "text only"
         print(f"--- ember_msgs/Selection, request {message.request_id} ({message.status}; {source}, "
-              f"header stamp {time_to_seconds(header.stamp):.3f})",
-              flush=True)
+              f"header stamp {time_to_seconds(header.stamp):.3f})", flush=True)
         print(render_selection(to_document(message)), flush=True)
 
 

@@ -68,8 +68,8 @@ def parse_task(text: str | bytes) -> TaskRequest:
         error = f"task JSON has unknown key(s) {unknown}; use task, request_id, task_id, top_k"
     elif not isinstance(task, str) or not task.strip():
         error = "task JSON needs a non-empty \"task\" string"
-    elif top_k_problem(top_k):
-        error, top_k = top_k_problem(top_k), None
+    elif problem := top_k_problem(top_k):
+        error, top_k = problem, None
     return TaskRequest(request_id, task if isinstance(task, str) else text, task_id, top_k, error)
 
 
@@ -95,9 +95,9 @@ def top_k_problem(top_k: Any) -> str | None:
     return None
 
 
-def refused(text: str, error: str, **ids: Any) -> TaskRequest:
+def refused(text: str, error: str, request_id: str | None = None, **fields: Any) -> TaskRequest:
     """A request that is only answered with `error`; its task echo is shortened and made encodable."""
-    return TaskRequest(ids.pop("request_id", None) or uuid.uuid4().hex, _preview(text), error=error, **ids)
+    return TaskRequest(request_id or uuid.uuid4().hex, _preview(text), error=error, **fields)
 
 
 def _preview(text: str, limit: int = 200) -> str:

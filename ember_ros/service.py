@@ -36,17 +36,17 @@ def read_request(request: Any, stamp: Any, now: float, reply: Reply) -> TaskRequ
     Never raises: a malformed request becomes a task with `error` set, answered invalid_input with the
     caller's ids.
     """
-    ids = {"request_id": request.request_id or uuid.uuid4().hex, "task_id": request.task_id or None,
-           "stamp": stamp, "reply": reply}
+    request_id = request.request_id or uuid.uuid4().hex
+    fields = {"task_id": request.task_id or None, "stamp": stamp, "reply": reply}
     top_k = request.top_k or None
     problem = (text_problem(request.task, "task") or top_k_problem(top_k)
                or (None if request.task.strip() else "task is empty; say what the robots should do")
                or ("send the image as image or as compressed_image, not both"
                    if request.image and request.compressed_image else None))
     if problem:
-        return refused(request.task, problem, **ids)
+        return refused(request.task, problem, request_id, **fields)
     image = None
     if request.image or request.compressed_image:
         compressed = bool(request.compressed_image)
         image = Frame.of((request.compressed_image or request.image)[0], compressed, now)
-    return TaskRequest(ids.pop("request_id"), request.task, top_k=top_k, image=image, **ids)
+    return TaskRequest(request_id, request.task, top_k=top_k, image=image, **fields)

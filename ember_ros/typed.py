@@ -16,6 +16,7 @@ import math
 import re
 from typing import Any
 
+import rclpy.time
 from builtin_interfaces.msg import Time
 from ember_msgs.msg import Selection as SelectionMessage
 from std_msgs.msg import Header
@@ -25,7 +26,6 @@ from ember_core.selection import SCHEMA_PATH
 TIME = "builtin_interfaces/Time"
 _SEQUENCE = re.compile(r"^sequence<(.+?)(?:, (\d+))?>$")
 _NUMBERS = ("double", "float")
-_INTEGERS = ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64")
 
 
 def to_message(document: dict[str, Any], header: Header) -> SelectionMessage:
@@ -40,14 +40,8 @@ def to_document(message: SelectionMessage) -> dict[str, Any]:
     return _document(message, _schema(), skip=("header",))
 
 
-def seconds_to_time(seconds: float) -> Time:
-    whole = math.floor(seconds)
-    nanoseconds = min(round((seconds - whole) * 1e9), 999_999_999)
-    return Time(sec=int(whole), nanosec=int(nanoseconds))
-
-
 def time_to_seconds(stamp: Time) -> float:
-    return stamp.sec + stamp.nanosec * 1e-9
+    return rclpy.time.Time.from_msg(stamp).nanoseconds / 1e9
 
 
 @functools.lru_cache(maxsize=1)
@@ -75,7 +69,7 @@ def _to_field(kind: str, value: Any) -> Any:
         items = [] if value is None else [value] if isinstance(value, dict) else value
         return [_to_field(sequence[1], item) for item in items]
     if kind == TIME:
-        return Time() if value is None else seconds_to_time(value)
+        return Time() if value is None else rclpy.time.Time(seconds=value).to_msg()
     if "/" in kind:
         return _message(message_class(kind), value)
     if kind in _NUMBERS:
@@ -121,6 +115,4 @@ def _from_field(kind: str, value: Any, schema: dict[str, Any]) -> Any:
         return None if nullable and math.isnan(value) else float(value)
     if kind == "string":
         return None if nullable and not value else value
-    if kind in _INTEGERS:
-        return int(value)
     return value
