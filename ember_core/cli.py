@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.metadata
 import json
 import logging
@@ -203,7 +204,7 @@ def _model_info(args: argparse.Namespace) -> int:
     counts = model.parameter_counts()
     info = {"name": model.name, "sha": model.sha, "parameters": counts, "config": model.config.to_dict(),
             "fleet": {"robots": fleet.ids, "hash": fleet.hash}, "vocab_size": len(processor.tokenizer),
-            "temperature": processor.temperature}
+            "calibration": dataclasses.asdict(processor.config.calibration)}
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -211,7 +212,7 @@ def _model_info(args: argparse.Namespace) -> int:
     for part, count in counts.items():
         if part != "total":
             print(f"  {part:<15} {count / 1e6:8.2f}M")
-    print(f"Fleet: {', '.join(fleet.ids)} (hash {fleet.hash[:12]}); calibration temperature {processor.temperature:g}")
+    print(f"Fleet: {', '.join(fleet.ids)} (hash {fleet.hash[:12]}); calibration {processor.config.calibration.describe()}")
     return 0
 
 

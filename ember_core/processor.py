@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from ember_core.atomic import write_text_atomic
+from ember_core.calibration import Calibration
 from ember_core.fleet import Fleet
 from ember_core.errors import InvalidInputError
 from ember_core.images import ImageInput, to_pixels, to_rgb
@@ -49,7 +51,7 @@ MIN_TASK_TOKENS = 96
 class ProcessorConfig:
     """The processor's settings, stored as processor_config.json beside the model.
 
-    `temperature` is the calibration fitted on validation data (robot probability = sigmoid(logit / T)).
+    `calibration` maps the robot head's logits to confidences (ember_core.calibration); training fits it.
     `max_prompt_tokens` is what the language model reads before it writes (its context less the reasoning
     and plan lengths and their markers); the fleet's cards and the task share it.
     `text_encoder`/`text_encoder_path` name the sentence encoder whose tokenizer encodes tasks (None: none).
@@ -60,9 +62,13 @@ class ProcessorConfig:
     max_task_chars: int
     # Prompt tokens the language model can read and still write the reasoning and the plan in its context.
     max_prompt_tokens: int
-    temperature: float = 1.0
+    calibration: Calibration = dataclasses.field(default_factory=Calibration)
     text_encoder: str | None = None
     text_encoder_path: str | None = None
+
+    def save(self, directory: str | os.PathLike) -> None:
+        """Write processor_config.json into `directory` (atomically: a reader never sees half a file)."""
+        write_text_atomic(Path(directory) / PROCESSOR_FILE, json.dumps(dataclasses.asdict(self), indent=2) + "\n")
 
     @classmethod
     def load(cls, directory: Path) -> ProcessorConfig:
@@ -117,10 +123,6 @@ class EmberProcessor:
             log.warning("The fleet of %d robots does not fit the prompt with full cards; the language model reads "
                         "the cards' %s (tasks up to %d tokens). The robot head still scores every card phrase.",
                         len(self.fleet), detail, self.max_task_tokens)
-
-    @property
-    def temperature(self) -> float:
-        return self.config.temperature
 
     # ---- input -> tensors ----------------------------------------------------------------
 
@@ -203,16 +205,15 @@ class EmberProcessor:
     # ---- logits -> choices ---------------------------------------------------------------
 
     def probabilities(self, robot_logits: torch.Tensor) -> torch.Tensor:
-        """Calibrated per-robot probabilities, sigmoid(logit / temperature), as float32 on the CPU."""
-        return calibrated(robot_logits, self.config.temperature)
+        """Calibrated per-robot confidences (ember_core.calibration), as float32 on the CPU."""
+        return self.config.calibration.probabilities(robot_logits)
 
     # ---- saving and loading --------------------------------------------------------------
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """Write processor_config.json, fleet.json and the tokenizer files into `directory`."""
         directory = Path(directory)
-        (directory / PROCESSOR_FILE).write_text(json.dumps(dataclasses.asdict(self.config), indent=2) + "\n",
-                                                encoding="utf-8")
+        self.config.save(directory)
         record = {"ids": self.fleet.ids, "names": self.fleet.names, "hash": self.fleet.hash,
                   "robots": [robot.to_dict() for robot in self.fleet]}
         (directory / FLEET_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
@@ -235,11 +236,6 @@ def saved_fleet(directory: str | os.PathLike) -> Fleet:
         return fleet_from_record(record)
     except ValueError as err:
         raise ValueError(f"{path}: not a valid fleet record ({err}); re-save the model with save_pretrained") from None
-
-
-def calibrated(robot_logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """sigmoid(logit / temperature) as float32 on the CPU."""
-    return torch.sigmoid(robot_logits.detach().float().cpu() / temperature)
 
 
 def select_mask(probabilities: np.ndarray, threshold: float, eligible: np.ndarray | None = None) -> np.ndarray:

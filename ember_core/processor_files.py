@@ -2,7 +2,7 @@
 their agreement with the model's config.json.
 
 Both are JSON anyone can edit; a wrong value is a ValueError naming the file and the field, never a
-processor that inverts the ranking (a negative temperature) or a fleet with duplicate robots.
+processor that inverts the ranking (a negative calibration scale) or a fleet with duplicate robots.
 """
 from __future__ import annotations
 
@@ -11,17 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from ember_core import fields
+from ember_core.calibration import Calibration
 from ember_core.excerpt import excerpt
 from ember_core.fields import FieldError
 from ember_core.fleet import Fleet
 from ember_core.model.config import GENERATION_MARKER_TOKENS, EmberVLMConfig
 from ember_core.robot import RobotType
 
-# The calibration temperature (probability = sigmoid(logit / T)). Below 1e-3 every probability is 0 or 1
-# (a logit of 0.01 is already certain) and 0 divides by zero; above 1e3 every robot is at 0.5. Training
-# fits T within [0.05, 20] (ember_train.calibration), well inside these.
-MIN_TEMPERATURE = 1e-3
-MAX_TEMPERATURE = 1e3
 # Fields whose value is a count or size; the model's config pins the exact values (load_pretrained).
 MAX_PROCESSOR_INT = 10_000_000
 
@@ -30,8 +26,12 @@ def processor_fields(data: Any, known: tuple[dataclasses.Field, ...]) -> dict[st
     """The keyword arguments of a ProcessorConfig (its dataclass fields `known`), each checked.
 
     ValueError (FieldError for one field) for anything else: not a JSON object, an unknown or missing
-    field, a count that is not a positive integer, a temperature outside [MIN_TEMPERATURE, MAX_TEMPERATURE].
+    field, a count that is not a positive integer, a calibration that would invert the ranking. A model saved
+    with one calibration `temperature` T (before the calibration object) reads as scale 1/T.
     """
+    if isinstance(data, dict) and "temperature" in data and "calibration" not in data:
+        data = {**data, "calibration": Calibration.from_temperature(data["temperature"])}
+        del data["temperature"]
     data = fields.known_keys(data, {field.name for field in known}, "processor config")
     for field in known:
         if field.name not in data:
@@ -40,8 +40,8 @@ def processor_fields(data: Any, known: tuple[dataclasses.Field, ...]) -> dict[st
             continue
         value = data[field.name]
         kind = str(field.type).replace(" ", "")
-        if field.name == "temperature":
-            fields.number(field.name, value, MIN_TEMPERATURE, MAX_TEMPERATURE)
+        if field.name == "calibration":
+            data[field.name] = value if isinstance(value, Calibration) else Calibration.from_record(value)
         elif kind == "int":
             fields.integer(field.name, value, 1, MAX_PROCESSOR_INT)
         elif kind == "float":

@@ -1,4 +1,4 @@
-"""`ember train` and `ember eval` on the `ember` command line: their flags, and the train command.
+"""`ember train`, `ember eval` and `ember calibrate` on the `ember` command line: their flags, and the train command.
 
 Registered through the `ember.commands` entry point (setup.py), so the core CLI never imports training.
 """
@@ -16,16 +16,18 @@ from ember_train.args import Stage3Args
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
-    """Register `train` and `eval` on the `ember` command line."""
+    """Register `train`, `eval` and `calibrate` on the `ember` command line."""
     train = commands.add_parser("train", help="train a model (Stage 3: fleet selection)")
     train.add_argument("--config", metavar="FILE.yaml",
                        help="YAML file of flag values (keys are the flag names without dashes); flags given here win")
     add_options(train, Stage3Args)
     train.set_defaults(handler=_train)
 
+    from ember_train.calibrate_cli import add_calibrate_command
     from ember_train.eval_cli import add_eval_command
 
     add_eval_command(commands)
+    add_calibrate_command(commands)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -37,7 +39,7 @@ def _train(args: argparse.Namespace) -> int:
     if values.get("kfold"):
         return _cross_validate(values, Stage3Trainer)
     summary = Stage3Trainer(Stage3Args(**values)).train()
-    print(json.dumps({key: summary[key] for key in ("best_dir", "temperature", "val_ece_before", "val_ece_after", "test")},
+    print(json.dumps({key: summary[key] for key in ("best_dir", "calibration", "val_ece_before", "val_ece_after", "test")},
                      indent=2))
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -40,7 +41,8 @@ def add_eval_command(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
     evaluate.add_argument("--report", metavar="DIR",
                           help="also score the baselines (ember_train.baselines) on the same tasks and write "
-                               "report.json and report.png, with bootstrap intervals, into DIR")
+                               "report.json and report.png, with bootstrap intervals, and the model's reliability "
+                               "diagrams (reliability.png), into DIR")
     evaluate.add_argument("--train_data", metavar="DIR",
                           help="with --report: data whose train split (by --seed) fits the baselines "
                                "(default: the public data set, $EMBER_DATA)")
@@ -59,14 +61,14 @@ def _eval(args: argparse.Namespace) -> int:
     if args.train_data and not args.report:
         raise ValueError("--train_data only chooses what the baselines of --report are fitted on; add --report DIR")
     model, processor = load_pretrained(args.model, fleet=load_fleet(args.robots))
-    fleet, temperature = processor.fleet, processor.temperature
+    fleet, calibration = processor.fleet, processor.config.calibration
     records = load_records(args.data, fleet)
     splits = split_records(records, seed=args.seed)
     chosen = records if args.split == "all" else getattr(splits, args.split)
     # Checked before scoring, so a wrong --train_data fails at once.
     baseline_train = _baseline_training_records(args, processor, chosen) if args.report else []
     scores = score_records(model, processor, chosen, args.batch_size, use_images=args.images)
-    metrics = scores.metrics(fleet.names, temperature)
+    metrics = scores.metrics(fleet.names, calibration)
     explanations = {}
     if args.explanations:
         from ember_core.selector import Selector
@@ -76,12 +78,12 @@ def _eval(args: argparse.Namespace) -> int:
         explanations = explanation_metrics(explain_records(selector, chosen, args.images), chosen, fleet)
     table = ""
     if args.report:
-        table = _eval_report(args, model, processor, chosen, baseline_train, scores.probabilities(temperature),
+        table = _eval_report(args, model, processor, chosen, baseline_train, scores.probabilities(calibration),
                              scores.targets, explanations)
     if args.json:
         report = {"report": str(Path(args.report) / "report.json")} if args.report else {}
         extra = {"explanations": explanations} if explanations else {}
-        print(json.dumps({"model": model.name, "split": args.split, "temperature": temperature, **metrics, **report,
+        print(json.dumps({"model": model.name, "split": args.split, "calibration": asdict(calibration), **metrics, **report,
                           **extra}, indent=2))
     else:
         print(format_metrics(metrics, fleet.names, f"Metrics of {model.name} on the {args.split} split ({len(chosen)} tasks):"))
@@ -127,6 +129,7 @@ def _eval_report(args: argparse.Namespace, model: EmberVLM, processor: EmberProc
     import torch
 
     from ember_train.baselines import BASELINES
+    from ember_train.plots import RELIABILITY_FILE, plot_reliability
     from ember_train.report import build_report, format_report, write_report
 
     started = time.perf_counter()
@@ -146,7 +149,7 @@ def _eval_report(args: argparse.Namespace, model: EmberVLM, processor: EmberProc
                    f"torch {torch.__version__}",
         "data": f"{args.data}, {args.split} split (seed {args.seed}): {len(chosen)} tasks",
         "baselines fitted on": f"{args.train_data or PUBLIC_DATA}, train split (seed {args.seed}): {len(train)} tasks",
-        "model": f"{model.name} (sha {model.sha[:12]}), temperature {processor.temperature:g}, "
+        "model": f"{model.name} (sha {model.sha[:12]}), calibration ({processor.config.calibration.describe()}), "
                  f"{'with' if args.images else 'without'} rendered scenes",
         "robots": ", ".join(processor.fleet.names),
         "baselines": {name: baseline.description for name, baseline in BASELINES.items()},
@@ -155,4 +158,6 @@ def _eval_report(args: argparse.Namespace, model: EmberVLM, processor: EmberProc
     }
     title = f"{model.name} vs baselines: {args.split} split of {Path(args.data).name} ({len(chosen)} tasks)"
     write_report(results, args.report, title, extra)
+    plot_reliability(probs, targets, Path(args.report) / RELIABILITY_FILE, f"{model.name}: {args.split} split of "
+                     f"{Path(args.data).name}, {'with' if args.images else 'without'} rendered scenes")
     return format_report(results, title)

@@ -1,20 +1,27 @@
 """Scoring records with a model and its processor, and turning the scores into the selection metrics."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ember_core.atomic import write_text_atomic
+from ember_core.calibration import Calibration
 from ember_core.model.vlm import EmberVLM
-from ember_core.processor import EmberProcessor, calibrated
+from ember_core.processor import EmberProcessor
 from ember_core.request import DEFAULT_CONFIDENCE_THRESHOLD
 from ember_train.batches import SelectionDataset, collate, model_inputs
 from ember_train.data import TaskRecord, robot_targets
 from ember_train.metrics import compute_metrics
+
+# A run's held-out scores beside its checkpoints: cross-validation pools them into out-of-fold scores.
+TEST_SCORES_FILE = "test_scores.json"
 
 
 @dataclass
@@ -24,13 +31,23 @@ class Scores:
     logits: np.ndarray
     targets: np.ndarray
 
-    def probabilities(self, temperature: float = 1.0) -> np.ndarray:
-        """The calibrated probabilities, as the Selector computes them."""
-        return calibrated(torch.from_numpy(self.logits), temperature).numpy()
+    def probabilities(self, calibration: Calibration = Calibration()) -> np.ndarray:
+        """The calibrated confidences, as the Selector computes them."""
+        return calibration.probabilities(torch.from_numpy(self.logits)).numpy()
 
-    def metrics(self, names: Sequence[str], temperature: float = 1.0,
+    def save(self, path: str | Path) -> None:
+        """Write the logits and targets as JSON (atomically)."""
+        write_text_atomic(path, json.dumps({"logits": self.logits.tolist(), "targets": self.targets.tolist()}) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> Scores:
+        """Scores written by `save`."""
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return cls(np.asarray(data["logits"], dtype=np.float32), np.asarray(data["targets"], dtype=np.float32))
+
+    def metrics(self, names: Sequence[str], calibration: Calibration = Calibration(),
                 threshold: float = DEFAULT_CONFIDENCE_THRESHOLD) -> dict[str, float]:
-        return compute_metrics(self.probabilities(temperature), self.targets, names, threshold)
+        return compute_metrics(self.probabilities(calibration), self.targets, names, threshold)
 
 
 @torch.no_grad()

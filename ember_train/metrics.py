@@ -13,7 +13,10 @@ ECE_BINS = 15
 PER_ROBOT_STATS = ("precision", "recall", "f1")
 # The set-level metrics: what reports, bootstrap intervals and cross-validation summarise.
 SUMMARY_KEYS = ("accuracy", "exact_set_accuracy", "multi_robot_iou", "macro_f1", "mean_average_precision",
-                "expected_calibration_error")
+                "expected_calibration_error", "robot_calibration_error")
+# Printed after the per-robot block, in this order.
+SET_LEVEL_KEYS = ("expected_calibration_error", "robot_calibration_error", "multi_robot_iou", "exact_set_accuracy",
+                  "mean_average_precision")
 
 
 def metric_key(name: str) -> str:
@@ -116,6 +119,8 @@ def compute_metrics(
       macro_f1: mean per-robot F1 over the robots that occur in a gold set or a predicted set; a robot
         absent from both has nothing to score and is left out rather than counted as 0.
       expected_calibration_error: ECE (15 bins) of the top-1 confidence against "top-1 is in the gold set".
+      robot_calibration_error: ECE (15 bins) of every robot's confidence against "the robot is in the gold
+        set", over all (task, robot) pairs.
       mean_average_precision: mean over the robots with at least one positive of each robot's average
         precision (mean over its positives of the precision at the positive's rank; samples ranked by
         descending score, equal scores in input order).
@@ -131,7 +136,7 @@ def compute_metrics(
     for j, name in enumerate(names):
         for stat in PER_ROBOT_STATS:
             out[f"{metric_key(name)}_{stat}"] = float(scored[stat][0, j])
-    for key in ("expected_calibration_error", "multi_robot_iou", "exact_set_accuracy", "mean_average_precision"):
+    for key in SET_LEVEL_KEYS:
         out[key] = float(scored[key][0])
     out["num_samples"] = float(n)
     return out
@@ -187,6 +192,11 @@ def weighted_metrics(probs: np.ndarray, targets: np.ndarray, weights: np.ndarray
     onehot = np.zeros((n, ECE_BINS))
     onehot[rows, bins] = 1.0
     out["expected_calibration_error"] = np.abs(wf @ (onehot * (hit - conf)[:, None])).sum(axis=1) / total
+    # The same over every (task, robot) pair: each task adds N pairs.
+    robot_bins = np.minimum((probs * ECE_BINS).astype(np.int64), ECE_BINS - 1)
+    gaps = np.zeros((n, ECE_BINS))
+    np.add.at(gaps, (np.repeat(rows, probs.shape[1]), robot_bins.ravel()), (gold - probs).ravel())
+    out["robot_calibration_error"] = np.abs(wf @ gaps).sum(axis=1) / (total * probs.shape[1])
 
     out["mean_average_precision"] = _weighted_mean_average_precision(probs, gold, w)
     return out
@@ -247,7 +257,7 @@ def format_metrics(metrics: Mapping[str, float], names: Sequence[str], header: s
     lines.append("")
     lines.extend(
         line(key)
-        for key in ("expected_calibration_error", "multi_robot_iou", "exact_set_accuracy", "mean_average_precision")
+        for key in SET_LEVEL_KEYS
     )
     if "num_samples" in metrics:
         lines.append(f"  num_samples: {int(metrics['num_samples'])}")

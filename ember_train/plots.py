@@ -26,6 +26,7 @@ from ember_train.metrics import (  # noqa: E402
 )
 
 DPI = 110
+RELIABILITY_FILE = "reliability.png"
 STAT_COLOURS = {"precision": "tab:blue", "recall": "tab:orange", "f1": "tab:green"}
 SUMMARY_KEYS = (
     "accuracy",
@@ -110,7 +111,9 @@ def _draw_radar(ax: Axes, metrics: Mapping[str, float], names: Sequence[str]) ->
     ax.legend(loc="upper right", bbox_to_anchor=(1.25, 1.12), fontsize=9)
 
 
-def _draw_reliability(ax: Axes, confidences: np.ndarray, correct: np.ndarray, bins: int) -> float:
+def _draw_reliability(ax: Axes, confidences: np.ndarray, correct: np.ndarray, bins: int,
+                      xlabel: str = "Confidence (top-1 probability)") -> float:
+    """Bars of per-bin accuracy, the gap to the bin's mean confidence, and each bin's sample count above it."""
     rb = reliability_bins(confidences, correct, bins)
     ece = expected_calibration_error(confidences, correct, bins)
     filled = rb.counts > 0
@@ -120,11 +123,14 @@ def _draw_reliability(ax: Axes, confidences: np.ndarray, correct: np.ndarray, bi
            linewidth=0.6, label="Accuracy")
     ax.bar(left, rb.confidence[filled] - rb.accuracy[filled], bottom=rb.accuracy[filled], width=width,
            align="edge", fill=False, edgecolor="tab:red", hatch="//", linewidth=0.6, label="Gap to confidence")
+    tops = np.maximum(rb.accuracy[filled], rb.confidence[filled])
+    for x, top, count in zip(left, tops, rb.counts[filled]):
+        ax.text(x + width / 2, min(top + 0.01, 0.97), f"{int(count)}", ha="center", va="bottom", fontsize=7)
     ax.plot([0.0, 1.0], [0.0, 1.0], linestyle="--", color="grey", label="Perfect calibration")
     ax.set_xlim(0.0, 1.0)
     ax.set_ylim(0.0, 1.0)
-    ax.set_xlabel("Confidence (top-1 probability)")
-    ax.set_ylabel("Accuracy")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("Accuracy (numbers: samples per bin)")
     ax.legend(loc="upper left", fontsize=9)
     return ece
 
@@ -163,6 +169,26 @@ def plot_calibration(
     try:
         ece = _draw_reliability(ax, confidences, correct, bins)
         ax.set_title(f"{title}\nECE = {ece:.4f} ({bins} bins)")
+    except BaseException:
+        plt.close(fig)
+        raise
+    return save_figure(fig, path)
+
+
+def plot_reliability(probs: np.ndarray, targets: np.ndarray, path: str | os.PathLike, title: str,
+                     bins: int = ECE_BINS) -> Path:
+    """Two reliability diagrams of (tasks, robots) confidences: the top-1 robot's (correct = it suits the
+    task) and every robot's (correct = that robot suits the task), each with its ECE and bin counts."""
+    probs, gold = np.asarray(probs, dtype=np.float64), np.asarray(targets).astype(bool)
+    rows = np.arange(len(probs))
+    top = probs.argmax(axis=1)
+    fig, (top_ax, all_ax) = plt.subplots(1, 2, figsize=(12.0, 5.6), layout="constrained")
+    try:
+        top_ece = _draw_reliability(top_ax, probs[rows, top], gold[rows, top], bins)
+        top_ax.set_title(f"Top-1 robot: ECE = {top_ece:.4f} ({len(probs)} tasks)")
+        all_ece = _draw_reliability(all_ax, probs.ravel(), gold.ravel(), bins, "Confidence (every robot)")
+        all_ax.set_title(f"Every robot: ECE = {all_ece:.4f} ({probs.size} task-robot pairs)")
+        fig.suptitle(f"{title} ({bins} bins)")
     except BaseException:
         plt.close(fig)
         raise

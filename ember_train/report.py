@@ -27,7 +27,8 @@ COLUMNS = (
     ("set Jaccard", "multi_robot_iou"),
     ("macro-F1", "macro_f1"),
     ("mAP", "mean_average_precision"),
-    ("ECE", "expected_calibration_error"),
+    ("top-1 ECE", "expected_calibration_error"),
+    ("robot ECE", "robot_calibration_error"),
 )
 PLOTTED = (("hit@1", "accuracy"), ("set Jaccard", "multi_robot_iou"), ("macro-F1", "macro_f1"))
 JSON_FILE = "report.json"
@@ -103,7 +104,8 @@ def _table(results: Sequence[SystemResult]) -> list[list[str]]:
 def _footnote(results: Sequence[SystemResult]) -> str:
     first = results[0]
     return (f"n = {int(first.metrics['num_samples'])} tasks; {1 - first.alpha:.0%} percentile bootstrap intervals "
-            f"over {first.samples} resamples of tasks (seed {first.seed}). ECE: lower is better; the rest: higher.")
+            f"over {first.samples} resamples of tasks (seed {first.seed}). ECE (top-1 robot; every robot): lower is "
+            f"better; the rest: higher.")
 
 
 def format_report(results: Sequence[SystemResult], title: str) -> str:

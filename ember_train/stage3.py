@@ -22,10 +22,10 @@ from ember_core.robots_file import load_fleet
 from ember_train.args import Stage3Args
 from ember_train.augment import augment
 from ember_train.batches import SelectionDataset, collate, model_inputs
-from ember_train.calibration import fit_temperature
+from ember_train.calibration import fit_calibration
 from ember_train.checkpointing import save_checkpoint
 from ember_train.data import Splits, kfold, load_records, robot_targets, split_records
-from ember_train.evaluate import Scores, score_records
+from ember_train.evaluate import TEST_SCORES_FILE, Scores, score_records
 from ember_train.explanation_phase import train_explanation
 from ember_train.losses import class_weights, stage3_loss
 from ember_train.metrics import confusion_matrix, format_metrics
@@ -181,7 +181,7 @@ class Stage3Trainer:
         }
 
     def _finish(self, tracker: Tracker) -> dict[str, Any]:
-        """Best weights, a temperature fitted on validation, the test evaluation, the report plots."""
+        """Best weights, a calibration fitted on validation, the test evaluation, the report plots."""
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         if self.args.explanation_epochs:
@@ -194,20 +194,21 @@ class Stage3Trainer:
                 tracker.log({f"stage3/explanation_{key}": value for key, value in entry.items() if key != "step"},
                             self.step + int(entry["step"]))
         val = self._scores(self.splits.val)
-        temperature = fit_temperature(torch.from_numpy(val.logits), torch.from_numpy(val.targets))
+        calibration = fit_calibration([val.logits], [val.targets])
         before = val.metrics(self.names)["expected_calibration_error"]
-        after = val.metrics(self.names, temperature)["expected_calibration_error"]
-        log.info("Calibration: temperature %.3f, validation ECE %.4f -> %.4f", temperature, before, after)
-        self.processor.config.temperature = temperature
+        after = val.metrics(self.names, calibration)["expected_calibration_error"]
+        log.info("Calibration: %s, validation ECE %.4f -> %.4f", calibration.describe(), before, after)
+        self.processor.config.calibration = calibration
         best_dir = save_pretrained(self.model, self.processor, self.stage_dir / "best")
-        summary: dict[str, Any] = {"best_dir": str(best_dir), "temperature": temperature, "val_ece_before": before,
-                                   "val_ece_after": after, "val": val.metrics(self.names, temperature)}
+        summary: dict[str, Any] = {"best_dir": str(best_dir), "calibration": asdict(calibration), "val_ece_before": before,
+                                   "val_ece_after": after, "val": val.metrics(self.names, calibration)}
         test_records = self.splits.test or self.splits.val
         test = self._scores(test_records)
-        summary["test"] = test.metrics(self.names, temperature)
+        summary["test"] = test.metrics(self.names, calibration)
+        test.save(self.stage_dir / TEST_SCORES_FILE)
         print(format_metrics(summary["test"], self.names, f"Test metrics (best checkpoint, {len(test_records)} tasks):"), flush=True)
         tracker.log({f"stage3/test_{key}": value for key, value in summary["test"].items()}, self.step)
-        probs = test.probabilities(temperature)
+        probs = test.probabilities(calibration)
         confidence, correct = _top1(probs, test.targets)
         report = plot_final_report(summary["test"], self.names, confusion_matrix(probs, test.targets), confidence, correct,
                                    self.plots_dir / "final_evaluation_report.png", "Stage 3 final evaluation (test split)")

@@ -66,7 +66,7 @@ def task_set_metrics() -> dict[str, dict[str, float]]:
     for data, robots in TASK_SETS:
         model, processor = load_pretrained(None, load_fleet(REPO / robots if robots else None))
         scores = score_records(model, processor, load_records(REPO / data, processor.fleet), use_images=False)
-        out[data] = scores.metrics(processor.fleet.names, processor.temperature)
+        out[data] = scores.metrics(processor.fleet.names, processor.config.calibration)
     return out
 
 

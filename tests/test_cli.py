@@ -88,12 +88,13 @@ def test_missing_subcommand_is_a_usage_error(capsys):
 def test_model_info_describes_a_saved_model_with_its_processor(capsys, tiny_model_dir, tmp_path):
     model_dir = shutil.copytree(tiny_model_dir, tmp_path / "calibrated")
     config = json.loads((model_dir / "processor_config.json").read_text())
-    (model_dir / "processor_config.json").write_text(json.dumps({**config, "temperature": 0.5}))
+    config["calibration"] = {"scale": 2.0, "margin": 1.5, "bias": -0.5}
+    (model_dir / "processor_config.json").write_text(json.dumps(config))
     code, out, _ = run(capsys, "model", "info", "--model", str(model_dir), "--json")
     info = json.loads(out)
     assert code == 0
     assert info["name"] == "tiny:calibrated" and info["sha"] == file_sha(model_dir / "model.safetensors")
-    assert info["temperature"] == 0.5 and info["vocab_size"] == 50262
+    assert info["calibration"] == config["calibration"] and info["vocab_size"] == 50262
     assert info["config"]["robot_ids"] == info["fleet"]["robots"] == ["drone", "underwater_robot", "humanoid",
                                                                       "robot_with_wheels", "robot_with_legs"]
 
@@ -109,7 +110,7 @@ def test_model_info_lays_a_saved_model_out_for_another_fleet(capsys, tiny_model_
 def test_model_info_table_and_unknown_preset(capsys, tiny_model_dir):
     code, out, _ = run(capsys, "model", "info", "--model", str(tiny_model_dir))
     assert code == 0 and out.startswith("tiny:tiny: ") and "vocabulary 50262" in out
-    assert "Fleet: drone, underwater_robot" in out and out.rstrip().endswith("calibration temperature 1")
+    assert "Fleet: drone, underwater_robot" in out and out.rstrip().endswith("calibration scale 1, margin 0, bias +0")
     with pytest.raises(SystemExit) as caught:
         main(["model", "info", "--preset", "huge"])
     assert caught.value.code == 2

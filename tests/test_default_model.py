@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from ember_core.calibration import Calibration
 from ember_core.cli import main
 from ember_core.pretrained import DEFAULT_MODEL_DIR, load_pretrained, resolve_model_dir
 from ember_core.request import SelectionRequest
@@ -42,13 +43,13 @@ def test_the_shipped_model_is_small_and_loaded_when_no_model_is_given(selector):
 
 
 def test_the_shipped_model_directory_is_a_current_save(shipped, fleet):
-    """processor_config.json holds the temperature (no calibration.json); config.json the head's robot ids."""
+    """processor_config.json holds the calibration (no calibration.json); config.json the head's robot ids."""
     model, processor = shipped
     files = {path.name for path in DEFAULT_MODEL_DIR.iterdir()}
     assert {"config.json", "model.safetensors", "processor_config.json", "fleet.json", "tokenizer.json"} <= files
     assert "calibration.json" not in files
     assert model.config.robot_ids == processor.fleet.ids == fleet.ids
-    assert processor.temperature == RECORDED["temperature"] != 1.0
+    assert processor.config.calibration == Calibration.from_temperature(RECORDED["temperature"]) != Calibration()
 
 
 def test_the_shipped_model_remembers_its_training_tasks(shipped, fleet):
@@ -77,7 +78,7 @@ def test_recorded_public_test_metrics_reproduce(mode, shipped, fleet):
     test = split_records(load_records(PUBLIC_DATA, fleet), seed=0).test
     assert len(test) == RECORDED["num_tasks"]
     scores = score_records(model, processor, test, use_images=mode == "rendered_scenes")
-    metrics = scores.metrics(fleet.names, processor.temperature)
+    metrics = scores.metrics(fleet.names, processor.config.calibration)
     for key, value in RECORDED[mode].items():
         assert metrics[key] == pytest.approx(value, abs=1e-3), key
 

@@ -33,7 +33,6 @@ from ember_core.model.vlm import EmberVLM
 from ember_core.model.weights import SAFETENSORS_DTYPES
 from ember_core.pretrained import available_devices, load_pretrained, resolve_device
 from ember_core.processor import ProcessorConfig, saved_fleet
-from ember_core.processor_files import MAX_TEMPERATURE, MIN_TEMPERATURE
 
 CORPUS = REPO / "tests" / "data" / "fuzz" / "checkpoints"
 CASES = sorted(path.name for path in CORPUS.iterdir())
@@ -216,8 +215,10 @@ def test_generated_config_files_load_or_name_the_file(content, tmp_path):
 @given(data=st.data())
 def test_generated_processor_configs_load_or_name_the_file(data, tiny_model_dir, tmp_path):
     base = _tiny_json(tiny_model_dir, "processor_config.json")
-    temperatures = st.fixed_dictionaries({**{key: st.just(value) for key, value in base.items()}, "temperature": st.floats()})
-    document = data.draw(_mostly(documents(base) | temperatures))
+    calibrations = st.fixed_dictionaries({**{key: st.just(value) for key, value in base.items()},
+                                          "calibration": st.fixed_dictionaries({"scale": st.floats(), "margin": st.floats(),
+                                                                                "bias": st.floats()})})
+    document = data.draw(_mostly(documents(base) | calibrations))
     (tmp_path / "processor_config.json").write_text(json.dumps(document), encoding="utf-8")
     try:
         config = ProcessorConfig.load(tmp_path)
@@ -226,7 +227,7 @@ def test_generated_processor_configs_load_or_name_the_file(data, tiny_model_dir,
         event(f"refused: {str(err).split('(', 1)[-1][:22]}")
         return
     event("accepted")
-    assert MIN_TEMPERATURE <= config.temperature <= MAX_TEMPERATURE
+    assert config.calibration.scale > 0 and config.calibration.margin >= 0
     for field in dataclasses.fields(ProcessorConfig):
         if field.type == "int":
             value = getattr(config, field.name)

@@ -10,6 +10,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from conftest import SNAKE_PLUGIN
 from ember_core import load_fleet
+from ember_core.calibration import Calibration
 from ember_core.model.config import EmberVLMConfig, preset
 from ember_core.model.loading import ROBOT_ROWS, file_sha, load_matching
 from ember_core.model.registry import create_part, list_parts
@@ -181,14 +182,14 @@ def test_from_pretrained_with_another_fleet_keeps_trained_rows_by_id(tiny, tmp_p
 
 def test_save_and_load_round_trip_gives_identical_outputs(tiny, tmp_path):
     model, processor = tiny
-    processor.config.temperature = 1.7
+    processor.config.calibration = Calibration(scale=1.7, margin=0.5, bias=-0.25)
     try:
         path = save_pretrained(model, processor, tmp_path / "model")
     finally:
-        processor.config.temperature = 1.0
+        processor.config.calibration = Calibration()
     assert {p.name for p in path.iterdir()} >= MODEL_FILES | {"fleet.json", "processor_config.json", "tokenizer.json"}
     loaded, loaded_processor = load_pretrained(path)
-    assert loaded_processor.fleet.hash == processor.fleet.hash and loaded_processor.temperature == 1.7
+    assert loaded_processor.fleet.hash == processor.fleet.hash and loaded_processor.config.calibration == Calibration(1.7, 0.5, -0.25)
     inputs = batch(processor, ["Inspect a bridge", "Deliver parcels"])
     with torch.no_grad():
         for key in ("robot_logits", "hidden_states"):

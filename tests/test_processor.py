@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from ember_core.calibration import Calibration
 from ember_core.fleet import Fleet
 from ember_core.images import InvalidInputError
 from ember_core.model.structured import DecisionPoint, Walk
@@ -138,11 +139,13 @@ def test_card_inputs_are_each_robots_card_in_fleet_order(processor, text_process
 
 def test_save_and_from_pretrained_round_trip(processor, fleet, tmp_path):
     saved = EmberProcessor(ProcessorConfig(image_size=32, image_tokens=IMAGE_TOKENS, max_task_chars=60,
-                                           max_prompt_tokens=MAX_PROMPT_TOKENS, temperature=0.73), processor.tokenizer, fleet)
+                                           max_prompt_tokens=MAX_PROMPT_TOKENS, calibration=Calibration(0.73, 1.0, 0.1)),
+                           processor.tokenizer, fleet)
     saved.save_pretrained(tmp_path)
     loaded = EmberProcessor.from_pretrained(tmp_path)
-    assert loaded.config == saved.config and loaded.temperature == 0.73
-    assert json.loads((tmp_path / "processor_config.json").read_text())["temperature"] == 0.73
+    assert loaded.config == saved.config and loaded.config.calibration == Calibration(0.73, 1.0, 0.1)
+    assert json.loads((tmp_path / "processor_config.json").read_text())["calibration"] == {"scale": 0.73, "margin": 1.0,
+                                                                                           "bias": 0.1}
     assert loaded.fleet.ids == fleet.ids and loaded.fleet.hash == fleet.hash
     assert [robot.to_dict() for robot in saved_fleet(tmp_path)] == [robot.to_dict() for robot in fleet]
     text = "<|image|>Task: Inspect the café roof<|robot_selection|> Drone<|reasoning_start|>Step 1"
@@ -210,8 +213,12 @@ def _saved_processor_config(processor, directory, **changes) -> None:
 
 @pytest.mark.parametrize("temperature", [-1, 0, 1e-30, 1e-4, 1e4, True, "1.0", None])
 def test_a_temperature_outside_its_bounds_is_refused(processor, tmp_path, temperature):
-    """Before: -1 inverted the ranking, 0 divided by zero, 1e-30 made every probability 0 or 1."""
+    """A model saved with one temperature: -1 would invert the ranking, 0 divide by zero, 1e-30 make every
+    probability 0 or 1."""
     _saved_processor_config(processor, tmp_path, temperature=temperature)
+    document = json.loads((tmp_path / "processor_config.json").read_text())
+    del document["calibration"]
+    (tmp_path / "processor_config.json").write_text(json.dumps(document))
     with pytest.raises(ValueError, match=r"processor_config.json: not a valid Ember processor config \(field "
                                          r"'temperature': expected a (finite )?number"):
         ProcessorConfig.load(tmp_path)
@@ -220,11 +227,15 @@ def test_a_temperature_outside_its_bounds_is_refused(processor, tmp_path, temper
 @pytest.mark.parametrize("temperature", [1e-3, 0.4342484395888197, 1, 1e3])
 def test_a_temperature_within_its_bounds_loads(processor, tmp_path, temperature):
     _saved_processor_config(processor, tmp_path, temperature=temperature)
-    assert ProcessorConfig.load(tmp_path).temperature == temperature
+    document = json.loads((tmp_path / "processor_config.json").read_text())
+    del document["calibration"]
+    (tmp_path / "processor_config.json").write_text(json.dumps(document))
+    assert ProcessorConfig.load(tmp_path).calibration.scale == pytest.approx(1 / temperature)
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"temperature": float("nan")}, "not valid JSON (JSON has NaN"),
+    ({"calibration": {"scale": float("nan"), "margin": 0, "bias": 0}}, "not valid JSON (JSON has NaN"),
+    ({"calibration": {"scale": 1, "margin": -1, "bias": 0}}, "field 'calibration.margin': expected a finite number in [0, 1000]"),
     ({"image_size": "32"}, "field 'image_size': expected an integer, got '32' (str)"),
     ({"image_tokens": 0}, "field 'image_tokens': expected an integer in [1, 10000000], got 0"),
     ({"max_task_chars": 1.5}, "field 'max_task_chars': expected an integer, got 1.5 (float)"),

@@ -12,6 +12,7 @@ from PIL import Image
 
 from ember_core import load_fleet
 from ember_core.availability import parse_fleet_status
+from ember_core.calibration import Calibration
 from ember_core.cli import main
 from ember_core.images import InvalidInputError
 from ember_core.model.config import preset
@@ -135,10 +136,11 @@ def test_batch_call_matches_single_calls(selector):
                            [c["confidence"] for c in single["candidates"]], atol=1e-5)
 
 
-def test_calibration_temperature_is_applied(model_dir):
+def test_the_saved_calibration_is_applied(model_dir):
     model, processor = load_pretrained(model_dir)
+    assert processor.config.calibration == Calibration()
     warm = Selector((model, processor), device="cpu").select_robots(None, TASK, return_reasoning=False)
-    processor.config.temperature = 100.0
+    processor.config.calibration = Calibration(scale=0.01)
     flat = Selector((model, processor), device="cpu").select_robots(None, TASK, return_reasoning=False)
     logits = {c["robot_id"]: np.log(c["confidence"] / (1 - c["confidence"])) for c in warm}
     assert {c["robot_id"]: c["confidence"] for c in flat} == pytest.approx(

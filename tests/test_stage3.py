@@ -79,7 +79,7 @@ def test_console_shows_validation_blocks_and_calibration(run):
     assert "Per-Robot Performance:" in out and "Underwater_Robot_f1:" in out
     assert "Test metrics (best checkpoint" in out
     summary = run["summary"]
-    assert summary["temperature"] > 0 and 0 <= summary["val_ece_after"] <= 1
+    assert summary["calibration"]["scale"] > 0 and 0 <= summary["val_ece_after"] <= 1
 
 
 def test_all_six_plots_are_written(run):
@@ -138,7 +138,7 @@ def test_eval_command_reports_exactly_the_trainers_test_metrics(run, capsys):
     evaluated = json.loads(capsys.readouterr().out)
     trained = run["summary"]["test"]
     assert {key: evaluated[key] for key in trained} == pytest.approx(trained, abs=1e-6)
-    assert evaluated["temperature"] == run["summary"]["temperature"]
+    assert evaluated["calibration"] == run["summary"]["calibration"]
     assert main(["eval", "--model", best, "--data", str(run["data"])]) == 0
     assert re.search(r"on the test split \(\d+ tasks\):", capsys.readouterr().out)
 

@@ -146,19 +146,27 @@ def cases() -> dict[str, tuple[str, str | bytes, str]]:
                                      "fields, got [1, 2] (list)")
     found["config_not_json"] = (CONFIG, "{\"image_size\": 32,", "{dir}/config.json: not valid JSON (Expecting "
                                 "property name enclosed in double quotes at line 1, column 19)")
+    identity = {"scale": 1.0, "margin": 0.0, "bias": 0.0}
     processor_cases = {
-        "temperature_negative": ({"temperature": -1}, "field 'temperature': expected a finite number in [0.001, 1000], "
-                                 "got -1"),
-        "temperature_zero": ({"temperature": 0}, "field 'temperature': expected a finite number in [0.001, 1000], got 0"),
-        "temperature_1e-30": ({"temperature": 1e-30}, "field 'temperature': expected a finite number in [0.001, 1000], "
-                              "got 1e-30"),
-        "temperature_string": ({"temperature": "1.0"}, "field 'temperature': expected a number, got '1.0' (str)"),
+        "calibration_scale_negative": ({"calibration": {**identity, "scale": -1}}, "field 'calibration.scale': "
+                                       "expected a finite number in [0.001, 1000], got -1"),
+        "calibration_scale_zero": ({"calibration": {**identity, "scale": 0}}, "field 'calibration.scale': expected a "
+                                   "finite number in [0.001, 1000], got 0"),
+        "calibration_margin_negative": ({"calibration": {**identity, "margin": -0.5}}, "field 'calibration.margin': "
+                                        "expected a finite number in [0, 1000], got -0.5"),
+        "calibration_scale_string": ({"calibration": {**identity, "scale": "1.0"}}, "field 'calibration.scale': "
+                                     "expected a number, got '1.0' (str)"),
+        "calibration_not_an_object": ({"calibration": 2.5}, "field 'calibration': expected a JSON object of "
+                                      "calibration fields, got 2.5 (float)"),
         "image_tokens_zero": ({"image_tokens": 0}, "field 'image_tokens': expected an integer in [1, 10000000], got 0"),
         "max_task_chars_bool": ({"max_task_chars": True}, "field 'max_task_chars': expected an integer, got True (bool)"),
     }
     for name, (changes, error) in processor_cases.items():
         found[f"processor_{name}"] = (PROCESSOR, _json({**processor, **changes}), BAD_PROCESSOR % error)
-    found["processor_temperature_nan"] = (PROCESSOR, _json(processor).replace('"temperature": 1.0', '"temperature": NaN'),
+    legacy = {key: value for key, value in processor.items() if key != "calibration"}
+    found["processor_temperature_negative"] = (PROCESSOR, _json({**legacy, "temperature": -1}), BAD_PROCESSOR % (
+        "field 'temperature': expected a finite number in [0.001, 1000], got -1"))
+    found["processor_calibration_nan"] = (PROCESSOR, _json(processor).replace('"scale": 1.0', '"scale": NaN'),
                                           "{dir}/processor_config.json: not valid JSON (JSON has NaN, which is not "
                                           "JSON; send a number or null)")
     found["processor_missing_field"] = (PROCESSOR, _json({k: v for k, v in processor.items() if k != "image_size"}),

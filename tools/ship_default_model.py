@@ -2,6 +2,7 @@
 linear probe on its frozen visual tokens (ember_train/scene_probe.py), and record its test-split metrics.
 
 Usage: python tools/ship_default_model.py outputs/default-model/stage3/best
+(after `ember calibrate` has written the calibration into that directory: `make default-model` does both).
 The recorded metrics (evaluation.json) are what tests/test_default_model.py checks the shipped
 model against, so a change to the model or to the scoring code that moves them is noticed.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 
 import torch
 
@@ -35,15 +37,16 @@ def main() -> int:
     save_pretrained(model, processor, DEFAULT_MODEL_DIR, dtype=torch.float16)
     model, processor = load_pretrained(DEFAULT_MODEL_DIR, fleet=load_fleet())
     test = splits.test
-    recorded = {"split": "public test, seed 0", "num_tasks": len(test), "temperature": processor.temperature,
+    calibration = processor.config.calibration
+    recorded = {"split": "public test, seed 0", "num_tasks": len(test), "calibration": asdict(calibration),
                 "scene_probe_test": scene}
     for name, use_images in (("rendered_scenes", True), ("text_only", False)):
         scores = score_records(model, processor, test, use_images=use_images)
-        recorded[name] = scores.metrics(processor.fleet.names, processor.temperature)
+        recorded[name] = scores.metrics(processor.fleet.names, calibration)
     (DEFAULT_MODEL_DIR / EVALUATION_FILE).write_text(json.dumps(recorded, indent=2) + "\n", encoding="utf-8")
     size = sum(p.stat().st_size for p in DEFAULT_MODEL_DIR.iterdir())
     print(f"Shipped {args.model} -> {DEFAULT_MODEL_DIR} ({size / 1e6:.1f} MB)")
-    print(json.dumps({k: recorded[k] for k in ("num_tasks", "temperature", "scene_probe_test")}, indent=2))
+    print(json.dumps({k: recorded[k] for k in ("num_tasks", "calibration", "scene_probe_test")}, indent=2))
     return 0
 
 
