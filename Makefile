@@ -43,12 +43,17 @@ demo: install
 
 default-model: install
 	$(VENV)/bin/ember train $(DEFAULT_MODEL_TRAIN)
+	# Out-of-fold scores of the same recipe for the calibration (the explanation phase leaves robot scores as they are).
+	$(VENV)/bin/ember train $(DEFAULT_MODEL_TRAIN) --kfold 5 --explanation_epochs 0 --output_dir $(DEFAULT_MODEL_OUT)/cv
+	$(VENV)/bin/ember calibrate --model $(DEFAULT_MODEL_OUT)/stage3/best --out_of_fold $(DEFAULT_MODEL_OUT)/cv \
+		--dev tests/data/novel_dev_tasks.jsonl --dev tests/data/snake_dev_tasks.jsonl@tests/data/robots_with_snake.yaml \
+		--report $(DEFAULT_MODEL_OUT)/calibration
 	$(PY) tools/ship_default_model.py $(DEFAULT_MODEL_OUT)/stage3/best
 	$(VENV)/bin/ember eval --model $(SHIPPED) --split test --report $(DEFAULT_MODEL_OUT)/report
 	$(VENV)/bin/ember eval --model $(SHIPPED) --data tests/data/novel_tasks.jsonl --split all --no-images \
 		--report $(DEFAULT_MODEL_OUT)/report-novel
 	$(VENV)/bin/ember eval --model $(SHIPPED) --data tests/data/snake_tasks.jsonl --split all --no-images \
-		--robots tests/data/robots_with_snake.yaml
+		--robots tests/data/robots_with_snake.yaml --report $(DEFAULT_MODEL_OUT)/report-snake
 	# The effect of the new robot on the others: the public test split and the novel set with the snake in the fleet.
 	$(VENV)/bin/ember eval --model $(SHIPPED) --split test --robots tests/data/robots_with_snake.yaml
 	$(VENV)/bin/ember eval --model $(SHIPPED) --data tests/data/novel_tasks.jsonl --split all --no-images \
