@@ -25,7 +25,7 @@ $(STAMP): setup.py setup.cfg Makefile tools/build_ember_msgs.py ember_msgs/CMake
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet $(TORCH_PINS)
-	$(PIP) install --quiet $(TORCH_PINS) -e '.[ros,msgs,dev]'
+	$(PIP) install --quiet $(TORCH_PINS) -e '.[ros,msgs,dev,onnx]'
 	$(PY) tools/build_ember_msgs.py > $(VENV)/ember_msgs-build.log 2>&1 || { tail -40 $(VENV)/ember_msgs-build.log; exit 1; }
 	touch $(STAMP)
 
@@ -61,3 +61,17 @@ default-model: install
 
 clean:
 	rm -rf $(VENV) build install log *.egg-info .pytest_cache
+
+# All three stages on tiny generated data in the real formats (tools/make_smoke_data.py), under torchrun with
+# 2 processes on the CPU (gloo): `--stage all` as the design's command runs it, a tiny model, one epoch each.
+SMOKE_OUT := outputs/smoke
+.PHONY: smoke
+smoke: install
+	rm -rf $(SMOKE_OUT)
+	$(PY) tools/make_smoke_data.py $(SMOKE_OUT)/data
+	OMP_NUM_THREADS=1 $(PY) -m torch.distributed.run --standalone --nproc_per_node=2 -m ember_train \
+		--stage all --distributed --device cpu --mixed_precision bf16 --model_config tiny --output_dir $(SMOKE_OUT) \
+		--stage1_data $(SMOKE_OUT)/data/stage1 --stage2_data $(SMOKE_OUT)/data/stage2 \
+		--robot_data $(SMOKE_OUT)/data/robot_tasks.jsonl --stage1_epochs 1 --stage2_epochs 1 --stage3_robot_epochs 1 \
+		--explanation_epochs 1 --batch_size 4 --gradient_accumulation 2 --log_steps 5 --eval_steps 5 --save_steps 5 \
+		--wandb disabled

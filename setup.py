@@ -8,6 +8,8 @@ PACKAGE_NAME = "ember_ros"
 SHARE = f"share/{PACKAGE_NAME}"
 # colcon runs this file from its build directory (build/ember_ros), so paths are taken from here.
 HERE = Path(__file__).resolve().parent
+# What `ember serve` needs (the `serve` extra; the tests need it too).
+SERVE = ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9"]
 
 setup(
     name=PACKAGE_NAME,
@@ -17,7 +19,8 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
-    packages=find_packages(include=["ember_core", "ember_core.*", "ember_train", "ember_train.*", "ember_ros", "ember_ros.*"])
+    packages=find_packages(include=["ember_core", "ember_core.*", "ember_train", "ember_train.*", "ember_ros", "ember_ros.*",
+                            "ember_server", "ember_server.*"])
     + ["ember_plugins"],
     package_dir={"ember_plugins": "plugins"},
     package_data={"ember_core": ["schemas/*.json", "assets/tokenizer/*", "assets/default_model/*"]},
@@ -65,7 +68,12 @@ setup(
             "ros-kilted-rosidl-core-generators",
             "ros-kilted-rosidl-default-runtime",
         ],
-        "dev": ["pytest>=8.0", "hypothesis>=6.100", "colcon-core>=0.15", "colcon-ros>=0.4"],
+        # `ember serve`: the HTTP API.
+        "serve": SERVE,
+        # The onnxruntime backend (`--backend onnx`); `onnx` adds what `ember export onnx` writes graphs with.
+        "onnxruntime": ["onnxruntime>=1.18"],
+        "onnx": ["onnx>=1.16", "onnxruntime>=1.18"],
+        "dev": ["pytest>=8.0", "hypothesis>=6.100", "colcon-core>=0.15", "colcon-ros>=0.4", "httpx>=0.27"] + SERVE,
     },
     entry_points={"console_scripts": [
         "ember = ember_core.cli:main",
@@ -74,6 +82,8 @@ setup(
         "fleet_listener = ember_ros.fleet_listener:main",
     ], "ember.commands": [
         "train_and_eval = ember_train.cli:add_commands",
+        "serve = ember_server.cli:add_commands",
+        "export = ember_train.export_cli:add_commands",
     ]},
     zip_safe=True,
 )

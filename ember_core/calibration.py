@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
+import numpy as np
 
 from ember_core import fields
 
@@ -55,26 +55,44 @@ class Calibration:
         fields.number("temperature", temperature, 1.0 / MAX_SCALE, 1.0 / MIN_SCALE)
         return cls(scale=1.0 / float(temperature))
 
-    def logits(self, robot_logits: torch.Tensor) -> torch.Tensor:
-        """The calibrated logits (before the sigmoid) of (..., robots) head logits."""
-        z = robot_logits.detach().float().cpu()
-        return self.scale * z + self.margin * lead_over_others(z) + self.bias
+    def logits(self, robot_logits: Any) -> Any:
+        """The calibrated logits (before the sigmoid) of (..., robots) head logits, float32 (see the module docstring)."""
+        z = _float32(robot_logits)
+        return _like(robot_logits, self.scale * z + self.margin * lead_over_others(z) + self.bias, np.float32)
 
-    def probabilities(self, robot_logits: torch.Tensor) -> torch.Tensor:
-        """Confidences of (..., robots) head logits, float32 on the CPU."""
-        return torch.sigmoid(self.logits(robot_logits))
+    def probabilities(self, robot_logits: Any) -> Any:
+        """Confidences of (..., robots) head logits, float32 (see the module docstring)."""
+        with np.errstate(over="ignore"):  # exp(-z) overflows to inf for z < -88: the confidence is 0
+            return _like(robot_logits, 1.0 / (1.0 + np.exp(-self.logits(_float32(robot_logits)))), np.float32)
 
     def describe(self) -> str:
         return f"scale {self.scale:.4g}, margin {self.margin:.4g}, bias {self.bias:+.4g}"
 
 
-def lead_over_others(robot_logits: torch.Tensor) -> torch.Tensor:
-    """z_i - max_{j != i} z_j along the last axis; 0 for a fleet of one robot."""
-    if robot_logits.shape[-1] < 2:
-        return torch.zeros_like(robot_logits)
-    top2 = robot_logits.topk(2, dim=-1).values
+def lead_over_others(robot_logits: Any) -> Any:
+    """z_i - max_{j != i} z_j along the last axis, of the kind and dtype of `robot_logits`; 0 for a fleet of one robot."""
+    z = np.asarray(robot_logits.detach().cpu() if hasattr(robot_logits, "detach") else robot_logits)
+    if z.shape[-1] < 2:
+        return _like(robot_logits, np.zeros_like(z))
+    top2 = -np.partition(-z, 1, axis=-1)[..., :2]
     best, second = top2[..., :1], top2[..., 1:]
     # For the leader the best other is the runner-up; for everyone else it is the leader.
-    best_other = torch.where(robot_logits >= best, second, best)
-    return robot_logits - best_other
+    best_other = np.where(z >= best, second, best)
+    return _like(robot_logits, z - best_other)
 
+
+def _float32(values: Any) -> np.ndarray:
+    """A numpy float32 array of a numpy array or a torch tensor (on any device, in any float dtype)."""
+    if hasattr(values, "detach"):
+        values = values.detach().float().cpu()
+    return np.asarray(values, dtype=np.float32)
+
+
+def _like(original: Any, result: np.ndarray, dtype: Any = None) -> Any:
+    """`result` as the kind of array `original` is: numpy stays numpy; for a torch tensor, a CPU tensor of
+    `original`'s dtype (float32 with `dtype` np.float32), made by the tensor's own `new_tensor` so that this
+    module never imports torch."""
+    if not hasattr(original, "detach"):
+        return result
+    base = original.detach().cpu()
+    return (base.float() if dtype is np.float32 else base).new_tensor(result)

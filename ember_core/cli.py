@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib.metadata
 import json
 import logging
@@ -10,6 +9,7 @@ import os
 import sys
 from typing import Sequence
 
+from ember_core.backend import BACKENDS
 from ember_core.fleet import Fleet, UnknownRobotError
 from ember_core.model.config import PRESETS
 from ember_core.presentation import render_selection
@@ -21,6 +21,7 @@ EXIT_ERROR = 2  # what argparse exits with for a usage error; every other error 
 # Packages that add subcommands register `add_commands(subparsers)` here (the training package adds train and eval).
 COMMANDS_GROUP = "ember.commands"
 SHOWN_EXAMPLES = 3  # `ember robots show` lists this many example requests; --json gives all
+LOG_FORMAT = "%(asctime)s %(levelname)s - %(message)s"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +77,9 @@ def _add_select_command(commands: argparse._SubParsersAction, fleet_file: argpar
     select.add_argument("--no-reasoning", dest="reasoning", action="store_false", help="skip generating reasoning and plan")
     select.add_argument("--model", metavar="DIR", default=None, help="model directory written by save_pretrained")
     select.add_argument("--device", default="auto", help="torch device: auto (cuda when available), cpu, cuda, cuda:1 ... (default %(default)s)")
+    select.add_argument("--backend", choices=BACKENDS, default=None,
+                        help="torch, or onnx (onnxruntime, for a --model written by `ember export onnx`); default: "
+                             "onnx for such a directory, torch otherwise")
     select.add_argument("--json", action="store_true", help="print the selection document (JSON)")
     select.add_argument("--no-scene-vetoes", dest="scene_vetoes", action="store_false",
                         help="do not let the fleet's scene rules (cards and plugins) rule robots out by the scene seen in --image")
@@ -97,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     reported as one `ember: error: ...` line; EMBER_DEBUG=1 shows the traceback of an unexpected one."""
     args = build_parser().parse_args(argv)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no "Loading weights" bars in a CLI
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s - %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
     try:
         return args.handler(args)
     except (FleetConfigError, UnknownRobotError, OSError, ValueError) as err:
@@ -184,7 +188,8 @@ def _select(args: argparse.Namespace) -> int:
     from ember_core.request import SelectionRequest
     from ember_core.selector import Selector  # torch and transformers load only for model commands
 
-    selector = Selector(args.model, robots_file=args.robots, device=args.device, scene_vetoes=args.scene_vetoes)
+    selector = Selector(args.model, robots_file=args.robots, device=args.device, scene_vetoes=args.scene_vetoes,
+                        backend=args.backend)
     request = SelectionRequest(args.task, args.image, top_k=args.top_k, confidence_threshold=args.confidence_threshold,
                                return_reasoning=args.reasoning)
     document = selector.select(request).to_document()
@@ -197,14 +202,13 @@ def _select(args: argparse.Namespace) -> int:
 
 def _model_info(args: argparse.Namespace) -> int:
     from ember_core.model.config import preset
+    from ember_core.model_info import model_info
     from ember_core.pretrained import build_model, load_pretrained
 
     fleet = load_fleet(args.robots)
     model, processor = build_model(preset(args.preset), fleet) if args.preset else load_pretrained(args.model, fleet)
     counts = model.parameter_counts()
-    info = {"name": model.name, "sha": model.sha, "parameters": counts, "config": model.config.to_dict(),
-            "fleet": {"robots": fleet.ids, "hash": fleet.hash}, "vocab_size": len(processor.tokenizer),
-            "calibration": dataclasses.asdict(processor.config.calibration)}
+    info = model_info(model, processor, fleet, counts)
     if args.json:
         print(json.dumps(info, indent=2))
         return 0

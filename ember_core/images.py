@@ -1,4 +1,4 @@
-"""Turning the image inputs users pass (PIL image, numpy array, file path, encoded bytes) into checked RGB images and tensors.
+"""Turning the image inputs users pass (PIL image, numpy array, file path, encoded bytes) into checked RGB images and pixels.
 
 Everything from outside is checked against ember_core.limits before a decoder runs: the byte size,
 the format (an allowlist; Pillow would otherwise try ~40 formats, some with fragile parsers) and the
@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Union
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from ember_core import limits
@@ -174,9 +173,9 @@ def _from_array(array: np.ndarray) -> Image.Image:
     raise InvalidInputError(f"image array must be HxW or HxWx3 (RGB) uint8, got shape {tuple(array.shape)}")
 
 
-def to_pixels(image: Image.Image, size: int) -> torch.Tensor:
-    """(3, size, size) float tensor: resized with bilinear filtering, ImageNet-normalised."""
+def to_pixels(image: Image.Image, size: int) -> np.ndarray:
+    """(3, size, size) float32 array: resized with bilinear filtering, ImageNet-normalised (numpy, for either backend)."""
     resized = image.resize((size, size), Image.BILINEAR)
     array = np.asarray(resized, dtype=np.float32) / 255.0
     array = (array - np.asarray(MEAN, dtype=np.float32)) / np.asarray(STD, dtype=np.float32)
-    return torch.from_numpy(array.transpose(2, 0, 1).copy())
+    return np.ascontiguousarray(array.transpose(2, 0, 1))

@@ -9,6 +9,11 @@ MAX_IMAGE_PIXELS = 25_000_000
 # JSON documents on topics (and HTTP): nesting and size, checked before the parser builds anything.
 MAX_JSON_BYTES = 256 * 1024
 MAX_JSON_DEPTH = 32
+# HTTP request bodies (`ember serve`): one image at the limit above, base64-encoded, plus a JSON
+# document's worth of fields; a batch shares this one budget.
+MAX_HTTP_BODY_BYTES = (MAX_IMAGE_BYTES + 2) // 3 * 4 + MAX_JSON_BYTES
+# Requests in one POST /select/batch.
+MAX_HTTP_BATCH = 32
 # robots.yaml: size, nesting and anchors/aliases (an alias bomb expands a few bytes into gigabytes).
 MAX_YAML_BYTES = 1024 * 1024
 MAX_YAML_DEPTH = 32

@@ -4,6 +4,10 @@ One processor serves inference (the Selector), training, evaluation and the metr
 user gets and what a report measures go through the same prompt, tokenisation, image transform,
 padding, calibration and selection rule. It is saved next to the model (tokenizer files,
 fleet.json, processor_config.json), so a checkpoint brings its own.
+
+Its arrays are built with numpy and handed out as torch tensors (`return_tensors="pt"`, what training
+takes) or as they are (`"np"`, what the Selector hands to either backend), so inference never needs torch
+here: this module imports it only to make tensors.
 """
 from __future__ import annotations
 
@@ -13,10 +17,9 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
-import torch
 from transformers import PreTrainedTokenizerBase
 
 from ember_core.atomic import write_text_atomic
@@ -25,7 +28,7 @@ from ember_core.fleet import Fleet
 from ember_core.errors import InvalidInputError
 from ember_core.images import ImageInput, to_pixels, to_rgb
 from ember_core.model.structured import Walk
-from ember_core.model.text_encoder import load_task_tokenizer, tokenize_tasks
+from ember_core.model.task_tokenizer import load_task_tokenizer, tokenize_tasks
 from ember_core.model.tokenizer import load_tokenizer
 from ember_core.prompt import (
     CARD_DETAILS,
@@ -45,6 +48,7 @@ PROCESSOR_FILE = "processor_config.json"
 FLEET_FILE = "fleet.json"
 # Fewest task tokens the prompt must leave room for before the cards are shortened.
 MIN_TASK_TOKENS = 96
+Tensors = Literal["pt", "np"]  # torch tensors, or numpy arrays
 
 
 @dataclass
@@ -84,11 +88,14 @@ class ProcessorConfig:
 
 @dataclass
 class Features:
-    """One request as model inputs before batching: prompt ids, optional pixels and task ids, training choices."""
+    """One request as model inputs before batching: prompt ids, optional pixels and task ids, training choices.
 
-    input_ids: torch.Tensor  # (L,)
-    pixels: torch.Tensor | None = None  # (3, S, S)
-    task_input_ids: torch.Tensor | None = None  # (T,) sentence-encoder ids
+    The arrays are torch tensors or numpy arrays (see `return_tensors`); `collate` takes either.
+    """
+
+    input_ids: Any  # (L,)
+    pixels: Any = None  # (3, S, S)
+    task_input_ids: Any = None  # (T,) sentence-encoder ids
     # Training only: the explanation's decision points (position, candidate ids, their relevance, index of the one to choose).
     choices: list[tuple[int, list[int], list[float], int]] | None = None
 
@@ -130,12 +137,12 @@ class EmberProcessor:
         """The request's task as the model reads it (see `ember_core.text.clean_task`); InvalidInputError if unusable."""
         return clean_task(task, self.config.max_task_chars)
 
-    def pixels(self, image: ImageInput) -> torch.Tensor | None:
+    def pixels(self, image: ImageInput, return_tensors: Tensors = "pt") -> Any:
         """(3, S, S) normalised pixels of an image input, or None for no image."""
         rgb = to_rgb(image)
-        return None if rgb is None else to_pixels(rgb, self.config.image_size)
+        return None if rgb is None else _as(to_pixels(rgb, self.config.image_size), return_tensors)
 
-    def features(self, task: str, pixels: torch.Tensor | None = None) -> Features:
+    def features(self, task: str, pixels: Any = None, return_tensors: Tensors = "pt") -> Features:
         """The prompt ids (and sentence-encoder ids) of a clean task, with the image's pixels.
 
         The task's own text is encoded with marker strings as plain text, so a task that contains
@@ -146,19 +153,19 @@ class EmberProcessor:
         if len(task_ids) > self.max_task_tokens:
             raise InvalidInputError(f"task is {len(task_ids)} tokens; this model reads at most {self.max_task_tokens} "
                                     f"with a fleet of {len(self.fleet)} robots; shorten it")
-        input_ids = torch.tensor(self._before + task_ids + self._after)
+        input_ids = _as(np.array(self._before + task_ids + self._after, dtype=np.int64), return_tensors)
         sentence_ids = None
         if self.task_tokenizer is not None:
-            sentence_ids = self.encode_tasks([task])["input_ids"][0]
+            sentence_ids = self.encode_tasks([task], return_tensors)["input_ids"][0]
         return Features(input_ids, pixels, sentence_ids)
 
     def with_explanation(self, features: Features, walk: Walk) -> Features:
         """Training features: the prompt, then a teacher-forced explanation walk (the decision and the
         explanation after it) with its decision points, the choices the decoder learns."""
-        offset = features.input_ids.numel()
+        offset = len(features.input_ids)
         choices = [(offset + point.position, point.candidates, point.relevance, point.chosen) for point in walk.points]
-        return dataclasses.replace(features, input_ids=torch.cat([features.input_ids, torch.tensor(walk.ids)]),
-                                   choices=choices)
+        ids = np.concatenate([np.asarray(features.input_ids), np.asarray(walk.ids, dtype=np.int64)])
+        return dataclasses.replace(features, input_ids=_as(ids, "pt"), choices=choices)
 
     def decision_ids(self, robots: Sequence[str]) -> list[int]:
         """The ids the LM is fed after the prompt at inference: the selected names, then `<|reasoning_start|>`."""
@@ -167,11 +174,11 @@ class EmberProcessor:
     def token_id(self, token: str) -> int:
         return int(self.tokenizer.convert_tokens_to_ids(token))
 
-    def encode_tasks(self, texts: list[str]) -> dict[str, torch.Tensor]:
+    def encode_tasks(self, texts: list[str], return_tensors: Tensors = "pt") -> dict[str, Any]:
         """Sentence-encoder ids and mask of texts, padded to the longest ({} without a sentence encoder)."""
-        return {} if self.task_tokenizer is None else tokenize_tasks(self.task_tokenizer, texts)
+        return {} if self.task_tokenizer is None else tokenize_tasks(self.task_tokenizer, texts, return_tensors)
 
-    def collate(self, items: Sequence[Features]) -> dict[str, torch.Tensor]:
+    def collate(self, items: Sequence[Features], return_tensors: Tensors = "pt") -> dict[str, Any]:
         """Right-pad a batch: prompt ids (pad id), training choices, sentence-encoder ids (0, BERT's [PAD]).
 
         Rows without an image get zero pixels and `has_image` False (the model fills their image slots
@@ -179,33 +186,35 @@ class EmberProcessor:
         """
         batch = _pad([item.input_ids for item in items], self.tokenizer.pad_token_id)
         if items[0].choices is not None:
-            batch.update(_choice_tensors([item.choices or [] for item in items]))
+            batch.update(_choice_arrays([item.choices or [] for item in items]))
         if any(item.pixels is not None for item in items):
             size = self.config.image_size
-            blank = torch.zeros(3, size, size)
-            batch["pixel_values"] = torch.stack([blank if item.pixels is None else item.pixels for item in items])
-            batch["has_image"] = torch.tensor([item.pixels is not None for item in items])
+            blank = np.zeros((3, size, size), dtype=np.float32)
+            batch["pixel_values"] = np.stack([blank if item.pixels is None else np.asarray(item.pixels) for item in items])
+            batch["has_image"] = np.array([item.pixels is not None for item in items])
         if items[0].task_input_ids is not None:
             task = _pad([item.task_input_ids for item in items], 0)
             batch["task_input_ids"], batch["task_attention_mask"] = task["input_ids"], task["attention_mask"]
-        return batch
+        return {key: _as(value, return_tensors) for key, value in batch.items()}
 
-    def card_inputs(self) -> dict[str, torch.Tensor]:
+    def card_inputs(self, return_tensors: Tensors = "pt") -> dict[str, Any]:
         """The fleet's cards as `EmberVLM.set_cards` takes them: card text ids, and with a sentence encoder
         every card phrase's ids with the index of the robot it belongs to."""
-        encoded = self.tokenizer([card_text(robot) for robot in self.fleet], padding=True, return_tensors="pt")
+        encoded = self.tokenizer([card_text(robot) for robot in self.fleet], padding=True, return_tensors=return_tensors)
         cards = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
         phrases = [(index, phrase) for index, robot in enumerate(self.fleet) for phrase in card_phrases(robot)]
-        text = self.encode_tasks([phrase for _, phrase in phrases])
+        text = self.encode_tasks([phrase for _, phrase in phrases], return_tensors)
         if text:
+            owner = np.array([index for index, _ in phrases], dtype=np.int64)
             cards.update({"text_input_ids": text["input_ids"], "text_attention_mask": text["attention_mask"],
-                          "text_owner": torch.tensor([index for index, _ in phrases])})
+                          "text_owner": _as(owner, return_tensors)})
         return cards
 
     # ---- logits -> choices ---------------------------------------------------------------
 
-    def probabilities(self, robot_logits: torch.Tensor) -> torch.Tensor:
-        """Calibrated per-robot confidences (ember_core.calibration), as float32 on the CPU."""
+    def probabilities(self, robot_logits: Any) -> Any:
+        """Calibrated per-robot confidences (ember_core.calibration), float32: numpy for numpy logits, a CPU
+        tensor for a tensor."""
         return self.config.calibration.probabilities(robot_logits)
 
     # ---- saving and loading --------------------------------------------------------------
@@ -254,33 +263,44 @@ def select_mask(probabilities: np.ndarray, threshold: float, eligible: np.ndarra
     return chosen
 
 
-def _choice_tensors(rows: Sequence[Sequence[tuple[int, list[int], list[float], int]]]) -> dict[str, torch.Tensor]:
+def _choice_arrays(rows: Sequence[Sequence[tuple[int, list[int], list[float], int]]]) -> dict[str, np.ndarray]:
     """The decision points of a batch, padded: positions (B, C), candidates (B, C, K) with candidate_mask
     and choice_relevance, targets (B, C) and choice_mask (B, C) marking real points."""
     points = max((len(row) for row in rows), default=0)
     width = max((len(candidates) for row in rows for _, candidates, _, _ in row), default=1)
-    positions = torch.zeros(len(rows), points, dtype=torch.long)
-    candidates = torch.zeros(len(rows), points, width, dtype=torch.long)
-    relevance = torch.zeros(len(rows), points, width)
-    candidate_mask = torch.zeros(len(rows), points, width, dtype=torch.bool)
-    targets = torch.zeros(len(rows), points, dtype=torch.long)
-    choice_mask = torch.zeros(len(rows), points, dtype=torch.bool)
+    positions = np.zeros((len(rows), points), dtype=np.int64)
+    candidates = np.zeros((len(rows), points, width), dtype=np.int64)
+    relevance = np.zeros((len(rows), points, width), dtype=np.float32)
+    candidate_mask = np.zeros((len(rows), points, width), dtype=bool)
+    targets = np.zeros((len(rows), points), dtype=np.int64)
+    choice_mask = np.zeros((len(rows), points), dtype=bool)
     for b, row in enumerate(rows):
         for c, (position, ids, scores, chosen) in enumerate(row):
             positions[b, c], targets[b, c], choice_mask[b, c] = position, chosen, True
-            candidates[b, c, : len(ids)] = torch.tensor(ids)
-            relevance[b, c, : len(ids)] = torch.tensor(scores)
+            candidates[b, c, : len(ids)] = ids
+            relevance[b, c, : len(ids)] = scores
             candidate_mask[b, c, : len(ids)] = True
     return {"choice_positions": positions, "choice_candidates": candidates, "choice_relevance": relevance,
             "candidate_mask": candidate_mask, "choice_targets": targets, "choice_mask": choice_mask}
 
 
-def _pad(sequences: Sequence[torch.Tensor], value: int) -> dict[str, torch.Tensor]:
-    """Right-pad 1-d id tensors to the longest: {"input_ids": (B, L) padded with `value`, "attention_mask": (B, L)}."""
-    length = max(sequence.numel() for sequence in sequences)
-    ids = torch.full((len(sequences), length), value, dtype=torch.long)
-    mask = torch.zeros((len(sequences), length), dtype=torch.long)
+def _pad(sequences: Sequence[Any], value: int) -> dict[str, np.ndarray]:
+    """Right-pad 1-d id arrays to the longest: {"input_ids": (B, L) padded with `value`, "attention_mask": (B, L)}."""
+    length = max(len(sequence) for sequence in sequences)
+    ids = np.full((len(sequences), length), value, dtype=np.int64)
+    mask = np.zeros((len(sequences), length), dtype=np.int64)
     for row, sequence in enumerate(sequences):
-        ids[row, : sequence.numel()] = sequence
-        mask[row, : sequence.numel()] = 1
+        ids[row, : len(sequence)] = np.asarray(sequence)
+        mask[row, : len(sequence)] = 1
     return {"input_ids": ids, "attention_mask": mask}
+
+
+def _as(array: np.ndarray, return_tensors: Tensors) -> Any:
+    """A numpy array as it is ("np") or as a torch tensor sharing its memory ("pt")."""
+    if return_tensors == "np":
+        return array
+    if return_tensors != "pt":
+        raise ValueError(f"return_tensors must be 'pt' or 'np', got {return_tensors!r}")
+    import torch  # only here: inference hands numpy to its backend and never needs torch in this module
+
+    return torch.from_numpy(array)

@@ -7,50 +7,64 @@ and its language model decides alone.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import torch
+import numpy as np
 
 from ember_core.model.structured import Relevance, no_relevance
-from ember_core.model.vlm import EmberVLM
 from ember_core.processor import EmberProcessor
+
+if TYPE_CHECKING:
+    from ember_core.model.vlm import EmberVLM
 
 MAX_CACHED_TEXTS = 4096
 
 
 class PhraseRelevance:
-    """Card-phrase (and training-task) embeddings, computed once per text, and their relevance to a task."""
+    """Card-phrase (and training-task) embeddings, computed once per text, and their relevance to a task.
+
+    `embed` runs the torch model; the onnxruntime backend overrides it with its sentence-encoder graph.
+    """
 
     def __init__(self, model: EmberVLM, processor: EmberProcessor):
         self.model, self.processor = model, processor
-        self._cache: dict[str, torch.Tensor] = {}  # text -> its sentence embedding
+        self._cache: dict[str, np.ndarray] = {}  # text -> its sentence embedding
 
-    @torch.no_grad()
-    def embed(self, texts: Sequence[str]) -> torch.Tensor | None:
-        """Sentence embeddings (n, D) of texts, None without a sentence encoder."""
+    def embed(self, texts: Sequence[str]) -> np.ndarray | None:
+        """Sentence embeddings (n, D) of texts, float32, None without a sentence encoder."""
         if self.model.text_encoder is None or not texts:
             return None
+        import torch  # here only: the onnxruntime backend overrides this method and never loads torch
+
         inputs = self.processor.encode_tasks([text.strip() for text in texts])
         device = self.model.no_image.device
-        return self.model.task_embedding(inputs["input_ids"].to(device), inputs["attention_mask"].to(device)).float()
+        with torch.no_grad():
+            embeddings = self.model.task_embedding(inputs["input_ids"].to(device), inputs["attention_mask"].to(device))
+        return embeddings.float().cpu().numpy()
 
-    def for_task(self, task_embedding: torch.Tensor | None) -> Relevance:
+    def for_task(self, task_embedding: Any) -> Relevance:
         """The relevance of phrases to the task whose embedding (D,) is given (all 0 for None)."""
         def relevance(phrases: Sequence[str]) -> dict[str, float]:
-            if task_embedding is None or self.model.text_encoder is None:
+            embeddings = None if task_embedding is None else self._embeddings(phrases)
+            if embeddings is None:
                 return no_relevance(phrases)
-            task = task_embedding.float()
-            return {phrase: float(embedding @ task) for phrase, embedding in zip(phrases, self._embeddings(phrases))}
+            task = np.asarray(task_embedding, dtype=np.float32)
+            return {phrase: float(embedding @ task) for phrase, embedding in zip(phrases, embeddings)}
         return relevance
 
     def for_text(self, task: str) -> Relevance:
         """The relevance of phrases to a task text, for training data (embeddings cached like the phrases')."""
-        return self.for_task(None if self.model.text_encoder is None else self._embeddings([task])[0])
+        embedded = self._embeddings([task])
+        return self.for_task(None if embedded is None else embedded[0])
 
-    def _embeddings(self, texts: Sequence[str]) -> list[torch.Tensor]:
+    def _embeddings(self, texts: Sequence[str]) -> list[np.ndarray] | None:
+        """The cached embeddings of texts, None without a sentence encoder."""
         missing = list(dict.fromkeys(text for text in texts if text not in self._cache))
         if missing:
+            embedded = self.embed(missing)
+            if embedded is None:
+                return None
             if len(self._cache) + len(missing) > MAX_CACHED_TEXTS:
                 self._cache.clear()
-            self._cache.update(zip(missing, self.embed(missing)))
+            self._cache.update(zip(missing, embedded))
         return [self._cache[text] for text in texts]

@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 
 from ember_core.availability import RANK_ORDER, FleetStatus
+from ember_core.backend import Outputs, load_backend
 from ember_core.fleet import Fleet
 from ember_core.hookspecs import TaskContext
 from ember_core.errors import InvalidInputError
@@ -19,10 +18,7 @@ from ember_core.limits import MAX_TASK_ECHO, MAX_TOP_K
 from ember_core.clauses import task_parts
 from ember_core.explanation import ExplanationContext, explanation_text
 from ember_core.model.structured import ExplanationTooLong, StructuredDecoder
-from ember_core.model.vlm import EmberVLM
-from ember_core.pretrained import load_pretrained, resolve_device
-from ember_core.processor import EmberProcessor, Features, select_mask
-from ember_core.relevance import PhraseRelevance
+from ember_core.processor import Features, select_mask
 from ember_core.reasoning import Plan, Reasoning, Subtask, format_plan, parse_plan, parse_reasoning
 from ember_core.request import DEFAULT_TOP_K, SelectionRequest
 from ember_core.robots_file import load_fleet
@@ -46,36 +42,33 @@ class _Prepared:
 class Selector:
     """Ranks the fleet's robots for a task (and optional image) and explains the choice.
 
-    model: a (model, processor) pair, a directory written by `save_pretrained`, or None for the model
-    shipped with Ember (or, if that is missing, a random-init model with a loud warning). The fleet
-    comes from `fleet`, else `robots_file`, else the usual robots.yaml lookup; a checkpoint trained on
-    another fleet is adapted to it by robot id. `scene_vetoes` hands the scene tags the model sees in
-    the image to the fleet's feasibility rules; turn it off where those tags are not trusted.
+    model: a torch (model, processor) pair, a directory written by `save_pretrained` or by `ember export
+    onnx`, or None for the model shipped with Ember (or, if that is missing, a random-init model with a
+    loud warning). `backend` is "torch" or "onnx" (onnxruntime, for an export; no torch is imported);
+    None takes onnx for an export and torch otherwise (ember_core.backend). The fleet comes from
+    `fleet`, else `robots_file`, else the usual robots.yaml lookup; a model trained on another fleet is
+    adapted to it by robot id. `scene_vetoes` hands the scene tags the model sees in the image to the
+    fleet's feasibility rules; turn it off where those tags are not trusted.
     """
 
-    def __init__(self, model: tuple[EmberVLM, EmberProcessor] | str | os.PathLike | None = None,
-                 fleet: Fleet | None = None, robots_file: str | os.PathLike | None = None, device: str = "auto",
-                 scene_vetoes: bool = True):
-        self.device = resolve_device(device)  # a wrong device name fails before the model loads
+    def __init__(self, model: Any = None, fleet: Fleet | None = None, robots_file: str | os.PathLike | None = None,
+                 device: str = "auto", scene_vetoes: bool = True, backend: str | None = None):
         fleet = fleet or load_fleet(robots_file)
-        self.model, self.processor = model if isinstance(model, tuple) else load_pretrained(model, fleet)
+        self.backend = load_backend(model, fleet, backend, device)
+        self.model, self.processor, self.device = self.backend.model, self.backend.processor, self.backend.device
         if self.processor.fleet.ids != fleet.ids:
             raise ValueError(f"model head is laid out for {self.processor.fleet.ids}, the fleet is {fleet.ids}")
         self.fleet = fleet
         self.scene_vetoes = scene_vetoes
-        self.decoder = StructuredDecoder(self.processor.tokenizer, self.model.config.max_reasoning_tokens)
-        self.relevance = PhraseRelevance(self.model, self.processor)
-        self.model.to(self.device).eval()
-        with torch.no_grad():  # embed the cards (hundreds of phrases) now, not in the first request's latency
-            self.model.card_embeddings()
+        self.decoder = StructuredDecoder(self.processor.tokenizer, self.backend.config.max_reasoning_tokens)
 
     @property
     def model_name(self) -> str:
-        return self.model.name
+        return self.backend.name
 
     @property
     def model_sha(self) -> str:
-        return self.model.sha
+        return self.backend.sha
 
     # ---- public API -------------------------------------------------------------------------
 
@@ -142,25 +135,17 @@ class Selector:
             raise InvalidInputError(f"top_k must be an integer from 1 to {MAX_TOP_K}, got {top_k!r}")
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
             raise InvalidInputError(f"confidence_threshold must be a number in [0, 1], got {threshold!r}")
-        pixels = self.processor.pixels(request.image)
+        pixels = self.processor.pixels(request.image, return_tensors="np")
         info = request.image_info
         if info is None and pixels is not None:
             info = ImageInfo(stamp=None, frame_id="", age_ms=None)
         parts = task_parts(task)
-        part_features = [self.processor.features(part) for part in parts] if len(parts) > 1 else []
-        return _Prepared(request, task, self.processor.features(task, pixels), info,
+        part_features = [self.processor.features(part, return_tensors="np") for part in parts] if len(parts) > 1 else []
+        return _Prepared(request, task, self.processor.features(task, pixels, return_tensors="np"), info,
                          (time.perf_counter() - start) * 1000, part_features, parts)
 
-    def _autocast(self):
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
-
-    @torch.no_grad()
-    def _forward(self, features: list[Features], use_cache: bool = False) -> dict[str, Any]:
-        batch = {key: value.to(self.device) for key, value in self.processor.collate(features).items()}
-        with self._autocast():
-            return self.model(**batch, use_cache=use_cache)
+    def _forward(self, features: list[Features], use_cache: bool = False) -> Outputs:
+        return self.backend.forward(self.processor.collate(features, return_tensors="np"), use_cache)
 
     def _select_scored(self, items: list[_Prepared]) -> list[Selection]:
         """Selections without reasoning, the robot scores of all items (and of their parts) in one padded forward pass."""
@@ -169,7 +154,7 @@ class Selector:
         outputs = self._forward([item.features for item in items] + parts)
         model_ms = (time.perf_counter() - start) * 1000 / len(items)
         probabilities, scenes = self._scores(items, outputs)
-        part_probabilities = self.processor.probabilities(outputs["robot_logits"][len(items):]).numpy()
+        part_probabilities = self.processor.probabilities(outputs.robot_logits[len(items):])
         selections, offset = [], 0
         for item, probs, scene in zip(items, probabilities, scenes):
             count = len(item.part_features)
@@ -178,35 +163,34 @@ class Selector:
             offset += count
         return selections
 
-    @torch.no_grad()
     def _select_explained(self, item: _Prepared) -> Selection:
         """A selection with reasoning: the prompt runs through the model once, and its KV cache seeds the text."""
         start = time.perf_counter()
         outputs = self._forward([item.features], use_cache=True)
         part_probabilities = np.zeros((0, len(self.fleet)))
         if item.part_features:
-            part_probabilities = self.processor.probabilities(self._forward(item.part_features)["robot_logits"]).numpy()
+            part_probabilities = self.processor.probabilities(self._forward(item.part_features).robot_logits)
         model_ms = (time.perf_counter() - start) * 1000
         probabilities, scenes = self._scores([item], outputs)
         selection = self._selection(item, probabilities[0], scenes[0], model_ms, part_probabilities)
         began = time.perf_counter()
-        task_embedding = outputs["task_embedding"][0] if "task_embedding" in outputs else None
-        reasoning = self._explain(outputs["cache"], item, selection, scenes[0], task_embedding)
+        task_embedding = None if outputs.task_embedding is None else outputs.task_embedding[0]
+        reasoning = self._explain(outputs.cache, item, selection, scenes[0], task_embedding)
         named = set(reasoning.decision)
         candidates = [replace(c, reasoning=reasoning.steps if c.robot_id in named else None)
                       for c in selection.candidates]
         latency = {**selection.latency_ms, "reasoning": (time.perf_counter() - began) * 1000}
         return replace(selection, candidates=candidates, reasoning=reasoning, latency_ms=latency)
 
-    def _scores(self, items: list[_Prepared], outputs: dict[str, Any]) -> tuple[np.ndarray, list[frozenset[str] | None]]:
+    def _scores(self, items: list[_Prepared], outputs: Outputs) -> tuple[np.ndarray, list[frozenset[str] | None]]:
         """Calibrated per-robot probabilities (B, N) of the items (the first B rows of the outputs), and
         the scene tags the scene head recognises in each item's image (None without an image; empty
         without a scene head)."""
-        probabilities = self.processor.probabilities(outputs["robot_logits"][: len(items)]).numpy()
+        probabilities = self.processor.probabilities(outputs.robot_logits[: len(items)])
         scenes = [None if item.features.pixels is None else frozenset() for item in items]
-        if "scene_logits" in outputs:
-            seen = (outputs["scene_logits"][: len(items)].float() > 0).cpu()  # probability above 0.5
-            tags = self.model.config.scene_tags
+        if outputs.scene_logits is not None:
+            seen = outputs.scene_logits[: len(items)] > 0  # probability above 0.5
+            tags = self.backend.config.scene_tags
             scenes = [frozenset(t for t, on in zip(tags, row) if on) if item.features.pixels is not None else None
                       for item, row in zip(items, seen.tolist())]
         return probabilities, scenes
@@ -253,7 +237,7 @@ class Selector:
         return ranked, eligible
 
     def _explain(self, cache: Any, item: _Prepared, selection: Selection, seen: frozenset[str] | None,
-                 task_embedding: torch.Tensor | None) -> Reasoning:
+                 task_embedding: np.ndarray | None) -> Reasoning:
         """The 4 steps after the cached prompt (see ember_core.explanation), parsed and checked against the selection."""
         selected = list(selection.team) or [c.robot_id for c in selection.candidates if c.selected]  # team: plan order
         free = [c.robot_id for c in selection.candidates
@@ -261,12 +245,11 @@ class Selector:
         context = ExplanationContext(task=item.task, fleet=self.fleet, selected=tuple(selected),
                                      team=tuple(selection.team), scene=None if seen is None else tuple(sorted(seen)),
                                      runner_up=free[0] if free else None)
-        room = self.model.config.lm_context - item.features.input_ids.numel()
+        room = self.backend.config.lm_context - len(item.features.input_ids)
         try:
-            with self._autocast():
-                decoded = self.decoder.decode(context, self.processor.decision_ids(selected),
-                                              lambda ids: self.model.feed(ids, cache), self.model.token_scores, room,
-                                              self.relevance.for_task(task_embedding))
+            decoded = self.decoder.decode(context, self.processor.decision_ids(selected),
+                                          lambda ids: self.backend.feed(ids, cache), self.backend.token_scores, room,
+                                          self.backend.relevance.for_task(task_embedding))
         except ExplanationTooLong as err:
             return Reasoning(text="", steps=[], decision=[], valid=False, problems=[str(err)])
         return parse_reasoning(explanation_text(decoded.pieces), self.fleet, selected)

@@ -25,6 +25,8 @@ SPECS = (
     Spec("robots_file", "", "robots.yaml of the fleet; empty: $EMBER_ROBOTS, ./robots.yaml, then the installed one", True),
     Spec("model_path", "", "model directory written by save_pretrained; empty: the model shipped with Ember", True),
     Spec("device", "auto", "torch device: auto, cpu, cuda, cuda:1 ...", True),
+    Spec("backend", "", "torch, or onnx (onnxruntime, for a model_path written by `ember export onnx`); empty: onnx "
+                        "for such a directory, torch otherwise", True),
     Spec("latch_results", False, "publish results transient-local, so a late subscriber gets the last one", True),
     Spec("autostart", True, "configure and activate on start-up", True),
     Spec("scene_vetoes", True, "let the fleet's scene rules (cards and plugins) rule robots out by the scene the model sees in the image", True),

@@ -105,7 +105,8 @@ class SelectorNode(LifecycleNode):
         values = self._values()
         try:
             self.selector = Selector(values["model_path"] or None, robots_file=values["robots_file"] or None,
-                                     device=values["device"], scene_vetoes=values["scene_vetoes"])
+                                     device=values["device"], scene_vetoes=values["scene_vetoes"],
+                                     backend=values["backend"] or None)
         except Exception as err:  # noqa: BLE001 - any load failure is reported, and the node stays up
             self.stats.error(f"configure failed: {err}")
             self.get_logger().error(f"configure failed: {err}")

@@ -27,7 +27,7 @@ def save_checkpoint(model: EmberVLM, processor: EmberProcessor, stage_dir: Path,
     crash mid-save leaves the previous checkpoint as the newest usable one. Nothing reads
     `training_state/` back yet: there is no resume.
     """
-    target = stage_dir / f"checkpoint-{step}"
+    target = checkpoint_dir(stage_dir, step)
     with atomic_directory(target) as staging:
         write_pretrained(model, processor, staging)
         training = staging / STATE_DIR
@@ -39,6 +39,17 @@ def save_checkpoint(model: EmberVLM, processor: EmberProcessor, stage_dir: Path,
         (training / "state.json").write_text(json.dumps({**state, "step": step, **rng}), encoding="utf-8")
     write_text_atomic(stage_dir / LATEST, target.name + "\n")
     return target
+
+
+def checkpoint_dir(stage_dir: Path, step: int) -> Path:
+    """Where the checkpoint of `step` is (or will be) written."""
+    return stage_dir / f"checkpoint-{step}"
+
+
+def latest_checkpoint(stage_dir: Path) -> Path | None:
+    """The newest complete checkpoint of a stage (the one `latest` names), None when it has none."""
+    pointer = stage_dir / LATEST
+    return stage_dir / pointer.read_text(encoding="utf-8").strip() if pointer.is_file() else None
 
 
 def _numpy_state() -> list[Any]:

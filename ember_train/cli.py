@@ -5,22 +5,23 @@ Registered through the `ember.commands` entry point (setup.py), so the core CLI 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-from ember_core.options import add_options, values_of
-from ember_train.args import Stage3Args
+from ember_core.options import add_options, config_values, values_of
+from ember_train.args import TrainArgs
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Register `train`, `eval` and `calibrate` on the `ember` command line."""
-    train = commands.add_parser("train", help="train a model (Stage 3: fleet selection)")
+    train = commands.add_parser("train", help="train a model: Stage 1 (alignment), 2 (instruction tuning), "
+                                              "3 (fleet selection) or all three")
     train.add_argument("--config", metavar="FILE.yaml",
                        help="YAML file of flag values (keys are the flag names without dashes); flags given here win")
-    add_options(train, Stage3Args)
+    add_options(train, TrainArgs)
     train.set_defaults(handler=_train)
 
     from ember_train.calibrate_cli import add_calibrate_command
@@ -30,50 +31,60 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     add_calibrate_command(commands)
 
 
-def _train(args: argparse.Namespace) -> int:
-    from ember_train.stage3 import Stage3Trainer
-
+def train_args(args: argparse.Namespace) -> TrainArgs:
+    """The run's settings: the --config file's values, the flags given on top (they win), the defaults for the rest."""
     values = _config_file_values(args.config)
-    # Flags left out are None: the YAML value, else the Stage3Args default applies.
-    values.update(values_of(args, Stage3Args))
-    if values.get("kfold"):
-        return _cross_validate(values, Stage3Trainer)
-    summary = Stage3Trainer(Stage3Args(**values)).train()
-    print(json.dumps({key: summary[key] for key in ("best_dir", "calibration", "val_ece_before", "val_ece_after", "test")},
-                     indent=2))
+    values.update(values_of(args, TrainArgs))
+    settings = TrainArgs(**values)
+    if settings.kfold and settings.stage != "3":
+        raise ValueError(f"--kfold cross-validates Stage 3; it cannot run with --stage {settings.stage}")
+    return settings
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ember_train.distributed import DistributedContext, log_on_main_only
+    from ember_train.pipeline import train_stages
+
+    settings = train_args(args)
+    with DistributedContext.from_environment(settings.distributed, settings.device) as ctx:
+        log_on_main_only(ctx)
+        if settings.kfold:
+            _cross_validate(settings, ctx)
+            return 0
+        summary = train_stages(settings, ctx)
+        if ctx.is_main:
+            print(json.dumps(summary, indent=2))
     return 0
 
 
-def _cross_validate(values: dict[str, Any], trainer_type) -> int:
-    """Train one model per fold (outputs in <output_dir>/fold{i}/) and summarise the held-out metrics."""
+def _cross_validate(settings: TrainArgs, ctx) -> None:
+    """Train one Stage 3 model per fold (outputs in <output_dir>/fold{i}/), write and print the held-out metrics."""
     import numpy as np  # only here: `ember robots list` builds this parser too and should start fast
 
     from ember_train.metrics import SUMMARY_KEYS
+    from ember_train.pipeline import train_stages
 
-    output = Path(values.get("output_dir") or Stage3Args.output_dir)
+    output = Path(settings.output_dir)
     folds = []
-    for fold in range(values["kfold"]):
-        summary = trainer_type(Stage3Args(**{**values, "fold": fold, "output_dir": str(output / f"fold{fold}")})).train()
+    for fold in range(settings.kfold):
+        summary = train_stages(dataclasses.replace(settings, fold=fold, output_dir=str(output / f"fold{fold}")), ctx)
         folds.append({key: summary["test"][key] for key in SUMMARY_KEYS} | {"num_samples": summary["test"]["num_samples"]})
     result = {"folds": folds, "mean": {k: float(np.mean([f[k] for f in folds])) for k in SUMMARY_KEYS},
               "std": {k: float(np.std([f[k] for f in folds])) for k in SUMMARY_KEYS}}
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "kfold.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"{values['kfold']}-fold cross-validation (grouped by task), held-out metrics, mean +- std:")
-    for key in SUMMARY_KEYS:
-        print(f"  {key}: {result['mean'][key]:.4f} +- {result['std'][key]:.4f}")
-    return 0
+    if ctx.is_main:
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "kfold.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(f"{settings.kfold}-fold cross-validation (grouped by task), held-out metrics, mean +- std:")
+        for key in SUMMARY_KEYS:
+            print(f"  {key}: {result['mean'][key]:.4f} +- {result['std'][key]:.4f}")
 
 
-def _config_file_values(path: str | None) -> dict[str, Any]:
-    """The flag values of a --config YAML file (keys are flag names without dashes)."""
+def _config_file_values(path: str | None) -> dict:
+    """The flag values of a --config YAML file (keys are flag names without dashes, `stage` included)."""
     if not path:
         return {}
     with open(path, encoding="utf-8") as stream:
         loaded = yaml.safe_load(stream) or {}
     if not isinstance(loaded, dict):
         raise ValueError(f"{path}: expected a mapping of flag names to values")
-    unknown = sorted(set(loaded) - set(Stage3Args.__dataclass_fields__))
-    if unknown:
-        raise ValueError(f"{path}: unknown key(s) {unknown}; use the flag names, e.g. batch_size")
-    return loaded
+    return config_values(loaded, TrainArgs, path)

@@ -9,7 +9,9 @@ How the pieces fit in a training loop (every rank runs all of it; only `ctx.is_m
 - forward and backward of a micro-batch run inside `accumulation_step(...)`, so DDP all-reduces the
   gradients once per optimizer update, on the last micro-batch;
 - the training sampler is `make_sampler(...)`, with `sampler.set_epoch(epoch)` before each epoch;
-- validation scores `shard_indices(n, ctx)` on each rank and reassembles with `gather_shards(...)`.
+- validation scores `shard_indices(n, ctx)` on each rank and reassembles with `gather_shards(...)`;
+- at the end, `max_weight_difference(...)` confirms that the replicas still agree.
+`ember_train.trainer` is that loop.
 """
 from __future__ import annotations
 
@@ -179,6 +181,29 @@ def all_reduce_sum(value: torch.Tensor, ctx: DistributedContext) -> torch.Tensor
     if ctx.distributed:
         dist.all_reduce(total, op=dist.ReduceOp.SUM)
     return total
+
+
+def all_reduce_max(value: torch.Tensor, ctx: DistributedContext) -> torch.Tensor:
+    """The elementwise maximum of `value` over all ranks (a copy), e.g. per-sample marks each rank set."""
+    total = value.detach().clone()
+    if ctx.distributed:
+        dist.all_reduce(total, op=dist.ReduceOp.MAX)
+    return total
+
+
+def max_weight_difference(model: nn.Module, ctx: DistributedContext) -> float:
+    """The largest absolute difference between this rank's parameters and rank 0's, over all ranks (0.0 in
+    one process): DDP keeps replicas identical, so anything else means the gradients were not synchronised."""
+    if not ctx.distributed:
+        return 0.0
+    largest = torch.zeros((), device=ctx.device)
+    for parameter in model.parameters():
+        if not parameter.numel():
+            continue
+        reference = parameter.detach().clone()
+        dist.broadcast(reference, src=0)
+        largest = torch.maximum(largest, (parameter.detach() - reference).abs().max().float())
+    return float(all_reduce_max(largest, ctx))
 
 
 def batches_per_epoch(num_samples: int, batch_size: int, world_size: int) -> int:

@@ -18,6 +18,7 @@ from ember_core.processor import EmberProcessor
 from ember_core.request import DEFAULT_CONFIDENCE_THRESHOLD
 from ember_train.batches import SelectionDataset, collate, model_inputs
 from ember_train.data import TaskRecord, robot_targets
+from ember_train.distributed import DistributedContext, gather_shards, shard_indices
 from ember_train.metrics import compute_metrics
 
 # A run's held-out scores beside its checkpoints: cross-validation pools them into out-of-fold scores.
@@ -67,3 +68,17 @@ def score_records(model: EmberVLM, processor: EmberProcessor, records: Sequence[
         logits.append(out["robot_logits"].float().cpu())
     model.train(was_training)
     return Scores(torch.cat(logits).numpy(), robot_targets(records, processor.fleet).astype(np.float32))
+
+
+def score_shards(model: EmberVLM, processor: EmberProcessor, records: Sequence[TaskRecord], ctx: DistributedContext,
+                 batch_size: int = 32, autocast_dtype: torch.dtype | None = None) -> Scores:
+    """`score_records` of every record, each rank scoring its shard (`shard_indices`) and every rank getting all
+    the logits (`gather_shards`); every rank must call it. In one process it is `score_records`."""
+    shard = [records[index] for index in shard_indices(len(records), ctx)]
+    if shard:
+        logits = torch.from_numpy(score_records(model, processor, shard, batch_size, ctx.device,
+                                                autocast_dtype=autocast_dtype).logits)
+    else:  # more ranks than records
+        logits = torch.zeros(0, len(processor.fleet))
+    gathered = gather_shards(logits.to(ctx.device), len(records), ctx).cpu()
+    return Scores(gathered.numpy(), robot_targets(records, processor.fleet).astype(np.float32))

@@ -20,16 +20,17 @@ from ember_core.model.structured import Relevance
 from ember_train.batches import SelectionDataset, collate, model_inputs
 from ember_train.data import TaskRecord
 from ember_train.losses import choice_loss
-from ember_train.plots import plot_explanation_loss
+from ember_train.plots import plot_losses
 
 log = logging.getLogger("ember.train")
 
 
 def train_explanation(model: EmberVLM, processor: EmberProcessor, train: list[TaskRecord], val: list[TaskRecord],
                       epochs: int, learning_rate: float, batch_size: int, image_dropout: float, seed: int,
-                      device: torch.device, plot_path: Path,
+                      device: torch.device, plot_path: Path | None,
                       relevance: Callable[[str], Relevance]) -> list[dict[str, float]]:
-    """Train `model.explanation_adapter` for `epochs`; returns the loss history and writes its plot.
+    """Train `model.explanation_adapter` for `epochs`; returns the loss history and writes its plot (unless
+    `plot_path` is None: under torch.distributed every rank trains it alike and rank 0 plots).
 
     `relevance` gives, for a task text, the relevance of card phrases to it (the selection phase's, whose
     embeddings of the training tasks it has cached)."""
@@ -61,7 +62,8 @@ def train_explanation(model: EmberVLM, processor: EmberProcessor, train: list[Ta
     finally:
         for name, p in model.named_parameters():
             p.requires_grad_(was_trainable[name])
-    plot_explanation_loss(history, plot_path)
+    if plot_path is not None:
+        plot_losses(history, plot_path, "Explanation phase (adapter only): cross-entropy of the decoder's choices")
     return history
 
 

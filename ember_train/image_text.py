@@ -97,6 +97,11 @@ class UnusableSamples:
         raise DataError(f"{self.what}: none of its {self.size} samples can be loaded ({self.summary()}); "
                         f"check that the image paths point at the image files")
 
+    def merge(self, reduce_max: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Take in the marks of other processes: `reduce_max` returns a tensor's elementwise maximum over them
+        (under torch.distributed, over every rank, each of which loaded its own shard), so `counts` covers the run."""
+        self.marks.copy_(reduce_max(self.marks.int()).to(self.marks.dtype))
+
     def counts(self) -> dict[str, int]:
         """Samples skipped per reason: left out of the index, and marked at load time so far."""
         counts = Counter(self.index_skips)

@@ -295,8 +295,8 @@ def plot_final_report(
     return save_figure(fig, path)
 
 
-def plot_explanation_loss(history: Sequence[Mapping[str, float]], path: str | os.PathLike) -> Path:
-    """The explanation phase: training loss per step and validation loss per epoch, of the decoder's choices."""
+def plot_losses(history: Sequence[Mapping[str, float]], path: str | os.PathLike, title: str) -> Path:
+    """Training loss per step and validation loss at each evaluation (Stages 1-2, the explanation phase)."""
     fig, ax = plt.subplots(figsize=(7.0, 4.5), layout="constrained")
     try:
         for key, colour, marker in (("loss", "tab:red", None), ("val_loss", "tab:blue", "o")):
@@ -304,7 +304,7 @@ def plot_explanation_loss(history: Sequence[Mapping[str, float]], path: str | os
             if steps:
                 ax.plot(steps, values, color=colour, marker=marker, markersize=4, linewidth=1.2, label=key)
         ax.legend(loc="upper right")
-        ax.set_title("Explanation phase (adapter only): cross-entropy of the decoder's choices")
+        ax.set_title(title)
         ax.set_xlabel("Step")
         ax.set_ylabel("Loss")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

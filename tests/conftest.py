@@ -107,3 +107,13 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
     torch.manual_seed(0)
     return save_pretrained(*build_model(preset("tiny"), load_fleet()), tmp_path_factory.mktemp("tiny") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """`tiny_model_dir` exported for the onnxruntime backend (its parity check passed), once per test session."""
+    from ember_train.onnx_export import write_export
+
+    out = tmp_path_factory.mktemp("tiny-onnx") / "onnx"
+    write_export(tiny_model_dir, out)
+    return out

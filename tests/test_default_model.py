@@ -49,7 +49,8 @@ def test_the_shipped_model_directory_is_a_current_save(shipped, fleet):
     assert {"config.json", "model.safetensors", "processor_config.json", "fleet.json", "tokenizer.json"} <= files
     assert "calibration.json" not in files
     assert model.config.robot_ids == processor.fleet.ids == fleet.ids
-    assert processor.config.calibration == Calibration.from_temperature(RECORDED["temperature"]) != Calibration()
+    assert processor.config.calibration == Calibration(**RECORDED["calibration"])
+    assert processor.config.calibration.margin > 0
 
 
 def test_the_shipped_model_remembers_its_training_tasks(shipped, fleet):

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("rclpy", reason="ROS 2 rclpy is not installed (pip install '.[ros]')")
 from rosutil import (  # noqa: E402
-    connected, diagnostic_values, hold_frame, make_node, make_probe, ros, send_frame, spinning, wait_for)
+    connected, diagnostic_values, hold_frame, make_node, make_probe, node_factory, ros, send_frame, spinning, wait_for)
 
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
@@ -303,3 +303,14 @@ def test_a_failing_model_gives_an_error_result_and_the_next_task_is_answered(mak
     validate_document(failed)
     assert failed["status"] == "error" and "CUDA out of memory" in failed["errors"][0] and after["status"] == "ok"
     assert "CUDA out of memory" in node.stats.last_error and node.worker is not None and node.worker.is_alive()
+
+
+def test_the_backend_parameter_runs_an_onnx_export(tiny_onnx_dir, make_probe):
+    with node_factory(tiny_onnx_dir) as make:
+        node, probe = make(backend="onnx", require_image=False, return_reasoning=False), make_probe()
+        with spinning(node, probe):
+            connected(probe, node)
+            probe.send_task({"task": TASK, "request_id": "onnx"})
+            document = wait_for(lambda: probe.result("onnx"), "a result")
+    validate_document(document)
+    assert document["status"] == "ok" and document["model"]["name"].endswith("(onnx)")

@@ -52,7 +52,7 @@ def run(tmp_path_factory):
     data = write_dataset(base / "tasks.jsonl")
     config = base / "stage3.yaml"
     config.write_text(f"robot_data: {data}\nmodel_config: tiny\nbatch_size: 8\nstage3_robot_epochs: 1\n"
-                      f"eval_steps: 3\nsave_steps: 4\ngradient_accumulation: 2\nwandb: offline\nmax_steps: 100\n"
+                      f"eval_steps: 3\nsave_steps: 4\nlog_steps: 1\ngradient_accumulation: 2\nwandb: offline\nmax_steps: 100\n"
                       f"explanation_epochs: 2\n")
     output = base / "outputs"
     logged: dict[str, list] = {}
@@ -144,16 +144,18 @@ def test_eval_command_reports_exactly_the_trainers_test_metrics(run, capsys):
 
 
 def test_init_from_warm_starts_with_the_saved_weights(run, tmp_path, caplog):
-    from ember_train.stage3 import Stage3Args, Stage3Trainer
+    from ember_train.args import TrainArgs
+    from ember_train.distributed import DistributedContext
+    from ember_train.stage3 import SelectionStage
 
     best = run["output"] / "stage3" / "best"
     with caplog.at_level("INFO"):
-        trainer = Stage3Trainer(Stage3Args(robot_data=str(run["data"]), output_dir=str(tmp_path), init_from=str(best),
-                                           wandb="disabled"))
+        stage = SelectionStage(TrainArgs(robot_data=str(run["data"]), output_dir=str(tmp_path), wandb="disabled"),
+                               DistributedContext.from_environment(device="cpu"), init_from=str(best))
     assert f"Loading model from checkpoint: {best}" in caplog.text
     assert "Embedding size matches tokenizer" in caplog.text
     saved = load_pretrained(best)[0].state_dict()
-    assert all(torch.equal(tensor, saved[key]) for key, tensor in trainer.model.state_dict().items())
+    assert all(torch.equal(tensor, saved[key]) for key, tensor in stage.model.state_dict().items())
 
 
 def test_kfold_cross_validation_trains_one_model_per_fold(tmp_path, capsys):
@@ -170,24 +172,27 @@ def test_kfold_cross_validation_trains_one_model_per_fold(tmp_path, capsys):
 def test_training_overfits_a_few_tasks_and_beats_the_majority_baseline_on_them(tmp_path):
     """Learning, not just running: the loss falls and the trained head ranks its own training tasks better
     than always answering the most frequent robot set."""
-    from ember_train.args import Stage3Args
+    from ember_train.args import TrainArgs
     from ember_train.baselines import majority_set
+    from ember_train.distributed import DistributedContext
     from ember_train.evaluate import score_records
     from ember_train.metrics import compute_metrics
-    from ember_train.stage3 import Stage3Trainer
+    from ember_train.stage3 import SelectionStage
+    from ember_train.trainer import Trainer
 
     data = tmp_path / "tasks.jsonl"
     data.write_text("".join(json.dumps({"task": template.format(i=i), "robots": [robot]}) + "\n"
                             for robot, template in TEMPLATES.items() for i in range(4)))
-    trainer = Stage3Trainer(Stage3Args(robot_data=str(data), output_dir=str(tmp_path / "out"), model_config="tiny",
-                                       stage3_robot_epochs=5, batch_size=8, gradient_accumulation=1, learning_rate=3e-3,
-                                       augment_factor=1, image_dropout=0.0, eval_steps=10**6, save_steps=10**6,
-                                       wandb="disabled"))
+    args = TrainArgs(robot_data=str(data), output_dir=str(tmp_path / "out"), model_config="tiny", stage3_robot_epochs=5,
+                     batch_size=8, gradient_accumulation=1, learning_rate=3e-3, augment_factor=1, image_dropout=0.0,
+                     eval_steps=10**6, save_steps=10**6, wandb="disabled")
+    stage = SelectionStage(args, DistributedContext.from_environment(device="cpu"), init_from=None)
+    trainer = Trainer(stage)
     trainer.train()
     losses = [entry["loss"] for entry in trainer.history if "loss" in entry]
     assert sum(losses[-3:]) < 0.85 * sum(losses[:3])
-    train = trainer.splits.train
-    scores = score_records(trainer.model, trainer.processor, train)
-    learned = scores.metrics(trainer.fleet.names)["accuracy"]
-    majority = compute_metrics(majority_set(train, train, trainer.fleet), scores.targets, trainer.fleet.names)["accuracy"]
+    train = stage.splits.train
+    scores = score_records(stage.model, stage.processor, train)
+    learned = scores.metrics(stage.fleet.names)["accuracy"]
+    majority = compute_metrics(majority_set(train, train, stage.fleet), scores.targets, stage.fleet.names)["accuracy"]
     assert learned > majority + 0.2

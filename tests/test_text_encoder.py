@@ -11,7 +11,7 @@ from safetensors import safe_open
 from conftest import REPO
 from ember_core import load_fleet
 from ember_core.model.config import preset
-from ember_core.model.text_encoder import MINILM_HUB_NAME, minilm_source
+from ember_core.model.task_tokenizer import MINILM_HUB_NAME, minilm_source
 from ember_core.model.vlm import EmberVLM
 from ember_core.pretrained import build_model, load_pretrained, save_pretrained
 from ember_core.processor import EmberProcessor

@@ -83,29 +83,50 @@ class RobotHead(nn.Module):
         `card_owner` (M,) gives the robot index of each card embedding (several phrases per robot);
         None means one embedding per robot, in fleet order.
         """
+        mlp_logits = self.mlp_logits(selection_state, task_embedding)
+        card_logits, gate = self.card_logits(selection_state, card_embeddings, task_embedding, card_owner, self.num_robots)
+        return self.blend(mlp_logits, card_logits, gate, self.known)
+
+    def mlp_logits(self, selection_state: torch.Tensor, task_embedding: torch.Tensor | None) -> torch.Tensor:
+        """(B, rows): the MLP's logit for each robot it has a row for."""
+        if not self.text_dim:
+            return self.mlp(selection_state)
+        if task_embedding is None:
+            raise ValueError("this head needs the task's sentence embedding (the preset has a text encoder)")
+        return self.mlp(torch.cat([selection_state, task_embedding], dim=-1))
+
+    def card_logits(self, selection_state: torch.Tensor, card_embeddings: torch.Tensor,
+                    task_embedding: torch.Tensor | None, card_owner: torch.Tensor | None,
+                    num_robots: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The card scores (B, num_robots) and the gate g, the weight of the MLP (B, 1) or (); see `forward`."""
         if self.text_dim:
-            if task_embedding is None:
-                raise ValueError("this head needs the task's sentence embedding (the preset has a text encoder)")
-            mlp_logits = self.mlp(torch.cat([selection_state, task_embedding], dim=-1))
             task = F.normalize(task_embedding, dim=-1)  # the encoder's are unit vectors; any caller's become so
             similarity = task @ F.normalize(card_embeddings, dim=-1).T
             gate = self.familiarity(task).unsqueeze(1)
         else:
-            mlp_logits = self.mlp(selection_state)
             similarity = F.normalize(self.query(selection_state), dim=-1) @ F.normalize(self.key(card_embeddings), dim=-1).T
             gate = torch.sigmoid(self.gate)
         if card_owner is not None:
-            similarity = torch.stack([_top_k_mean(similarity[:, card_owner == robot], self.card_top_k)
-                                      for robot in range(self.num_robots)], 1)
-        card_logits = self.card_scale * similarity + self.card_bias
+            similarity = _top_k_mean(similarity, card_owner, num_robots, self.card_top_k)
+        return self.card_scale * similarity + self.card_bias, gate
+
+    @staticmethod
+    def blend(mlp_logits: torch.Tensor, card_logits: torch.Tensor, gate: torch.Tensor,
+              known: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The logits: `g * mlp + (1 - g) * card` for robots the MLP knows, the card score for the others."""
         blended = gate * mlp_logits + (1 - gate) * card_logits
-        logits = torch.where(self.known, blended, card_logits)
+        logits = torch.where(known, blended, card_logits)
         return {"robot_logits": logits, "mlp_logits": mlp_logits, "card_logits": card_logits}
 
 
-def _top_k_mean(similarity: torch.Tensor, k: int) -> torch.Tensor:
-    """Mean of the k largest similarities per row (of all there are, when a robot has fewer phrases)."""
-    return similarity.topk(min(k, similarity.shape[1]), dim=1).values.mean(1)
+def _top_k_mean(similarity: torch.Tensor, owner: torch.Tensor, num_robots: int, k: int) -> torch.Tensor:
+    """(B, M) similarities to card phrases -> (B, num_robots): per robot the mean of the k largest of its
+    phrases' (of all it has, when it has fewer). One batched top-k, so it also exports to ONNX."""
+    member = owner.unsqueeze(0) == torch.arange(num_robots, device=owner.device).unsqueeze(1)  # (N, M)
+    top = similarity.unsqueeze(1).masked_fill(~member, float("-inf")).topk(min(k, similarity.shape[1]), dim=-1).values
+    counts = member.sum(1).clamp(max=top.shape[-1])  # (N,)
+    taken = torch.arange(top.shape[-1], device=owner.device) < counts.unsqueeze(1)  # (N, k)
+    return torch.where(taken, top, torch.zeros_like(top)).sum(-1) / counts
 
 
 RELEVANCE_SCALE = 20.0

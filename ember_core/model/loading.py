@@ -8,12 +8,12 @@ of `load_matching` (another fleet, a resized vocabulary) never turns a damaged f
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
 import torch
 
+from ember_core.digest import file_sha256
 from ember_core.excerpt import excerpt
 
 log = logging.getLogger("ember.model")
@@ -162,8 +162,4 @@ def load_matching(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> lis
 
 def file_sha(path: Path) -> str:
     """The first 16 hex digits of a file's sha256: names the weights a result came from."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    return file_sha256(path)[:16]

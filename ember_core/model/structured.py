@@ -16,8 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-import torch
-
 from ember_core.explanation import MAX_COPY_WORDS, Choice, ExplanationContext, Slot, run_program
 
 Relevance = Callable[[Sequence[str]], dict[str, float]]  # card phrase -> relevance to the task (ember_core.relevance)
@@ -128,9 +126,8 @@ class StructuredDecoder:
         run_program(context, fixed, fill)
         return walk
 
-    def decode(self, context: ExplanationContext, prefix_ids: list[int], feed: Callable[[list[int]], torch.Tensor],
-               scores: Callable[[torch.Tensor, list[int], list[float]], torch.Tensor], room: int,
-               relevance: Relevance) -> Walk:
+    def decode(self, context: ExplanationContext, prefix_ids: list[int], feed: Callable[[list[int]], Any],
+               scores: Callable[[Any, list[int], list[float]], Any], room: int, relevance: Relevance) -> Walk:
         """The model's explanation: `feed(ids)` runs the model on ids after the cached prompt and returns the
         last hidden state; `scores(hidden, ids, relevance)` scores candidates. At most `room` tokens are fed
         (ExplanationTooLong past it) and at most `max_tokens` chosen (then each slot ends where it may)."""

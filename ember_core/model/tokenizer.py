@@ -4,8 +4,10 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+if TYPE_CHECKING:  # importing these loads transformers (and PreTrainedModel torch); a tokenizer needs neither
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 logger = logging.getLogger("ember.model")
 
@@ -27,6 +29,8 @@ def load_tokenizer(name_or_path: str | os.PathLike | None = None) -> PreTrainedT
     is a Hugging Face hub name, which needs the files in the local cache or a network. Loading a
     tokenizer Ember saved (it already has the special tokens) adds nothing, so ids stay the same.
     """
+    from transformers import AutoTokenizer  # it loads torch: the onnxruntime backend reads its tokenizers otherwise
+
     source = os.fspath(DEFAULT_TOKENIZER_DIR if name_or_path is None else name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)

@@ -1,0 +1,165 @@
+"""The onnxruntime backend: the graphs of an `ember export onnx` directory behind the Selector, without torch.
+
+The processor (the export's tokenizers and processor_config.json, for the fleet in use) prepares the
+same numpy batch as for torch; the graphs (ember_core.onnx_layout) replace the EmberVLM's parts. The
+fleet's cards are embedded here when the backend loads, so a fleet with robots the model was not
+trained on is scored from their cards, as the torch path does.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import onnxruntime as ort
+from transformers import PreTrainedTokenizerFast
+
+from ember_core.backend import Outputs
+from ember_core.fleet import Fleet
+from ember_core.model.config import EmberVLMConfig
+from ember_core.model.tokenizer import SELECTION
+from ember_core.onnx_layout import (
+    LANGUAGE,
+    ROBOT_HEAD,
+    TASK_TOKENIZER_DIR,
+    TEXT_ENCODER,
+    TOKEN_SCORES,
+    VISION,
+    Manifest,
+    graph_file,
+    past_names,
+)
+from ember_core.processor import PROCESSOR_FILE, EmberProcessor, ProcessorConfig
+from ember_core.processor_files import processor_matches_model
+from ember_core.relevance import PhraseRelevance
+
+DEVICES = ("auto", "cpu")  # the CPU execution provider: what robots and edge boxes have
+
+
+@dataclass
+class KeyValues:
+    """The language graph's cache: (B, heads, P, d) keys and values of each layer, in `past_names` order."""
+
+    arrays: list[np.ndarray]
+
+
+class OnnxGraphs:
+    """One onnxruntime session per graph of an export, and the shapes the runtime reads off them."""
+
+    def __init__(self, directory: Path, manifest: Manifest):
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle worker threads sleep instead of spinning: a robot shares its cores with other processes, and on
+        # a busy 2-core machine spinning made a selection 4x slower.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.sessions = {graph: ort.InferenceSession(str(directory / graph_file(graph)), options,
+                                                     providers=["CPUExecutionProvider"])
+                         for graph in manifest.graphs}
+        past = [node for node in self.sessions[LANGUAGE].get_inputs() if node.name.startswith("past.")]
+        self.layers = len(past) // 2
+        _, self.heads, _, self.head_dim = past[0].shape
+        visual = next(node for node in self.sessions[LANGUAGE].get_inputs() if node.name == "visual_tokens")
+        _, self.image_tokens, self.width = visual.shape
+        self.text_encoder = self.sessions.get(TEXT_ENCODER)
+        self.head_inputs = [node.name for node in self.sessions[ROBOT_HEAD].get_inputs()]
+
+    def run(self, graph: str, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self.sessions[graph].run(None, inputs)
+
+    def language(self, input_ids: np.ndarray, attention_mask: np.ndarray, cache: KeyValues | None = None,
+                 visual: np.ndarray | None = None, has_image: np.ndarray | None = None) -> tuple[np.ndarray, KeyValues]:
+        """Hidden states (B, L, H) of ids after the cache (none: an empty one), and the extended cache. Rows
+        without `visual` (or with has_image False) get the model's no-image vector in their image slots."""
+        batch = len(input_ids)
+        if visual is None:
+            visual = np.zeros((batch, self.image_tokens, self.width), dtype=np.float32)
+            has_image = np.zeros(batch, dtype=bool)
+        if cache is None:
+            cache = KeyValues([np.zeros((batch, self.heads, 0, self.head_dim), dtype=np.float32)] * (2 * self.layers))
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "visual_tokens": visual,
+                  "has_image": has_image, **dict(zip(past_names(self.layers), cache.arrays))}
+        hidden, *present = self.run(LANGUAGE, inputs)
+        return hidden, KeyValues(present)
+
+    def sentences(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """Unit sentence embeddings (B, D) of sentence-encoder ids."""
+        return self.run(TEXT_ENCODER, {"input_ids": input_ids, "attention_mask": attention_mask})[0]
+
+
+class OnnxPhraseRelevance(PhraseRelevance):
+    """PhraseRelevance with card phrases embedded by the export's sentence-encoder graph (`model` is the OnnxGraphs)."""
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray | None:
+        if self.model.text_encoder is None or not texts:
+            return None
+        inputs = self.processor.encode_tasks([text.strip() for text in texts], return_tensors="np")
+        return self.model.sentences(inputs["input_ids"], inputs["attention_mask"])
+
+
+class OnnxBackend:
+    """An export's graphs and processor for a fleet; numpy in and out (see ember_core.backend)."""
+
+    def __init__(self, graphs: OnnxGraphs, processor: EmberProcessor, config: EmberVLMConfig, manifest: Manifest):
+        self.model, self.processor, self.config = graphs, processor, config
+        self.name, self.sha, self.device = f"{manifest.model['name']} (onnx)", manifest.model["sha"], "cpu"
+        self.relevance = OnnxPhraseRelevance(graphs, processor)
+        self.selection_id = processor.token_id(SELECTION)
+        # The exported head's row of each robot of this fleet; -1: one the model was not trained on.
+        rows = [config.robot_ids.index(robot) if robot in config.robot_ids else -1 for robot in processor.fleet.ids]
+        self.cards = {"robot_rows": np.array(rows, dtype=np.int64), **self._card_embeddings()}
+
+    @classmethod
+    def load(cls, directory: Path, fleet: Fleet, device: str = "auto") -> OnnxBackend:
+        """The export in `directory` for `fleet`; ValueError naming the file that is not usable."""
+        if device not in DEVICES:
+            raise ValueError(f"the onnx backend runs on the CPU; device must be one of {', '.join(DEVICES)}, "
+                             f"got {device!r}")
+        manifest = Manifest.read(directory)
+        config = EmberVLMConfig.load(directory)
+        processor_config = ProcessorConfig.load(directory)
+        processor_matches_model(processor_config, config, directory / PROCESSOR_FILE)
+        task_tokenizer = None
+        if config.text_encoder:
+            task_tokenizer = PreTrainedTokenizerFast.from_pretrained(directory / TASK_TOKENIZER_DIR)
+        processor = EmberProcessor(processor_config, PreTrainedTokenizerFast.from_pretrained(directory), fleet,
+                                   task_tokenizer)
+        return cls(OnnxGraphs(directory, manifest), processor, config, manifest)
+
+    def _card_embeddings(self) -> dict[str, np.ndarray]:
+        """The robot head's card inputs for this fleet: every card phrase's sentence embedding and its robot,
+        or without a sentence encoder each card's mean hidden state in the language graph."""
+        cards = self.processor.card_inputs(return_tensors="np")
+        if self.model.text_encoder is not None:
+            return {"card_embeddings": self.model.sentences(cards["text_input_ids"], cards["text_attention_mask"]),
+                    "card_owner": cards["text_owner"]}
+        hidden, _ = self.model.language(cards["input_ids"], cards["attention_mask"])
+        mask = cards["attention_mask"][..., None].astype(np.float32)  # the mean over the card's tokens (EmberVLM.card_embeddings)
+        return {"card_embeddings": (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1.0)}
+
+    def forward(self, batch: dict[str, np.ndarray], use_cache: bool = False) -> Outputs:
+        input_ids, rows = batch["input_ids"], np.arange(len(batch["input_ids"]))
+        visual = scene_logits = task_embedding = None
+        if "pixel_values" in batch:
+            visual, *scene = self.model.run(VISION, {"pixel_values": batch["pixel_values"]})
+            scene_logits = scene[0] if scene else None
+        hidden, cache = self.model.language(input_ids, batch["attention_mask"], visual=visual,
+                                            has_image=batch.get("has_image"))
+        head = {"selection_state": hidden[rows, (input_ids == self.selection_id).argmax(1)], **self.cards}
+        if self.model.text_encoder is not None:
+            head["task_embedding"] = task_embedding = self.model.sentences(batch["task_input_ids"],
+                                                                           batch["task_attention_mask"])
+        robot_logits = self.model.run(ROBOT_HEAD, {name: head[name] for name in self.model.head_inputs})[0]
+        return Outputs(robot_logits, scene_logits, task_embedding, cache if use_cache else None)
+
+    def feed(self, ids: list[int], cache: KeyValues) -> np.ndarray:
+        past = cache.arrays[0].shape[2]
+        hidden, extended = self.model.language(np.array([ids], dtype=np.int64),
+                                               np.ones((1, past + len(ids)), dtype=np.int64), cache)
+        cache.arrays = extended.arrays
+        return hidden[0, -1]
+
+    def token_scores(self, hidden: np.ndarray, candidates: list[int], relevance: list[float]) -> np.ndarray:
+        inputs = {"hidden": hidden[None], "candidates": np.array([candidates], dtype=np.int64),
+                  "relevance": np.array([relevance], dtype=np.float32)}
+        return self.model.run(TOKEN_SCORES, inputs)[0][0]

@@ -1,0 +1,96 @@
+"""An exported ONNX model directory: its files, each graph's inputs and outputs, and the manifest listing them.
+
+`ember export onnx` writes the directory (ember_train.onnx_export) and the onnxruntime backend reads it
+(ember_core.onnx_backend); both take every name from here. Beside the graphs it holds what the
+processor needs (config.json, processor_config.json with the calibration, fleet.json, the tokenizer
+files and the sentence encoder's tokenizer in task_tokenizer/) and manifest.json:
+
+    {"format": "ember.onnx/1", "opset": 17, "model": {"name": ..., "sha": ...},
+     "graphs": {"language": {"file": "language.onnx", "sha256": ...}, ...}, "parity": [...]}
+
+The graphs (B batch, L new tokens, P cached tokens, K image tokens, M card embeddings, N robots):
+
+    vision        pixel_values (B,3,S,S) -> visual_tokens (B,K,H)[, scene_logits (B,tags)]
+    text_encoder  input_ids, attention_mask (B,T) -> embeddings (B,D)          (models with a sentence encoder)
+    language      input_ids (B,L), attention_mask (B,P+L), visual_tokens, has_image (B,), past.* (B,heads,P,d)
+                  -> hidden_states (B,L,H), present.* (B,heads,P+L,d)
+    robot_head    selection_state (B,H)[, task_embedding (B,D)], card_embeddings (M,C)[, card_owner (M,)],
+                  robot_rows (N,) -> robot_logits (B,N)
+    token_scores  hidden (B,H), candidates (B,K'), relevance (B,K') -> scores (B,K')
+
+`robot_rows` gives each robot of the fleet in use its row of the exported head, -1 for a robot the model
+was not trained on (scored from its card alone, as the torch path does after `remap_robot_rows`).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ember_core import fields
+from ember_core.atomic import write_text_atomic
+from ember_core.digest import file_sha256
+
+FORMAT = "ember.onnx/1"
+DEFAULT_OPSET = 17  # what `ember export onnx` writes unless told otherwise
+MANIFEST_FILE = "manifest.json"
+TASK_TOKENIZER_DIR = "task_tokenizer"
+VISION, TEXT_ENCODER, LANGUAGE, ROBOT_HEAD, TOKEN_SCORES = "vision", "text_encoder", "language", "robot_head", "token_scores"
+GRAPHS = (VISION, TEXT_ENCODER, LANGUAGE, ROBOT_HEAD, TOKEN_SCORES)
+
+
+def graph_file(graph: str) -> str:
+    return f"{graph}.onnx"
+
+
+def past_names(layers: int) -> list[str]:
+    """The language graph's cache inputs, key then value of each layer."""
+    return [f"past.{layer}.{part}" for layer in range(layers) for part in ("key", "value")]
+
+
+def present_names(layers: int) -> list[str]:
+    """The language graph's cache outputs, in the order of `past_names`."""
+    return [f"present.{layer}.{part}" for layer in range(layers) for part in ("key", "value")]
+
+
+@dataclass
+class Manifest:
+    """manifest.json: the format, the opset, the model the graphs came from, each graph's file and sha256, and
+    the parity check the export passed."""
+
+    opset: int
+    model: dict[str, str]  # {"name": ..., "sha": ...} of the weights exported
+    graphs: dict[str, dict[str, str]]  # graph -> {"file": ..., "sha256": ...}
+    parity: list[dict[str, Any]] = field(default_factory=list)
+    format: str = FORMAT
+
+    @classmethod
+    def of(cls, directory: Path, opset: int, model: dict[str, str], graphs: list[str]) -> Manifest:
+        """The manifest of the graphs written into `directory`, with their hashes."""
+        return cls(opset, model, {graph: {"file": graph_file(graph), "sha256": file_sha256(directory / graph_file(graph))}
+                                  for graph in graphs})
+
+    def write(self, directory: Path) -> None:
+        write_text_atomic(Path(directory) / MANIFEST_FILE, json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def read(cls, directory: Path) -> Manifest:
+        """manifest.json of an export, its graphs checked against their sha256; ValueError naming the file otherwise."""
+        path = Path(directory) / MANIFEST_FILE
+        data = fields.read_json(path)
+        try:
+            data = fields.known_keys(data, {"format", "opset", "model", "graphs", "parity"}, "manifest")
+            if data.get("format") != FORMAT:
+                raise fields.FieldError("format", f"expected {FORMAT!r}, got {data.get('format')!r}")
+            manifest = cls(**data)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{path}: not an Ember ONNX manifest ({err}); export the model again") from None
+        for graph, entry in manifest.graphs.items():
+            if graph not in GRAPHS:
+                raise ValueError(f"{path}: unknown graph {graph!r}; known: {', '.join(GRAPHS)}")
+            graph_path = Path(directory) / graph_file(graph)
+            if not graph_path.is_file() or file_sha256(graph_path) != entry.get("sha256"):
+                raise ValueError(f"{graph_path}: missing, or not the file {MANIFEST_FILE} lists (sha256 differs); "
+                                 f"export the model again")
+        return manifest

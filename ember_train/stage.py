@@ -1,0 +1,80 @@
+"""What every training stage shares: the fleet, the model it starts from (a checkpoint or a new preset model)
+with the embedding check, and the hooks the training loop (`ember_train.trainer`) calls."""
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from ember_core.model.config import preset
+from ember_core.pretrained import build_model, load_pretrained
+from ember_core.robots_file import load_fleet
+from ember_train.args import TrainArgs
+from ember_train.distributed import DistributedContext
+
+if TYPE_CHECKING:
+    from ember_train.trainer import Trainer
+
+log = logging.getLogger("ember.train")
+
+
+class Stage:
+    """One stage of training. A subclass sets `number`, `title` (the banner), `progress_name` (the progress
+    bar's label) and `run_name` (the W&B run's name), and in
+    its __init__, after this one, `objective` (an nn.Module holding `model`, whose forward(batch) returns
+    {"loss": total, ...parts}) and `train_data`; it implements `collate`, `evaluate` and `finish`.
+
+    `init_from` is the model or checkpoint directory to warm-start from (None: a new `--model_config`
+    model). Either way the language model's embeddings are checked against the tokenizer (and resized
+    if they are short) as the model is built, before the stage trains ("✓ Embedding size matches tokenizer").
+    """
+
+    number: int
+    title: str
+    progress_name: str
+    run_name: str
+    objective: nn.Module
+    train_data: Dataset
+
+    def __init__(self, args: TrainArgs, ctx: DistributedContext, init_from: str | None):
+        self.args, self.ctx = args, ctx
+        self.stage_dir = Path(args.output_dir) / f"stage{self.number}"
+        random.seed(args.seed)
+        np.random.seed(args.seed)
+        torch.manual_seed(args.seed)
+        self.fleet = load_fleet(args.robots)
+        log.info("=" * 60)
+        log.info("Stage %d: %s", self.number, self.title)
+        log.info("=" * 60)
+        if init_from:
+            log.info("Loading model from checkpoint: %s", init_from)
+            self.model, self.processor = load_pretrained(init_from, fleet=self.fleet)
+        else:
+            log.info("Building a new %s model", args.model_config)
+            self.model, self.processor = build_model(preset(args.model_config), self.fleet)
+        self.model.to(ctx.device)
+
+    @property
+    def prefix(self) -> str:
+        """The W&B key prefix of this stage's metrics."""
+        return f"stage{self.number}"
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called before each epoch (a dataset that draws per epoch, e.g. Stage 3's image dropout, hears of it here)."""
+
+    def collate(self, items: Sequence[Any]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def evaluate(self, trainer: Trainer, epoch: int, end_of_epoch: bool) -> None:
+        """Evaluate on validation (every rank takes part), log and record the results in `trainer.history`."""
+        raise NotImplementedError
+
+    def finish(self, trainer: Trainer) -> dict[str, Any]:
+        """After the last epoch and the final checkpoint: the stage's summary (what `ember train` prints)."""
+        raise NotImplementedError

@@ -1,0 +1,125 @@
+"""The onnxruntime backend gives the torch backend's selection documents: the same ranking, robots, reasoning
+and plan, confidences within CONFIDENCE_TOLERANCE. For the tiny model and one with a sentence encoder,
+scene head and task memory, for a fleet with a robot the model was not trained on, and without torch."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from PIL import Image
+
+from conftest import REPO
+from ember_core import load_fleet
+from ember_core.cli import main
+from ember_core.model.config import preset
+from ember_core.pretrained import build_model, save_pretrained
+from ember_core.request import SelectionRequest
+from ember_core.scenes import render_scene
+from ember_core.selection import validate_document
+from ember_core.selector import Selector
+
+# Both backends compute in fp32; what differs is the order of sums (the export's parity check sees ~1e-6).
+CONFIDENCE_TOLERANCE = 1e-5
+TASKS = [
+    "Inspect the hull of a ship under water for cracks",
+    "Survey a collapsed parking garage for cracks",
+    "Carry boxes across the warehouse floor",
+    "Photograph the roof of the stadium from above",
+    "Map the flooded tunnel, then carry the pump to the basement",  # two parts: a team and a plan
+]
+SNAKE_FLEET = REPO / "tests" / "data" / "robots_with_snake.yaml"
+PIPE_TASKS = ["Crawl through the narrow drain pipe to find the blockage", "Inspect the inside of a collapsed pipe"]
+
+
+def requests(tasks: list[str], fleet_size: int) -> list[SelectionRequest]:
+    """Each task without and with a camera image, scored alone; the first two also with reasoning."""
+    scored = [SelectionRequest(task, image, top_k=fleet_size, return_reasoning=False)
+              for task in tasks for image in (None, render_scene(task, 96))]
+    explained = [SelectionRequest(task, image, top_k=fleet_size)
+                 for task in tasks[:2] for image in (None, Image.new("RGB", (640, 480), (20, 90, 160)))]
+    return scored + explained
+
+
+def assert_same_documents(torch_selector: Selector, onnx_selector: Selector, batch: list[SelectionRequest]) -> None:
+    for ours, theirs in zip(*([selection.to_document() for selection in selector.select_batch(batch)]
+                              for selector in (torch_selector, onnx_selector))):
+        validate_document(theirs)
+        assert theirs["status"] == "ok"
+        assert [c["robot_id"] for c in theirs["candidates"]] == [c["robot_id"] for c in ours["candidates"]]
+        assert ([c.pop("confidence") for c in theirs["candidates"]]
+                == pytest.approx([c.pop("confidence") for c in ours["candidates"]], abs=CONFIDENCE_TOLERANCE))
+        assert theirs["model"]["name"] == f"{ours['model']['name']} (onnx)"
+        assert theirs["model"]["sha"] == ours["model"]["sha"]  # the weights the graphs were exported from
+        volatile = {"stamp", "latency_ms", "model"}
+        assert {k: v for k, v in theirs.items() if k not in volatile} == {k: v for k, v in ours.items() if k not in volatile}
+
+
+@pytest.fixture(scope="module")
+def text_model_dir(tmp_path_factory):
+    """A tiny model with the MiniLM sentence encoder, a scene head and a task memory (so the head's gate moves)."""
+    from ember_train.task_memory import remember_tasks
+
+    torch.manual_seed(1)
+    model, processor = build_model(preset("tiny", text_encoder="minilm", scene_tags=["aerial", "underwater",
+                                                                                       "indoor", "outdoor"]), load_fleet())
+    remember_tasks(model, processor, [TASKS[0], TASKS[2], "Deliver a parcel to the third floor"])
+    return save_pretrained(model, processor, tmp_path_factory.mktemp("tiny-text") / "model")
+
+
+@pytest.fixture(scope="module")
+def text_onnx_dir(text_model_dir, tmp_path_factory):
+    from ember_train.onnx_export import write_export
+
+    out = tmp_path_factory.mktemp("tiny-text-onnx") / "onnx"
+    write_export(text_model_dir, out)
+    return out
+
+
+def test_both_backends_give_the_same_documents_for_the_tiny_model(tiny_model_dir, tiny_onnx_dir):
+    fleet = load_fleet()
+    assert_same_documents(Selector(tiny_model_dir, device="cpu"), Selector(tiny_onnx_dir), requests(TASKS, len(fleet)))
+
+
+def test_both_backends_give_the_same_documents_with_a_sentence_encoder_and_scene_head(text_model_dir, text_onnx_dir):
+    fleet = load_fleet()
+    onnx_selector = Selector(text_onnx_dir, backend="onnx")
+    assert onnx_selector.backend.model.text_encoder is not None
+    assert_same_documents(Selector(text_model_dir, device="cpu"), onnx_selector, requests(TASKS, len(fleet)))
+
+
+def test_a_robot_the_model_was_not_trained_on_is_scored_from_its_card_as_in_torch(text_model_dir, text_onnx_dir):
+    fleet = load_fleet(SNAKE_FLEET)
+    onnx_selector = Selector(text_onnx_dir, robots_file=SNAKE_FLEET)
+    assert onnx_selector.backend.cards["robot_rows"].tolist() == [0, 1, 2, 3, 4, -1]
+    assert_same_documents(Selector(text_model_dir, robots_file=SNAKE_FLEET, device="cpu"), onnx_selector,
+                          requests(PIPE_TASKS, len(fleet)))
+
+
+def test_ember_select_runs_an_export_on_onnxruntime(capsys, tiny_onnx_dir):
+    code = main(["select", "--model", str(tiny_onnx_dir), "--task", TASKS[0], "--json"])
+    document = json.loads(capsys.readouterr().out)
+    assert code == 0 and document["status"] == "ok" and document["model"]["name"].endswith("(onnx)")
+    assert document["reasoning"]["reasoning_valid"]
+
+
+def test_the_onnx_backend_selects_without_torch(tiny_onnx_dir):
+    script = (
+        "import json, sys\n"
+        "sys.modules['torch'] = None  # any import of torch fails\n"
+        "from PIL import Image\n"
+        "from ember_core.request import SelectionRequest\n"
+        "from ember_core.selector import Selector\n"
+        "selector = Selector(sys.argv[1])\n"
+        "request = SelectionRequest(sys.argv[2], Image.new('RGB', (64, 48), (0, 90, 200)))\n"
+        "print(json.dumps(selector.select(request).to_document()))\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", script, str(tiny_onnx_dir), TASKS[0]], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    document = json.loads(done.stdout.splitlines()[-1])
+    assert document["status"] == "ok" and document["reasoning"]["reasoning_valid"]
