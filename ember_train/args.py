@@ -42,6 +42,11 @@ class TrainArgs:
     log_steps: int = option(10, "log the training loss every N batches")
     eval_steps: int = option(500, "evaluate on validation every N batches")
     save_steps: int = option(500, "save a checkpoint every N batches")
+    save_total_limit: int | None = option(None, "keep at most N checkpoints per stage, deleting the oldest (the "
+                                          "latest always stays)")
+    resume: str | None = option(None, "continue training from a checkpoint directory of the stage, or auto: each "
+                                "stage from its latest checkpoint in output_dir, if it has one (model, optimizer, "
+                                "schedule, step, random state, data position and W&B run)")
     mixed_precision: str = option("no", "autocast dtype (weights stay fp32)", PRECISIONS)
     gradient_checkpointing: bool = option(False, "recompute the language model's activations in the backward pass: "
                                           "less memory, more time")

@@ -63,7 +63,8 @@ def train_explanation(model: EmberVLM, processor: EmberProcessor, train: list[Ta
         for name, p in model.named_parameters():
             p.requires_grad_(was_trainable[name])
     if plot_path is not None:
-        plot_losses(history, plot_path, "Explanation phase (adapter only): cross-entropy of the decoder's choices")
+        plot_losses(history, plot_path, "Explanation phase (adapter only): cross-entropy of the decoder's choices "
+                    f"(val split, {len(val)} tasks)")
     return history
 
 

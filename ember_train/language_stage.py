@@ -1,6 +1,6 @@
 """What Stages 1 and 2 share: an index built once, a validation set held out by image, its loss computed in
 shards over the ranks, the language model's logits over a batch, and the stage's end (skipped samples
-counted over every rank, the loss curves)."""
+counted over every rank, the loss curves, `best/`: the weights of the lowest validation loss)."""
 from __future__ import annotations
 
 import logging
@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.data import Subset
 
 from ember_core.model.vlm import EmberVLM
+from ember_core.pretrained import save_pretrained
 from ember_train.args import TrainArgs
 from ember_train.checkpointing import checkpoint_dir
 from ember_train.data import DataError
@@ -72,6 +73,8 @@ class LanguageStage(Stage):
     data_flag: str
     data_help: str
     index_type: Any
+    best_metric = "loss"
+    higher_is_better = False
 
     def __init__(self, args: TrainArgs, ctx: DistributedContext, init_from: str | None):
         if not getattr(args, self.data_flag):
@@ -115,13 +118,18 @@ class LanguageStage(Stage):
         log.info("Validation loss (Epoch %d, Step %d, %d samples): %.4f", epoch, trainer.step, len(self.val_indices),
                  val_loss)
         trainer.history.append({"step": trainer.step, "val_loss": val_loss})
-        trainer.tracker.log({f"{self.prefix}/val_loss": val_loss}, trainer.step)
+        trainer.record("val", {"loss": val_loss})
 
     def finish(self, trainer: Trainer) -> dict[str, Any]:
-        """The samples skipped on every rank, the loss curves; the summary names the final checkpoint."""
+        """The samples skipped on every rank, the loss curves, `best/`; the summary names the final checkpoint."""
         self.unusable.merge(lambda marks: all_reduce_max(marks.to(self.ctx.device), self.ctx).cpu())
         log.info("%s: %s", self.title, self.unusable.summary())
+        best_dir = self.stage_dir / "best"
         if self.ctx.is_main:
             plot_losses(trainer.history, self.stage_dir / "visualizations" / "training_curves.png",
-                        f"Stage {self.number} ({self.title}): training and validation loss")
-        return {"checkpoint": str(checkpoint_dir(self.stage_dir, trainer.step)), "skipped": self.unusable.counts()}
+                        f"Stage {self.number} ({self.title}): training loss, validation loss "
+                        f"(val split, {len(self.val_indices)} samples)")
+            trainer.restore_best()
+            save_pretrained(self.model, self.processor, best_dir)
+        return {"checkpoint": str(checkpoint_dir(self.stage_dir, trainer.step)), "best_dir": str(best_dir),
+                "skipped": self.unusable.counts()}

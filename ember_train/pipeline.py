@@ -27,12 +27,17 @@ def train_stages(args: TrainArgs, ctx: DistributedContext) -> dict[str, Any]:
     """Train every stage of `args.stage` in order; the last stage's summary.
 
     The first stage starts from `--init_from` when given; every other start is the previous stage's
-    latest checkpoint in `--output_dir` (for a first stage after 1, when there is one).
+    latest checkpoint in `--output_dir` (for a first stage after 1, when there is one). With `--resume`
+    a stage continues from its checkpoint instead.
     """
     summary: dict[str, Any] = {}
     for position, number in enumerate(stage_numbers(args.stage)):
-        init_from = args.init_from if position == 0 and args.init_from else previous_checkpoint(args, number)
-        summary = Trainer(STAGE_TYPES[number](args, ctx, init_from)).train()
+        resume_from = resume_checkpoint(args, number)
+        if resume_from:
+            init_from = str(resume_from)
+        else:
+            init_from = args.init_from if position == 0 and args.init_from else previous_checkpoint(args, number)
+        summary = Trainer(STAGE_TYPES[number](args, ctx, init_from), resume_from).train()
         ctx.barrier()  # rank 0's checkpoint is complete before any rank reads it
     return summary
 
@@ -49,3 +54,19 @@ def previous_checkpoint(args: TrainArgs, number: int) -> str | None:
         return None
     log.info("Found latest checkpoint from Stage %d: %s", number - 1, checkpoint)
     return str(checkpoint)
+
+
+def resume_checkpoint(args: TrainArgs, number: int) -> Path | None:
+    """The checkpoint Stage `number` resumes from: `--resume DIR` (one stage at a time), or with `--resume auto`
+    the stage's latest checkpoint in the output directory when it has one; None without `--resume`."""
+    if not args.resume:
+        return None
+    if args.resume != "auto":
+        if args.stage == "all":
+            raise ValueError(f"--resume {args.resume} names one stage's checkpoint: give that stage's --stage, or "
+                             "use --resume auto to continue every stage from its latest checkpoint")
+        return Path(args.resume)
+    checkpoint = latest_checkpoint(Path(args.output_dir) / f"stage{number}")
+    if checkpoint is None:
+        log.info("No Stage %d checkpoint to resume in %s: starting the stage", number, args.output_dir)
+    return checkpoint

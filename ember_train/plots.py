@@ -207,9 +207,18 @@ def _series(history: Sequence[Mapping[str, float]], key: str) -> tuple[list[floa
     return steps, values
 
 
-def plot_training_curves(history: Sequence[Mapping[str, float]], path: str | os.PathLike) -> Path:
-    """Training loss (left) and validation accuracy / macro-F1 (right) against step; absent keys are skipped."""
-    fig, (loss_ax, score_ax) = plt.subplots(1, 2, figsize=(12.0, 4.5), layout="constrained")
+def _integer_steps(ax: Axes) -> None:
+    """Ticks on whole steps only (a short run's default ticks would read 1.25, 1.5 ...)."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def plot_training_curves(history: Sequence[Mapping[str, float]], path: str | os.PathLike, validation: str) -> Path:
+    """Training loss (left) and validation accuracy / macro-F1 (right) against step; absent keys are skipped.
+
+    `validation` says what was evaluated (split and sample count, e.g. "val split, 40 tasks") for the title.
+    """
+    # One step axis for both: an evaluation or two alone would span a fraction of a step.
+    fig, (loss_ax, score_ax) = plt.subplots(1, 2, figsize=(12.0, 4.5), layout="constrained", sharex=True)
     try:
         steps, loss = _series(history, "loss")
         if steps:
@@ -231,10 +240,11 @@ def plot_training_curves(history: Sequence[Mapping[str, float]], path: str | os.
         else:
             score_ax.text(0.5, 0.5, "no evaluation yet", ha="center", va="center", transform=score_ax.transAxes)
         score_ax.set_ylim(0.0, 1.0)
-        score_ax.set_title("Validation accuracy and macro-F1")
+        score_ax.set_title(f"Validation accuracy and macro-F1 ({validation})")
         score_ax.set_xlabel("Step")
         score_ax.set_ylabel("Score")
         for ax in (loss_ax, score_ax):
+            _integer_steps(ax)
             ax.grid(alpha=0.3)
     except BaseException:
         plt.close(fig)
@@ -307,7 +317,7 @@ def plot_losses(history: Sequence[Mapping[str, float]], path: str | os.PathLike,
         ax.set_title(title)
         ax.set_xlabel("Step")
         ax.set_ylabel("Loss")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _integer_steps(ax)
         ax.grid(alpha=0.3)
     except BaseException:
         plt.close(fig)

@@ -26,8 +26,8 @@ log = logging.getLogger("ember.train")
 
 class Stage:
     """One stage of training. A subclass sets `number`, `title` (the banner), `progress_name` (the progress
-    bar's label) and `run_name` (the W&B run's name), and in
-    its __init__, after this one, `objective` (an nn.Module holding `model`, whose forward(batch) returns
+    bar's label), `run_name` (the W&B run's name) and `best_metric` with `higher_is_better` (the
+    validation metric that picks `best/`), and in its __init__, after this one, `objective` (an nn.Module holding `model`, whose forward(batch) returns
     {"loss": total, ...parts}) and `train_data`; it implements `collate`, `evaluate` and `finish`.
 
     `init_from` is the model or checkpoint directory to warm-start from (None: a new `--model_config`
@@ -39,6 +39,8 @@ class Stage:
     title: str
     progress_name: str
     run_name: str
+    best_metric: str
+    higher_is_better: bool
     objective: nn.Module
     train_data: Dataset
 
@@ -60,11 +62,6 @@ class Stage:
             self.model, self.processor = build_model(preset(args.model_config), self.fleet)
         self.model.to(ctx.device)
 
-    @property
-    def prefix(self) -> str:
-        """The W&B key prefix of this stage's metrics."""
-        return f"stage{self.number}"
-
     def set_epoch(self, epoch: int) -> None:
         """Called before each epoch (a dataset that draws per epoch, e.g. Stage 3's image dropout, hears of it here)."""
 
@@ -72,7 +69,8 @@ class Stage:
         raise NotImplementedError
 
     def evaluate(self, trainer: Trainer, epoch: int, end_of_epoch: bool) -> None:
-        """Evaluate on validation (every rank takes part), log and record the results in `trainer.history`."""
+        """Evaluate on validation (every rank takes part): `trainer.record` the metrics, add what the plots
+        need to `trainer.history`."""
         raise NotImplementedError
 
     def finish(self, trainer: Trainer) -> dict[str, Any]:

@@ -51,6 +51,8 @@ class SelectionStage(Stage):
     title = "Robot Fleet Selection Training"
     progress_name = "Robot Selection"
     run_name = "stage3_robot_selection"
+    best_metric = "macro_f1"
+    higher_is_better = True
 
     def __init__(self, args: TrainArgs, ctx: DistributedContext, init_from: str | None):
         super().__init__(args, ctx, init_from)
@@ -75,8 +77,6 @@ class SelectionStage(Stage):
         weights = class_weights(torch.from_numpy(robot_targets(self.train_records, self.fleet)).float())
         log.info("Class weights: %s", {n: round(float(w), 3) for n, w in zip(self.names, weights)})
         self.objective = SelectionObjective(self.model, weights)
-        self.best_f1 = -1.0
-        self.best_state: dict[str, torch.Tensor] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.train_data.set_epoch(epoch)
@@ -89,30 +89,28 @@ class SelectionStage(Stage):
                             AUTOCAST_DTYPES[self.args.mixed_precision])
 
     def evaluate(self, trainer: Trainer, epoch: int, end_of_epoch: bool) -> None:
-        """Validation metrics (the best macro-F1's weights are kept); at the end of an epoch, its plots too."""
+        """Validation metrics (the trainer keeps the best macro-F1's weights); at the end of an epoch, its plots too."""
         scores = self._scores(self.splits.val)
         metrics = scores.metrics(self.names)
         if self.ctx.is_main:
             print(format_metrics(metrics, self.names, f"Validation metrics (Epoch {epoch}, Step {trainer.step}):"),
                   flush=True)
         trainer.history.append({"step": trainer.step, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]})
-        trainer.tracker.log({f"stage3/{key}": value for key, value in metrics.items()}, trainer.step)
-        if metrics["macro_f1"] > self.best_f1:
-            self.best_f1 = metrics["macro_f1"]
-            self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        trainer.record("val", metrics)
         if end_of_epoch and self.ctx.is_main:
             trainer.tracker.log_images(self._epoch_plots(epoch, scores, metrics), trainer.step)
 
     def _epoch_plots(self, epoch: int, scores: Scores, metrics: dict[str, float]) -> dict[str, Path]:
         probs = scores.probabilities()
         confidence, correct = _top1(probs, scores.targets)
+        which = f"epoch {epoch}, val split, {len(probs)} tasks"
         return {
-            "stage3/confusion_matrix": plot_confusion(confusion_matrix(probs, scores.targets), self.names,
-                                                      self.plots_dir / f"confusion_matrix_epoch{epoch}.png", f"Confusion (epoch {epoch})"),
-            "stage3/robot_radar": plot_radar(metrics, self.names, self.plots_dir / f"robot_radar_epoch{epoch}.png",
-                                             f"Per-robot performance (epoch {epoch})"),
-            "stage3/calibration": plot_calibration(confidence, correct, self.plots_dir / f"calibration_epoch{epoch}.png",
-                                                   f"Calibration (epoch {epoch})"),
+            "val/confusion_matrix": plot_confusion(confusion_matrix(probs, scores.targets), self.names,
+                                                   self.plots_dir / f"confusion_matrix_epoch{epoch}.png", f"Confusion ({which})"),
+            "val/robot_radar": plot_radar(metrics, self.names, self.plots_dir / f"robot_radar_epoch{epoch}.png",
+                                          f"Per-robot performance ({which})"),
+            "val/calibration": plot_calibration(confidence, correct, self.plots_dir / f"calibration_epoch{epoch}.png",
+                                                f"Calibration ({which})"),
         }
 
     def finish(self, trainer: Trainer) -> dict[str, Any]:
@@ -121,16 +119,16 @@ class SelectionStage(Stage):
         Every rank runs this (the explanation phase is the same on each, scoring is sharded); rank 0 writes.
         """
         args, main, tracker = self.args, self.ctx.is_main, trainer.tracker
-        if self.best_state is not None:
-            self.model.load_state_dict(self.best_state)
+        trainer.restore_best()
         if args.explanation_epochs:
             history = train_explanation(self.model, self.processor, self.train_records, self.splits.val,
                                         args.explanation_epochs, args.explanation_learning_rate, args.batch_size,
                                         args.image_dropout, args.seed, self.ctx.device,
                                         self.plots_dir / "explanation_loss.png" if main else None, self.relevance)
             for entry in history:
-                tracker.log({f"stage3/explanation_{key}": value for key, value in entry.items() if key != "step"},
-                            trainer.step + int(entry["step"]))
+                # The phase's steps continue the stage's; "loss" is its training loss, "val_loss" its validation loss.
+                tracker.log({"val/explanation_loss" if key == "val_loss" else "train/explanation_loss": value
+                             for key, value in entry.items() if key != "step"}, trainer.step + int(entry["step"]))
         val = self._scores(self.splits.val)
         calibration = fit_calibration([val.logits], [val.targets])
         before = val.metrics(self.names)["expected_calibration_error"]
@@ -149,14 +147,15 @@ class SelectionStage(Stage):
         test.save(self.stage_dir / TEST_SCORES_FILE)
         print(format_metrics(summary["test"], self.names, f"Test metrics (best checkpoint, {len(test_records)} tasks):"),
               flush=True)
-        tracker.log({f"stage3/test_{key}": value for key, value in summary["test"].items()}, trainer.step)
+        trainer.record("test", summary["test"])
         probs = test.probabilities(calibration)
         confidence, correct = _top1(probs, test.targets)
         report = plot_final_report(summary["test"], self.names, confusion_matrix(probs, test.targets), confidence,
                                    correct, self.plots_dir / "final_evaluation_report.png",
-                                   "Stage 3 final evaluation (test split)")
-        curves = plot_training_curves(trainer.history, self.plots_dir / "training_curves.png")
-        tracker.log_images({"stage3/final_evaluation_report": report, "stage3/training_curves": curves}, trainer.step)
+                                   f"Stage 3 final evaluation (test split, {len(test_records)} tasks)")
+        curves = plot_training_curves(trainer.history, self.plots_dir / "training_curves.png",
+                                      f"val split, {len(self.splits.val)} tasks")
+        tracker.log_images({"test/final_evaluation_report": report, "val/training_curves": curves}, trainer.step)
         return summary
 
 

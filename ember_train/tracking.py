@@ -12,13 +12,17 @@ MODES = ("online", "offline", "disabled")
 
 
 class Tracker:
-    """Logs scalars under `stage{N}/...` and plots as images to one W&B run.
+    """Logs scalars and plots (as images) to one W&B run per stage, named after the stage (`stage3_robot_selection`).
+
+    Keys are grouped by split as the trainer and the stages name them: `train/` (loss and its parts,
+    learning rate, speed), `val/` (validation metrics and plots), `test/` (the final evaluation).
 
     mode "disabled" or DISABLE_WANDB=1 make every call a no-op, so the training loop never branches
-    on it. `run_id` is stored in checkpoints, for a resumed run to continue the same W&B run.
+    on it. `run_id` is stored in checkpoints; a resumed run passes it back to continue the same W&B run.
     """
 
-    def __init__(self, mode: str, directory: Path, run_name: str, config: Mapping[str, Any]):
+    def __init__(self, mode: str, directory: Path, run_name: str, config: Mapping[str, Any],
+                 run_id: str | None = None):
         if mode not in MODES:
             raise ValueError(f"--wandb must be one of {', '.join(MODES)}, got {mode!r}")
         if os.environ.get("DISABLE_WANDB", "").strip().lower() in ("1", "true", "yes"):
@@ -29,7 +33,8 @@ class Tracker:
         import wandb  # imported only when used: it is slow to import and spawns a service
 
         directory.mkdir(parents=True, exist_ok=True)
-        self.run = wandb.init(project=PROJECT, name=run_name, mode=mode, dir=str(directory), config=dict(config))
+        self.run = wandb.init(project=PROJECT, name=run_name, mode=mode, dir=str(directory), config=dict(config),
+                              id=run_id, resume="allow" if run_id else None)
         log.info("W&B run %s (%s mode) in %s", self.run.id, mode, directory)
 
     @property

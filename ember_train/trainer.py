@@ -5,6 +5,11 @@ forward takes a batch and returns the loss and its parts) and what evaluating an
 it. Every rank runs all of this on its shard of the data; only rank 0 logs, plots, writes W&B and
 saves checkpoints, and every rank joins each collective (the loss average, evaluation, the final
 check that the replicas agree).
+
+The stage's directory (`<output_dir>/stage{N}/`) gets `args.yaml` at the start, a row of
+`results.csv` per evaluation, `checkpoint-{step}/` every `save_steps` and at the end (`latest` names
+the newest; `--resume` continues from one exactly), and `last/`, the model as training ended; the
+stage writes `best/`.
 """
 from __future__ import annotations
 
@@ -20,10 +25,12 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ember_train.checkpointing import save_checkpoint
+from ember_train.checkpointing import TrainingState, load_training_state, prune_checkpoints, save_checkpoint
 from ember_train.distributed import (accumulation_step, all_reduce_sum, autocast, make_sampler, max_weight_difference,
                                      total_updates, wrap_model)
+from ember_core.pretrained import save_pretrained
 from ember_train.parts import PartPlan, apply_parts, log_parts, part_multipliers
+from ember_train.run_files import RESULTS_FILE, ResultsTable, write_args
 from ember_train.stage import Stage
 from ember_train.tracking import Tracker
 
@@ -33,14 +40,22 @@ log = logging.getLogger("ember.train")
 class Trainer:
     """Trains one stage: `train()` runs its epochs and returns the stage's summary.
 
-    `step` counts batches (per process), `history` holds the training loss of every step (averaged
-    over the ranks) and what the stage's evaluations add, `tracker` the W&B run (a no-op off rank 0).
+    `step` counts batches (per process), `epoch` is the current epoch, `history` holds the training loss of every step (averaged
+    over the ranks) and what the stage's evaluations add, `tracker` the W&B run (a no-op off rank 0),
+    `best_state` the weights of the best validation score so far (by the stage's `best_metric`).
     """
 
-    def __init__(self, stage: Stage):
+    def __init__(self, stage: Stage, resume_from: Path | None = None):
+        """`resume_from`: a checkpoint of this stage to continue from (the stage's model was loaded from it)."""
         self.stage, self.args, self.ctx = stage, stage.args, stage.ctx
+        self.resume_from = resume_from
+        self.pending_rng: TrainingState | None = None  # restored once the resumed epoch has skipped its batches
         self.step = 0
+        self.epoch = 0
         self.history: list[dict[str, float]] = []
+        self.results = ResultsTable(stage.stage_dir / RESULTS_FILE)
+        self.best_score: float | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None
         self.tracker = Tracker("disabled", stage.stage_dir, stage.run_name, {})  # a no-op until `train` opens the run
 
     def train(self) -> dict[str, Any]:
@@ -63,30 +78,49 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         log.info("%d samples, %d process(es) x batch %d x accumulation %d: %d optimizer updates over %d epoch(s)",
                  len(stage.train_data), ctx.world_size, args.batch_size, args.gradient_accumulation, updates, epochs)
+        if ctx.is_main:
+            write_args(stage.stage_dir, args)
+        training = self._resume(optimizer, scheduler) if self.resume_from else None
+        start_epoch, skip = (training.state["epoch"], training.state["batch"]) if training else (0, 0)
         self.tracker = Tracker(args.wandb if ctx.is_main else "disabled", Path(args.output_dir), stage.run_name,
-                               asdict(args))
-        state = {"stage": stage.number, "epoch": 0, "wandb_run_id": self.tracker.run_id, "args": asdict(args)}
+                               asdict(args), run_id=training.state["wandb_run_id"] if training else None)
+        self.optimizer, self.scheduler = optimizer, scheduler
+        done = start_epoch  # epochs finished: where a resume from the final checkpoint would start
         try:
-            for epoch in range(epochs):
-                state["epoch"] = epoch
-                sampler.set_epoch(epoch)
-                stage.set_epoch(epoch)
-                self._train_epoch(epoch, model, loader, optimizer, scheduler, schedule, state)
-                stage.evaluate(self, epoch, end_of_epoch=True)
+            for epoch in range(start_epoch, epochs):
                 if self._at_max_steps():
                     break
-            self._save(optimizer, scheduler, state)
+                self.epoch = epoch
+                sampler.set_epoch(epoch)
+                stage.set_epoch(epoch)
+                self._train_epoch(epoch, model, loader, schedule, skip if epoch == start_epoch else 0)
+                stage.evaluate(self, epoch, end_of_epoch=True)
+                done = epoch + 1
+            if self.pending_rng:  # resumed from a stage's final checkpoint: no batch was left
+                self.pending_rng.restore_rng()
+                self.pending_rng = None
+            self._save(done, 0, accumulating=False)
+            if ctx.is_main:
+                save_pretrained(stage.model, stage.processor, stage.stage_dir / "last")
             self._check_replicas()
             return stage.finish(self)
         finally:
             self.tracker.finish()
 
-    def _train_epoch(self, epoch: int, model: torch.nn.Module, loader: DataLoader, optimizer, scheduler, schedule,
-                     state: dict) -> None:
-        args, ctx = self.args, self.ctx
+    def _train_epoch(self, epoch: int, model: torch.nn.Module, loader: DataLoader, schedule, skip: int) -> None:
+        """Train one epoch from its batch `skip` on (a resumed run's data position: the sampler's order
+        depends only on the seed and the epoch, so passing over the consumed batches replays it)."""
+        args, ctx, optimizer, scheduler = self.args, self.ctx, self.optimizer, self.scheduler
         model.train()
-        bar = tqdm(loader, desc=f"{self.stage.progress_name} Epoch {epoch}", dynamic_ncols=True, disable=not ctx.is_main)
-        for index, batch in enumerate(bar):
+        batches = iter(loader)
+        for _ in range(skip):
+            next(batches)
+        if self.pending_rng:
+            self.pending_rng.restore_rng()
+            self.pending_rng = None
+        bar = tqdm(batches, desc=f"{self.stage.progress_name} Epoch {epoch}", initial=skip, total=len(loader),
+                   dynamic_ncols=True, disable=not ctx.is_main)
+        for index, batch in enumerate(bar, start=skip):
             started = time.perf_counter()
             batch = {key: value.to(ctx.device) for key, value in batch.items()}
             last = (index + 1) % args.gradient_accumulation == 0 or index + 1 == len(loader)
@@ -108,25 +142,79 @@ class Trainer:
                 scalars = {key: value.item() for key, value in losses.items()} | {"loss": loss}
                 scalars.update(learning_rate=args.learning_rate * schedule(scheduler.last_epoch), step_time=seconds,
                                samples_per_second=batch["input_ids"].shape[0] * ctx.world_size / seconds)
-                self.tracker.log({f"{self.stage.prefix}/{key}": value for key, value in scalars.items()}, self.step)
+                self.tracker.log({f"train/{key}": value for key, value in scalars.items()}, self.step)
                 bar.set_postfix(loss=f"{loss:.4f}", lr=f"{scalars['learning_rate']:.2e}",
                                 samples_s=f"{scalars['samples_per_second']:.1f}")
             if self.step % args.eval_steps == 0:
                 self.stage.evaluate(self, epoch, end_of_epoch=False)
                 model.train()
             if self.step % args.save_steps == 0:
-                self._save(optimizer, scheduler, state)
+                self._save(epoch, index + 1, accumulating=not last)
             if self._at_max_steps():
                 break
+
+    def record(self, split: str, metrics: dict[str, float]) -> None:
+        """Log an evaluation's metrics to W&B under `{split}/` and as a row of results.csv; a validation
+        score better than any before (by the stage's `best_metric`) keeps a copy of the weights."""
+        self.tracker.log({f"{split}/{key}": value for key, value in metrics.items()}, self.step)
+        if self.ctx.is_main:
+            self.results.add(self.step, self.epoch, split, metrics)
+        if split != "val":
+            return
+        score = metrics[self.stage.best_metric] * (1 if self.stage.higher_is_better else -1)
+        if self.best_score is None or score > self.best_score:
+            self.best_score = score
+            self.best_state = {key: value.detach().cpu().clone() for key, value in self.stage.model.state_dict().items()}
+
+    def restore_best(self) -> None:
+        """Put the weights of the best validation score back into the model (if there was a validation)."""
+        if self.best_state is not None:
+            self.stage.model.load_state_dict(self.best_state)
 
     def _at_max_steps(self) -> bool:
         return bool(self.args.max_steps) and self.step >= self.args.max_steps
 
-    def _save(self, optimizer, scheduler, state: dict) -> None:
-        """The one place checkpoints are written: by rank 0, atomically, `latest` moved last."""
+    def _save(self, epoch: int, batch: int, accumulating: bool) -> None:
+        """The one place checkpoints are written: by rank 0, atomically, `latest` moved last; then the
+        oldest beyond --save_total_limit are deleted. `epoch` and `batch` are the data position to resume at."""
+        if not self.ctx.is_main:
+            return
+        stage, args = self.stage, self.args
+        state = {"stage": stage.number, "epoch": epoch, "batch": batch, "accumulating": accumulating,
+                 "wandb_run_id": self.tracker.run_id, "args": asdict(args), "history": self.history,
+                 "results_rows": len(self.results.rows), "best_score": self.best_score}
+        tensors = {"objective": {name: p.detach().cpu() for name, p in _objective_parameters(stage)},
+                   "best_state": self.best_state}
+        save_checkpoint(stage.model, stage.processor, stage.stage_dir, self.step, self.optimizer, self.scheduler, state,
+                        tensors)
+        if args.save_total_limit:
+            prune_checkpoints(stage.stage_dir, args.save_total_limit)
+
+    def _resume(self, optimizer: torch.optim.Optimizer, scheduler) -> TrainingState:
+        """Load the loop's state from `resume_from` (the model's weights came with the stage); the random
+        generators are restored later, where the interrupted run had them."""
+        training = load_training_state(self.resume_from)
+        state = training.state
+        if state["stage"] != self.stage.number:
+            raise ValueError(f"{self.resume_from} is a Stage {state['stage']} checkpoint; resume Stage "
+                             f"{self.stage.number} from one of {self.stage.stage_dir}")
+        if state["accumulating"]:
+            log.warning("%s was saved between optimizer updates: the gradients accumulated since the last update are "
+                        "lost, so the resumed run will differ (make --save_steps a multiple of --gradient_accumulation)",
+                        self.resume_from)
+        optimizer.load_state_dict(training.optimizer)
+        scheduler.load_state_dict(training.scheduler)
+        with torch.no_grad():
+            for name, parameter in _objective_parameters(self.stage):
+                parameter.copy_(training.tensors["objective"][name])
+        self.step, self.epoch, self.history = state["step"], state["epoch"], state["history"]
+        self.best_score, self.best_state = state["best_score"], training.tensors["best_state"]
         if self.ctx.is_main:
-            save_checkpoint(self.stage.model, self.stage.processor, self.stage.stage_dir, self.step, optimizer,
-                            scheduler, state)
+            self.results.keep_first(state["results_rows"])
+        self.pending_rng = training
+        log.info("Resuming Stage %d from %s: step %d, epoch %d, batch %d", self.stage.number, self.resume_from,
+                 self.step, state["epoch"], state["batch"])
+        return training
 
     def _check_replicas(self) -> None:
         """Every rank must end with the same weights; a difference means gradients were not synchronised."""
@@ -151,10 +239,15 @@ def warmup_cosine(update: int, total: int, warmup: int) -> float:
 def _with_objective_parameters(stage: Stage, groups: list[dict], plans: list[PartPlan],
                                learning_rate: float) -> tuple[list[dict], list[PartPlan]]:
     """Add the objective's own parameters (Stage 1's contrastive temperature), trained at the base rate, no decay."""
-    own = {id(p) for p in stage.model.parameters()}
-    extra = [p for p in stage.objective.parameters() if id(p) not in own]
+    extra = [parameter for _, parameter in _objective_parameters(stage)]
     if not extra:
         return groups, plans
     count = sum(p.numel() for p in extra)
     return (groups + [{"params": extra, "lr": learning_rate, "weight_decay": 0.0, "name": "loss"}],
             plans + [PartPlan("loss", 1.0, count, count)])
+
+
+def _objective_parameters(stage: Stage) -> list[tuple[str, torch.nn.Parameter]]:
+    """The objective's parameters that are not the model's (Stage 1's contrastive temperature), by name."""
+    own = {id(p) for p in stage.model.parameters()}
+    return [(name, p) for name, p in stage.objective.named_parameters() if id(p) not in own]

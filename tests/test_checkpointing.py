@@ -1,7 +1,7 @@
 """Training checkpoints: the model files plus optimizer, scheduler, RNG and loop state; writes are atomic.
 
-Nothing reads `training_state/` back yet (no resume), so these tests read the files themselves: what
-a resume would need must be there, exact.
+These tests read the files themselves: what a resume needs must be there, exact (tests/test_resume.py
+resumes real runs).
 """
 from __future__ import annotations
 

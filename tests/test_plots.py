@@ -57,9 +57,29 @@ def test_plot_training_curves_skips_missing_keys(tmp_path):
     history = [{"step": s, "loss": 1.0 / (1 + s)} for s in range(0, 50, 5)]
     history += [{"step": 20, "accuracy": 0.6, "macro_f1": 0.5}, {"step": 40, "accuracy": 0.7}]
     target = tmp_path / "training_curves.png"
-    _assert_png(plots.plot_training_curves(history, str(target)), target)
+    _assert_png(plots.plot_training_curves(history, str(target), "val split, 7 tasks"), target)
     empty = tmp_path / "empty" / "training_curves.png"
-    _assert_png(plots.plot_training_curves([], empty), empty)
+    _assert_png(plots.plot_training_curves([], empty, "val split, 7 tasks"), empty)
+
+
+@pytest.mark.parametrize("draw", [
+    lambda history, path: plots.plot_training_curves(history, path, "val split, 7 tasks"),
+    lambda history, path: plots.plot_losses(history, path, "Stage 1: training loss, validation loss (val split, 7 samples)"),
+])
+def test_step_axes_tick_whole_steps_and_titles_name_split_and_size(tmp_path, monkeypatch, draw):
+    """Three steps would get ticks at 1.25, 1.5 ... by default; the step axis must only show whole steps."""
+    figures = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig) or path)
+    history = [{"step": s, "loss": 1.0 / s} for s in (1, 2, 3)] + [{"step": 3, "val_loss": 0.5, "accuracy": 0.5,
+                                                                   "macro_f1": 0.4}]
+    draw(history, tmp_path / "curves.png")
+    (figure,) = figures
+    figure.canvas.draw()
+    for ax in figure.axes:
+        locator = ax.xaxis.get_major_locator()
+        assert isinstance(locator, plots.MaxNLocator) and locator._integer
+        assert all(tick == int(tick) for tick in ax.get_xticks())
+    assert any("val split, 7 " in ax.get_title() for ax in figure.axes)
 
 
 def test_plot_final_report(tmp_path, evaluation):

@@ -2,19 +2,25 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import json
 import re
 
 import pytest
 import torch
+import yaml
+from safetensors.torch import load_file
 
-from ember_core.cli import main
+from ember_core.cli import build_parser, main
 from ember_core.pretrained import load_pretrained
 from ember_core.request import SelectionRequest
 from ember_core.selection import validate_document
 from ember_core.selector import Selector
+from ember_train.args import TrainArgs
 from ember_train.checkpointing import LATEST
+from ember_train.cli import train_args
+from ember_train.evaluate import TEST_SCORES_FILE, Scores
 
 TEMPLATES = {
     "underwater_robot": "Inspect the hull of ship {i} under the sea",
@@ -55,6 +61,7 @@ def run(tmp_path_factory):
                       f"eval_steps: 3\nsave_steps: 4\nlog_steps: 1\ngradient_accumulation: 2\nwandb: offline\nmax_steps: 100\n"
                       f"explanation_epochs: 2\n")
     output = base / "outputs"
+    argv = ["train", "--config", str(config), "--output_dir", str(output)]
     logged: dict[str, list] = {}
     original = wandb.Run.log
 
@@ -66,10 +73,10 @@ def run(tmp_path_factory):
     stdout = io.StringIO()
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(stdout):
         patch.setattr(wandb.Run, "log", record)
-        code = main(["train", "--config", str(config), "--output_dir", str(output)])
+        code = main(argv)
     assert code == 0
     printed = stdout.getvalue()
-    return {"output": output, "data": data, "stdout": printed, "logged": logged,
+    return {"output": output, "data": data, "stdout": printed, "logged": logged, "argv": argv,
             "summary": json.JSONDecoder().raw_decode(printed, printed.rindex("\n{\n") + 1)[0]}
 
 
@@ -95,15 +102,37 @@ def test_wandb_offline_run_holds_the_logged_metrics_and_plots(run):
     runs = list((run["output"] / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1 and runs[0].stat().st_size > 0
     history = run["logged"]
-    for key in ("stage3/accuracy", "stage3/macro_f1", "stage3/loss", "stage3/learning_rate", "stage3/samples_per_second",
-                "stage3/expected_calibration_error", "stage3/multi_robot_iou", "stage3/Drone_f1", "stage3/test_accuracy",
-                "stage3/confusion_matrix", "stage3/robot_radar", "stage3/calibration",
-                "stage3/final_evaluation_report", "stage3/training_curves", "stage3/explanation_loss",
-                "stage3/explanation_val_loss"):
+    for key in ("train/loss", "train/learning_rate", "train/samples_per_second", "train/explanation_loss",
+                "val/accuracy", "val/macro_f1", "val/expected_calibration_error", "val/multi_robot_iou", "val/Drone_f1",
+                "val/confusion_matrix", "val/robot_radar", "val/calibration", "val/training_curves",
+                "val/explanation_loss", "test/accuracy", "test/macro_f1", "test/final_evaluation_report"):
         assert key in history, key
-    assert all(isinstance(image, wandb.Image) for image in history["stage3/training_curves"])
-    steps = len(history["stage3/loss"])
-    assert steps == latest_step(run) and len(history["stage3/accuracy"]) == steps // 3 + 1
+    assert {key.split("/")[0] for key in history} == {"train", "val", "test"}
+    assert all(isinstance(image, wandb.Image) for image in history["val/training_curves"])
+    steps = len(history["train/loss"])
+    assert steps == latest_step(run) and len(history["val/accuracy"]) == steps // 3 + 1
+    assert len(history["test/accuracy"]) == 1
+
+
+def test_the_run_directory_has_args_results_best_and_last(run):
+    """Each stage's directory, as ultralytics' and the HF Trainer's: the settings, a table of every evaluation,
+    the best and the last model, the checkpoints and the plots."""
+    stage = run["output"] / "stage3"
+    assert {"args.yaml", "results.csv", "best", "last", LATEST, "visualizations"} <= {p.name for p in stage.iterdir()}
+    settings = yaml.safe_load((stage / "args.yaml").read_text())
+    assert TrainArgs(**settings) == train_args(build_parser().parse_args(run["argv"]))
+    with open(stage / "results.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    header = list(rows[0])
+    assert header[:3] == ["step", "epoch", "split"] and {"accuracy", "macro_f1", "Drone_f1"} <= set(header)
+    steps = latest_step(run)
+    assert [row["split"] for row in rows] == ["val"] * (steps // 3 + 1) + ["test"]
+    assert [int(row["step"]) for row in rows[:-1]] == list(range(3, steps + 1, 3)) + [steps]
+    assert float(rows[-1]["accuracy"]) == pytest.approx(run["summary"]["test"]["accuracy"])
+    last = load_file(stage / "last" / "model.safetensors")
+    final = load_file(stage / f"checkpoint-{steps}" / "model.safetensors")
+    assert last.keys() == final.keys() and all(torch.equal(last[key], final[key]) for key in last)
+    assert (stage / "best" / "model.safetensors").is_file()
 
 
 def latest_step(run) -> int:
@@ -119,9 +148,9 @@ def test_checkpoints_have_training_state_and_latest_points_at_the_last(run):
     assert sorted(p.name for p in stage.glob("checkpoint-*")) == sorted(["checkpoint-4", "checkpoint-8", f"checkpoint-{last}"])
     assert (stage / LATEST).read_text() == f"checkpoint-{last}\n"
     assert sorted(p.name for p in (stage / f"checkpoint-{last}" / "training_state").iterdir()) == [
-        "optimizer.pt", "rng.pt", "scheduler.json", "state.json"]
+        "optimizer.pt", "rng.pt", "scheduler.json", "state.json", "trainer.pt"]
     state = json.loads((stage / f"checkpoint-{last}" / "training_state" / "state.json").read_text())
-    assert state["epoch"] == 0 and state["wandb_run_id"]
+    assert (state["epoch"], state["batch"]) == (1, 0) and state["wandb_run_id"]  # data position: the one epoch done
 
 
 def test_best_checkpoint_loads_in_the_selector(run):
@@ -144,7 +173,6 @@ def test_eval_command_reports_exactly_the_trainers_test_metrics(run, capsys):
 
 
 def test_init_from_warm_starts_with_the_saved_weights(run, tmp_path, caplog):
-    from ember_train.args import TrainArgs
     from ember_train.distributed import DistributedContext
     from ember_train.stage3 import SelectionStage
 
@@ -167,12 +195,14 @@ def test_kfold_cross_validation_trains_one_model_per_fold(tmp_path, capsys):
     assert len(result["folds"]) == 2 and sum(f["num_samples"] for f in result["folds"]) == 34
     assert (tmp_path / "cv" / "fold1" / "stage3" / "best" / "model.safetensors").is_file()
     assert "2-fold cross-validation (grouped by task)" in capsys.readouterr().out
+    # Each fold's held-out scores, which `ember calibrate` fits on: every task once across the folds.
+    scores = [Scores.load(tmp_path / "cv" / f"fold{fold}" / "stage3" / TEST_SCORES_FILE) for fold in (0, 1)]
+    assert sum(len(s.logits) for s in scores) == 34 and all(s.logits.shape == s.targets.shape for s in scores)
 
 
 def test_training_overfits_a_few_tasks_and_beats_the_majority_baseline_on_them(tmp_path):
     """Learning, not just running: the loss falls and the trained head ranks its own training tasks better
     than always answering the most frequent robot set."""
-    from ember_train.args import TrainArgs
     from ember_train.baselines import majority_set
     from ember_train.distributed import DistributedContext
     from ember_train.evaluate import score_records

@@ -3,6 +3,7 @@ the schedule, a fleet that changes between stages, and a 2-process torchrun (glo
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import logging
 import os
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+import yaml
 from safetensors.torch import load_file
 
 from conftest import REPO
@@ -91,6 +93,21 @@ def test_each_stage_warm_starts_from_the_previous_stages_latest_checkpoint(chain
     for stage in (1, 2):
         assert (output / f"stage{stage}" / "visualizations" / "training_curves.png").is_file()
     assert len([line for line in log if line.startswith("INFO Validation loss (Epoch 0, Step ")]) == 2
+
+
+def test_every_stage_directory_has_args_results_best_and_last(chain):
+    """Stages 1-2 as Stage 3: the settings, one results row per validation (their loss), best/ and last/."""
+    for stage in (1, 2, 3):
+        directory = chain["output"] / f"stage{stage}"
+        assert yaml.safe_load((directory / "args.yaml").read_text())["stage"] == "all"
+        with open(directory / "results.csv", newline="") as stream:
+            rows = list(csv.DictReader(stream))
+        assert rows and rows[0]["split"] == "val" and list(rows[0])[:3] == ["step", "epoch", "split"], stage
+        for model in ("best", "last"):
+            assert (directory / model / "model.safetensors").is_file(), (stage, model)
+    for stage in (1, 2):
+        with open(chain["output"] / f"stage{stage}" / "results.csv", newline="") as stream:
+            assert [list(row) for row in csv.DictReader(stream)] == [["step", "epoch", "split", "loss"]]
 
 
 def test_what_a_stage_freezes_stays_as_the_previous_stage_left_it(chain):
