@@ -92,8 +92,7 @@ def calibration_summary(probs: np.ndarray, targets: np.ndarray) -> dict[str, flo
 
     scored = weighted_metrics(probs, targets, np.ones((1, len(probs)), dtype=np.int64))
     keys = ("accuracy", "expected_calibration_error", "robot_calibration_error", "multi_robot_iou")
-    return {"accuracy": float(scored["accuracy"][0]), "mean_top_confidence": float(np.max(probs, axis=1).mean()),
-            **{key: float(scored[key][0]) for key in keys[1:]}}
+    return {key: float(scored[key][0]) for key in keys} | {"mean_top_confidence": float(np.max(probs, axis=1).mean())}
 
 
 def format_summary(summary: dict[str, dict[str, float]], title: str) -> str:
@@ -116,11 +115,11 @@ def _out_of_fold(directory: Path) -> tuple[list[ScoredSet], list[Calibration]]:
     if len(folds) < 2:
         raise ValueError(f"{directory}: found {len(folds)} fold*/stage3/{TEST_SCORES_FILE}; run "
                          f"`ember train --kfold 5 --output_dir {directory}` with the model's recipe first")
-    widths = {Scores.load(path / "stage3" / TEST_SCORES_FILE).logits.shape[1] for _, path in folds}
+    scored = [ScoredSet(path.name, Scores.load(path / "stage3" / TEST_SCORES_FILE)) for _, path in folds]
+    widths = {fold.scores.logits.shape[1] for fold in scored}
     if len(widths) != 1:
         raise ValueError(f"{directory}: the folds were scored on fleets of different sizes {sorted(widths)}")
-    return ([ScoredSet(path.name, Scores.load(path / "stage3" / TEST_SCORES_FILE)) for _, path in folds],
-            [ProcessorConfig.load(path / "stage3" / "best").calibration for _, path in folds])
+    return scored, [ProcessorConfig.load(path / "stage3" / "best").calibration for _, path in folds]
 
 
 def _dev_scores(model: str, spec: str) -> ScoredSet:
