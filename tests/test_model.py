@@ -71,6 +71,18 @@ def test_language_parts_from_config_and_from_a_local_directory(tmp_path):
         create_part("language", "pretrained", name_or_path="no/such-model")
 
 
+def test_lm_dropout_sets_every_dropout_of_the_built_gpt2(fleet):
+    """GPT-2's 0.1 by default; 0 makes a training-mode forward deterministic (as the DDP equality test needs)."""
+    default, _ = build_model(preset("tiny"), fleet)
+    off, _ = build_model(preset("tiny", lm_dropout=0.0), fleet)
+    for model, expected in ((default, 0.1), (off, 0.0)):
+        config = model.language_model.config
+        assert (config.embd_pdrop, config.attn_pdrop, config.resid_pdrop) == (expected,) * 3
+    ids = torch.tensor([[1, 2, 3, 4]])
+    off.language_model.train()
+    assert torch.equal(off.language_model(input_ids=ids).logits, off.language_model(input_ids=ids).logits)
+
+
 def test_frozen_vision_keeps_batchnorm_in_eval_and_gets_no_gradients():
     encoder = VisionEncoder("repvit_m0_9", out_dim=16, image_size=32, frozen=True)
     encoder.train()
@@ -81,6 +93,26 @@ def test_frozen_vision_keeps_batchnorm_in_eval_and_gets_no_gradients():
     assert all(torch.equal(a, m.running_mean) for a, m in zip(before, norms))
     assert all(p.grad is None for p in encoder.backbone.parameters())
     assert encoder.projector.training and all(p.grad is not None for p in encoder.projector.parameters())
+
+
+def test_a_training_batch_of_one_small_image_uses_the_running_statistics_and_still_trains():
+    """At 32 px the last stage is 1x1, where training-mode BatchNorm on one image raised
+    "Expected more than 1 value per channel when training" (an epoch's last batch of one sample)."""
+    torch.manual_seed(0)
+    encoder = VisionEncoder("repvit_m0_9", out_dim=16, image_size=32)
+    norms = [m for m in encoder.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    image = torch.rand(1, 3, 32, 32)
+    expected = encoder.eval()(image)
+    before = {name: value.clone() for name, value in encoder.state_dict().items()}
+    encoder.train()
+    tokens = encoder(image)
+    torch.testing.assert_close(tokens, expected)
+    assert all(torch.equal(before[name], value) for name, value in encoder.state_dict().items())
+    assert all(m.training for m in norms)  # the next batch trains its BatchNorm again
+    tokens.sum().backward()
+    assert all(p.grad is not None for p in encoder.parameters())
+    encoder(torch.rand(2, 3, 32, 32))  # two images: batch statistics, which move the running ones
+    assert not torch.equal(before["backbone.stem.conv1.bn.running_mean"], norms[0].running_mean)
 
 
 def test_vision_weights_load_from_a_local_file(tmp_path):
@@ -353,7 +385,8 @@ def test_a_config_is_checked_on_construction_with_the_field_named():
     for overrides, field in [({"image_size": "64"}, "image_size"), ({"image_size": 48}, "image_size"),
                              ({"lm_layers": -1}, "lm_layers"), ({"lm_heads": 3}, "lm_hidden"),
                              ({"max_reasoning_tokens": 5000}, "max_reasoning_tokens"), ({"lm_context": 10}, "lm_context"),
-                             ({"head_dropout": 1.0}, "head_dropout"), ({"scene_tags": ["moon"]}, "scene_tags"),
+                             ({"head_dropout": 1.0}, "head_dropout"), ({"lm_dropout": -0.1}, "lm_dropout"),
+                             ({"scene_tags": ["moon"]}, "scene_tags"),
                              ({"robot_ids": ["drone", "drone"]}, "robot_ids"), ({"freeze_vision": "no"}, "freeze_vision")]:
         with pytest.raises(FieldError, match=f"^field '{field}': ") as caught:
             preset("tiny", **overrides)

@@ -226,3 +226,24 @@ def test_training_overfits_a_few_tasks_and_beats_the_majority_baseline_on_them(t
     learned = scores.metrics(stage.fleet.names)["accuracy"]
     majority = compute_metrics(majority_set(train, train, stage.fleet), scores.targets, stage.fleet.names)["accuracy"]
     assert learned > majority + 0.2
+
+
+def test_an_epoch_ending_in_one_task_with_its_image_trains(tmp_path):
+    """28 training tasks in batches of 9 leave a last batch of one task, shown with its image: at 32 px the
+    tiny preset's vision encoder has a 1x1 map in its last stage, where training-mode BatchNorm on one image
+    raised "Expected more than 1 value per channel when training"."""
+    from ember_train.distributed import DistributedContext
+    from ember_train.stage3 import SelectionStage
+    from ember_train.trainer import Trainer
+
+    args = TrainArgs(robot_data=str(write_dataset(tmp_path / "tasks.jsonl")), output_dir=str(tmp_path / "out"),
+                     model_config="tiny", stage3_robot_epochs=1, batch_size=9, gradient_accumulation=1,
+                     augment_factor=1, image_dropout=0.0, explanation_epochs=0, eval_steps=10**6, save_steps=10**6,
+                     wandb="disabled")
+    stage = SelectionStage(args, DistributedContext.from_environment(device="cpu"), init_from=None)
+    assert len(stage.train_data) == 3 * 9 + 1
+    before = {name: p.detach().clone() for name, p in stage.model.vision.backbone.named_parameters()}
+    trainer = Trainer(stage)
+    trainer.train()
+    assert trainer.step == 4
+    assert any(not torch.equal(before[name], p) for name, p in stage.model.vision.backbone.named_parameters())

@@ -60,6 +60,8 @@ class EmberVLMConfig:
     lm_hidden: int = 384
     lm_heads: int = 6
     lm_context: int = 1024
+    # Dropout of the "gpt2" LM's embeddings, attention and residuals (GPT-2's default); a "pretrained" LM keeps its own.
+    lm_dropout: float = 0.1
     # Tokenizer: None = the tokenizer shipped with Ember; else a hub name or a local directory.
     tokenizer: str | None = None
     # Optional pretrained sentence encoder for tasks and capability cards ("minilm"); a frozen one is
@@ -128,6 +130,7 @@ class EmberVLMConfig:
         if self.lm_hidden % self.lm_heads:
             raise FieldError("lm_hidden", f"{self.lm_hidden} is not divisible by lm_heads ({self.lm_heads}); "
                                           f"each attention head gets lm_hidden / lm_heads dimensions")
+        fields.number("lm_dropout", self.lm_dropout, 0.0, 1.0, high_open=True)
         estimate = 12 * self.lm_layers * self.lm_hidden ** 2 + self.lm_context * self.lm_hidden
         if self.language_model == "gpt2" and estimate > MAX_LM_PARAMETERS:
             raise FieldError("lm_hidden", f"lm_layers {self.lm_layers} x lm_hidden {self.lm_hidden} make a language "

@@ -11,10 +11,12 @@ from ember_core.model.registry import register_part
 
 @register_part("language", "gpt2")
 def gpt2(vocab_size: int, layers: int, hidden: int, heads: int, context: int,
-         bos_token_id: int, eos_token_id: int, **_: object) -> PreTrainedModel:
-    """A randomly initialised GPT-2 ("tinyllm-30m" with the defaults: 6 layers, 384 wide, 6 heads)."""
+         bos_token_id: int, eos_token_id: int, dropout: float = 0.1, **_: object) -> PreTrainedModel:
+    """A randomly initialised GPT-2 ("tinyllm-30m" with the defaults: 6 layers, 384 wide, 6 heads); `dropout`
+    applies to its embeddings, attention and residuals."""
     config = GPT2Config(
         vocab_size=vocab_size, n_positions=context, n_embd=hidden, n_layer=layers, n_head=heads,
+        embd_pdrop=dropout, attn_pdrop=dropout, resid_pdrop=dropout,
         bos_token_id=bos_token_id, eos_token_id=eos_token_id,
     )
     return GPT2LMHeadModel(config)

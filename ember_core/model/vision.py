@@ -1,8 +1,10 @@
 """Vision encoders: timm RepViT feature maps turned into visual tokens of the language model's width."""
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
+from typing import Iterator
 
 import timm
 import torch
@@ -20,6 +22,11 @@ class VisionEncoder(nn.Module):
 
     `frozen` stops gradients into the backbone and keeps its BatchNorm layers in eval mode, so a
     frozen encoder's running statistics never drift while the rest of the model trains.
+
+    A training batch of one image is normalised with the running statistics, as at inference, and
+    leaves them unchanged: one image has no batch statistics to speak of, and at a small image size
+    (a 1x1 map in the last stage at 32 px) BatchNorm cannot compute them at all. Such a batch is an
+    epoch's last when the data leaves one sample over, or every batch with a batch size of 1.
     """
 
     def __init__(self, variant: str, out_dim: int, image_size: int, weights: str | None = None, frozen: bool = False):
@@ -53,9 +60,25 @@ class VisionEncoder(nn.Module):
         return self
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        features = self.backbone.forward_features(pixel_values)  # (B, C, H, W)
+        with _running_statistics(self.backbone, self.training and pixel_values.shape[0] == 1):
+            features = self.backbone.forward_features(pixel_values)  # (B, C, H, W)
         tokens = features.flatten(2).transpose(1, 2)  # (B, H*W, C)
         return self.projector(tokens)
+
+
+@contextlib.contextmanager
+def _running_statistics(module: nn.Module, active: bool) -> Iterator[None]:
+    """While `active`, the BatchNorm layers of `module` that are training normalise with their running
+    statistics and do not update them; they train again after the block."""
+    norms = [layer for layer in module.modules() if isinstance(layer, nn.modules.batchnorm._BatchNorm)
+             and layer.training] if active else []
+    for layer in norms:
+        layer.train(False)
+    try:
+        yield
+    finally:
+        for layer in norms:
+            layer.train(True)
 
 
 def _create_backbone(variant: str, weights: str | None) -> nn.Module:

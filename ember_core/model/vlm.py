@@ -54,7 +54,7 @@ class EmberVLM(nn.Module):
         self.language_model = create_part(
             "language", config.language_model, name_or_path=config.lm_name_or_path, vocab_size=len(tokenizer),
             layers=config.lm_layers, hidden=config.lm_hidden, heads=config.lm_heads, context=config.lm_context,
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            dropout=config.lm_dropout, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         )
         validate_embeddings(self.language_model, tokenizer)
         width = hidden_size(self.language_model)
