@@ -25,7 +25,7 @@ $(STAMP): setup.py setup.cfg Makefile tools/build_ember_msgs.py ember_msgs/CMake
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet $(TORCH_PINS)
-	$(PIP) install --quiet $(TORCH_PINS) -e '.[ros,msgs,dev,onnx]'
+	$(PIP) install --quiet $(TORCH_PINS) -e '.[train,ros,msgs,dev,onnx]'
 	$(PY) tools/build_ember_msgs.py > $(VENV)/ember_msgs-build.log 2>&1 || { tail -40 $(VENV)/ember_msgs-build.log; exit 1; }
 	touch $(STAMP)
 

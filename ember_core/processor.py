@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import numpy as np
-from transformers import PreTrainedTokenizerBase
 
 from ember_core.atomic import write_text_atomic
 from ember_core.calibration import Calibration
@@ -29,6 +28,7 @@ from ember_core.errors import InvalidInputError
 from ember_core.images import ImageInput, to_pixels, to_rgb
 from ember_core.model.structured import Walk
 from ember_core.model.task_tokenizer import load_task_tokenizer, tokenize_tasks
+from ember_core.model.text_tokenizer import TextTokenizer, pad_ids
 from ember_core.model.tokenizer import load_tokenizer
 from ember_core.prompt import (
     CARD_DETAILS,
@@ -103,8 +103,8 @@ class Features:
 class EmberProcessor:
     """Prompt and card text, tokenisation, task encoding, image transform, collation, calibration, selection rule."""
 
-    def __init__(self, config: ProcessorConfig, tokenizer: PreTrainedTokenizerBase, fleet: Fleet,
-                 task_tokenizer: PreTrainedTokenizerBase | None = None):
+    def __init__(self, config: ProcessorConfig, tokenizer: TextTokenizer, fleet: Fleet,
+                 task_tokenizer: TextTokenizer | None = None):
         if config.text_encoder and task_tokenizer is None:
             task_tokenizer = load_task_tokenizer(config.text_encoder, config.text_encoder_path)
         self.config, self.tokenizer, self.fleet, self.task_tokenizer = config, tokenizer, fleet, task_tokenizer
@@ -176,7 +176,9 @@ class EmberProcessor:
 
     def encode_tasks(self, texts: list[str], return_tensors: Tensors = "pt") -> dict[str, Any]:
         """Sentence-encoder ids and mask of texts, padded to the longest ({} without a sentence encoder)."""
-        return {} if self.task_tokenizer is None else tokenize_tasks(self.task_tokenizer, texts, return_tensors)
+        if self.task_tokenizer is None:
+            return {}
+        return {name: _as(ids, return_tensors) for name, ids in tokenize_tasks(self.task_tokenizer, texts).items()}
 
     def collate(self, items: Sequence[Features], return_tensors: Tensors = "pt") -> dict[str, Any]:
         """Right-pad a batch: prompt ids (pad id), training choices, sentence-encoder ids (0, BERT's [PAD]).
@@ -184,7 +186,7 @@ class EmberProcessor:
         Rows without an image get zero pixels and `has_image` False (the model fills their image slots
         with its learned no-image vector); a batch without any image has no pixel entries at all.
         """
-        batch = _pad([item.input_ids for item in items], self.tokenizer.pad_token_id)
+        batch = pad_ids([item.input_ids for item in items], self.tokenizer.pad_token_id)
         if items[0].choices is not None:
             batch.update(_choice_arrays([item.choices or [] for item in items]))
         if any(item.pixels is not None for item in items):
@@ -193,15 +195,15 @@ class EmberProcessor:
             batch["pixel_values"] = np.stack([blank if item.pixels is None else np.asarray(item.pixels) for item in items])
             batch["has_image"] = np.array([item.pixels is not None for item in items])
         if items[0].task_input_ids is not None:
-            task = _pad([item.task_input_ids for item in items], 0)
+            task = pad_ids([item.task_input_ids for item in items], 0)
             batch["task_input_ids"], batch["task_attention_mask"] = task["input_ids"], task["attention_mask"]
         return {key: _as(value, return_tensors) for key, value in batch.items()}
 
     def card_inputs(self, return_tensors: Tensors = "pt") -> dict[str, Any]:
         """The fleet's cards as `EmberVLM.set_cards` takes them: card text ids, and with a sentence encoder
         every card phrase's ids with the index of the robot it belongs to."""
-        encoded = self.tokenizer([card_text(robot) for robot in self.fleet], padding=True, return_tensors=return_tensors)
-        cards = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+        encoded = self.tokenizer.batch([card_text(robot) for robot in self.fleet])
+        cards = {name: _as(ids, return_tensors) for name, ids in encoded.items()}
         phrases = [(index, phrase) for index, robot in enumerate(self.fleet) for phrase in card_phrases(robot)]
         text = self.encode_tasks([phrase for _, phrase in phrases], return_tensors)
         if text:
@@ -230,7 +232,7 @@ class EmberProcessor:
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, fleet: Fleet | None = None,
-                        task_tokenizer: PreTrainedTokenizerBase | None = None) -> EmberProcessor:
+                        task_tokenizer: TextTokenizer | None = None) -> EmberProcessor:
         """Load a saved processor; `fleet` replaces the saved one (a model used with another fleet)."""
         directory = Path(directory)
         return cls(ProcessorConfig.load(directory), load_tokenizer(directory), fleet or saved_fleet(directory),
@@ -282,17 +284,6 @@ def _choice_arrays(rows: Sequence[Sequence[tuple[int, list[int], list[float], in
             candidate_mask[b, c, : len(ids)] = True
     return {"choice_positions": positions, "choice_candidates": candidates, "choice_relevance": relevance,
             "candidate_mask": candidate_mask, "choice_targets": targets, "choice_mask": choice_mask}
-
-
-def _pad(sequences: Sequence[Any], value: int) -> dict[str, np.ndarray]:
-    """Right-pad 1-d id arrays to the longest: {"input_ids": (B, L) padded with `value`, "attention_mask": (B, L)}."""
-    length = max(len(sequence) for sequence in sequences)
-    ids = np.full((len(sequences), length), value, dtype=np.int64)
-    mask = np.zeros((len(sequences), length), dtype=np.int64)
-    for row, sequence in enumerate(sequences):
-        ids[row, : len(sequence)] = np.asarray(sequence)
-        mask[row, : len(sequence)] = 1
-    return {"input_ids": ids, "attention_mask": mask}
 
 
 def _as(array: np.ndarray, return_tensors: Tensors) -> Any:

@@ -7,12 +7,13 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import jsonschema
+from typing import TYPE_CHECKING, Any
 
 from ember_core.fleet import Fleet
 from ember_core.reasoning import Plan, Reasoning
+
+if TYPE_CHECKING:  # imported where a document is checked: it takes a quarter second, on every start otherwise
+    import jsonschema
 
 SCHEMA_VERSION = "ember.selection/1"
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "selection.schema.json"
@@ -170,6 +171,8 @@ class Selection:
 @functools.lru_cache(maxsize=1)
 def _validator() -> jsonschema.Draft202012Validator:
     """The validator for the shipped schema, loaded once; a broken schema file fails here, loudly."""
+    import jsonschema
+
     schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
     jsonschema.Draft202012Validator.check_schema(schema)
     return jsonschema.Draft202012Validator(schema)
@@ -177,6 +180,8 @@ def _validator() -> jsonschema.Draft202012Validator:
 
 def validate_document(doc: dict) -> None:
     """Raise jsonschema.ValidationError (naming the offending path) if `doc` is not a valid selection document."""
-    error = jsonschema.exceptions.best_match(_validator().iter_errors(doc))
+    from jsonschema.exceptions import best_match
+
+    error = best_match(_validator().iter_errors(doc))
     if error is not None:
         raise error

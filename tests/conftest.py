@@ -11,6 +11,8 @@ from hypothesis import HealthCheck, settings
 
 # Tests never reach a model hub: a hub name that is not cached fails at once instead of retrying.
 os.environ["HF_HUB_OFFLINE"] = "1"
+# Nor the user's cache: card embeddings are computed in every test unless one sets EMBER_CACHE_DIR itself.
+os.environ["EMBER_CACHE_DIR"] = ""
 
 # Property-based (fuzz) tests: a few hundred examples per property in CI; `pytest --fuzz-long` or
 # EMBER_FUZZ_LONG=1 runs thousands by hand. No deadline: a model call's time varies with the machine.

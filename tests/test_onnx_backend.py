@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -123,3 +124,31 @@ def test_the_onnx_backend_selects_without_torch(tiny_onnx_dir):
     assert done.returncode == 0, done.stderr
     document = json.loads(done.stdout.splitlines()[-1])
     assert document["status"] == "ok" and document["reasoning"]["reasoning_valid"]
+
+
+def test_card_embeddings_are_kept_between_runs_and_computed_again_when_their_file_is_damaged(
+        text_onnx_dir, tmp_path, monkeypatch):
+    from ember_core.onnx_backend import OnnxBackend
+
+    monkeypatch.setenv("EMBER_CACHE_DIR", str(tmp_path))
+    computed = []
+    compute = OnnxBackend._card_embeddings
+    monkeypatch.setattr(OnnxBackend, "_card_embeddings", lambda self, cards: computed.append(1) or compute(self, cards))
+    first = Selector(text_onnx_dir).backend.cards
+    (stored,) = (tmp_path / "card_embeddings").iterdir()
+    second = Selector(text_onnx_dir).backend.cards
+    stored.write_bytes(b"half a file")
+    third = Selector(text_onnx_dir).backend.cards
+    assert computed == [1, 1]  # the second load read the file; the third found it damaged
+    for cards in (second, third):
+        assert cards.keys() == first.keys()
+        assert all(np.array_equal(cards[name], first[name]) for name in first)
+    Selector(text_onnx_dir, robots_file=SNAKE_FLEET)  # another fleet: other card phrases, another file
+    assert computed == [1, 1, 1] and len(list((tmp_path / "card_embeddings").iterdir())) == 2
+
+
+def test_an_unwritable_cache_leaves_the_card_embeddings_computed_each_time(tiny_onnx_dir, tmp_path, monkeypatch):
+    (tmp_path / "a file").write_text("")
+    monkeypatch.setenv("EMBER_CACHE_DIR", str(tmp_path / "a file" / "cache"))
+    document = Selector(tiny_onnx_dir).select(SelectionRequest(TASKS[0], return_reasoning=False)).to_document()
+    assert document["status"] == "ok"

@@ -23,7 +23,7 @@ ANCHOR = "share/ament_index/resource_index/packages/ember_ros"
 def source_copy(tmp_path_factory) -> Path:
     """The repository's files without build outputs, so installs never write into the checkout."""
     target = tmp_path_factory.mktemp("src") / "ember_ros"
-    ignore = shutil.ignore_patterns(".git", ".venv", "build", "install", "log", "*.egg-info", "__pycache__", ".pytest_cache")
+    ignore = shutil.ignore_patterns(".git", ".venv*", "build", "install", "log", "*.egg-info", "__pycache__", ".pytest_cache")
     shutil.copytree(REPO, target, ignore=ignore)
     return target
 

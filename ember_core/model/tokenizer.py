@@ -4,10 +4,13 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # importing these loads transformers (and PreTrainedModel torch); a tokenizer needs neither
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from ember_core.excerpt import describe_error, excerpt
+from ember_core.model.text_tokenizer import TextTokenizer, read_tokenizer
+
+if TYPE_CHECKING:  # importing it loads transformers and torch; a tokenizer needs neither
+    from transformers import PreTrainedModel
 
 logger = logging.getLogger("ember.model")
 
@@ -22,23 +25,21 @@ SPECIAL_TOKENS = (REASONING_START, REASONING_END, SELECTION, ACTION_PLAN, IMAGE)
 DEFAULT_TOKENIZER_DIR = Path(__file__).resolve().parents[1] / "assets" / "tokenizer"
 
 
-def load_tokenizer(name_or_path: str | os.PathLike | None = None) -> PreTrainedTokenizerBase:
-    """Load a tokenizer and give it Ember's special tokens, a pad token and right padding.
+def load_tokenizer(name_or_path: str | os.PathLike | None = None) -> TextTokenizer:
+    """Load a tokenizer and give it Ember's special tokens and a pad token.
 
     None loads the packaged default; a directory is read as saved by `save_pretrained`; anything else
-    is a Hugging Face hub name, which needs the files in the local cache or a network. Loading a
-    tokenizer Ember saved (it already has the special tokens) adds nothing, so ids stay the same.
+    is a Hugging Face hub name, which needs transformers and the files in the local cache or a network.
+    Loading a tokenizer Ember saved (it already has the special tokens) adds nothing, so ids stay the same.
     """
-    from transformers import AutoTokenizer  # it loads torch: the onnxruntime backend reads its tokenizers otherwise
-
     source = os.fspath(DEFAULT_TOKENIZER_DIR if name_or_path is None else name_or_path)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = read_tokenizer(source)
     except (OSError, ValueError) as err:
         # ValueError too: transformers raises it for a directory without usable files, and the hub
         # client for a path that does not exist (it is parsed as an invalid repo id).
         if os.path.isdir(source):
-            problem = "this directory holds no tokenizer files transformers can load"
+            problem = "this directory holds no tokenizer files Ember can load"
         else:
             problem = "it is not a directory, and loading it as a hub name failed"
         raise OSError(
@@ -48,14 +49,28 @@ def load_tokenizer(name_or_path: str | os.PathLike | None = None) -> PreTrainedT
         ) from err
     missing = [token for token in SPECIAL_TOKENS if token not in tokenizer.all_special_tokens]
     if missing:
-        tokenizer.add_special_tokens({"extra_special_tokens": missing}, replace_extra_special_tokens=False)
+        tokenizer.add_special_tokens(missing)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "right"
     return tokenizer
 
 
-def special_token_ids(tokenizer: PreTrainedTokenizerBase) -> dict[str, int]:
+def load_saved_tokenizer(directory: Path) -> TextTokenizer:
+    """The tokenizer saved in a model directory; ValueError naming its files unless it loads, has Ember's
+    special tokens and an end-of-text token, and encodes prompt-like text."""
+    try:
+        tokenizer = load_tokenizer(directory)
+        special_token_ids(tokenizer)
+        if not isinstance(tokenizer.eos_token_id, int):
+            raise ValueError(f"it has no end-of-text token (eos_token is {excerpt(tokenizer.eos_token)})")
+        tokenizer(f"{IMAGE}Robots: Drone.\nTask: Inspect the roof\n{SELECTION}")
+    except Exception as err:  # noqa: BLE001 - damaged tokenizer files raise OSError, KeyError, AttributeError...
+        raise ValueError(f"{directory}: its tokenizer files (tokenizer.json, tokenizer_config.json) cannot be used "
+                         f"({describe_error(err, limit=300)}); re-save the model") from None
+    return tokenizer
+
+
+def special_token_ids(tokenizer: Any) -> dict[str, int]:
     """{special token: id} for Ember's SPECIAL_TOKENS, in that order."""
     ids = {}
     for token in SPECIAL_TOKENS:
@@ -71,7 +86,7 @@ def special_token_ids(tokenizer: PreTrainedTokenizerBase) -> dict[str, int]:
 
 
 def validate_embeddings(
-    language_model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, log: logging.Logger = logger
+    language_model: PreTrainedModel, tokenizer: TextTokenizer, log: logging.Logger = logger
 ) -> None:
     """Make sure every token id the tokenizer can produce has a row in the LM's embeddings.
 

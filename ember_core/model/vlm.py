@@ -8,7 +8,6 @@ from typing import Any
 import torch
 import torch.nn as nn
 from safetensors.torch import save_file
-from transformers import PreTrainedTokenizerBase
 
 from ember_core.model import language as _language  # noqa: F401  (registers the language parts)
 from ember_core.model import text_encoder as _text_encoder  # noqa: F401  (registers the text parts)
@@ -26,6 +25,7 @@ from ember_core.model.loading import (
     stored_state,
 )
 from ember_core.model.registry import create_part
+from ember_core.model.text_tokenizer import TextTokenizer
 from ember_core.model.tokenizer import IMAGE, SELECTION, load_tokenizer, special_token_ids, validate_embeddings
 from ember_core.model.weights import load_state_dict_file, safetensors_header
 
@@ -41,7 +41,7 @@ class EmberVLM(nn.Module):
     `set_cards`) are embedded by the same LM for the capability-aware part of the head.
     """
 
-    def __init__(self, config: EmberVLMConfig, tokenizer: PreTrainedTokenizerBase):
+    def __init__(self, config: EmberVLMConfig, tokenizer: TextTokenizer):
         super().__init__()
         if not config.robot_ids:
             raise ValueError("config.robot_ids is empty; build the model for a fleet (ember_core.pretrained.build_model)")
@@ -248,7 +248,7 @@ class EmberVLM(nn.Module):
         save_file(stored_state(self, dtype), str(Path(directory) / WEIGHTS_FILE))
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, tokenizer: PreTrainedTokenizerBase | None = None,
+    def from_pretrained(cls, directory: str | os.PathLike, tokenizer: TextTokenizer | None = None,
                         robot_ids: list[str] | None = None) -> EmberVLM:
         """Load a saved model (tokenizer: the one saved beside it unless given), in eval mode.
 
