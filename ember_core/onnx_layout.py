@@ -6,7 +6,11 @@ processor needs (config.json, processor_config.json with the calibration, fleet.
 files and the sentence encoder's tokenizer in task_tokenizer/) and manifest.json:
 
     {"format": "ember.onnx/1", "opset": 17, "model": {"name": ..., "sha": ...},
-     "graphs": {"language": {"file": "language.onnx", "sha256": ...}, ...}, "parity": [...]}
+     "graphs": {"language": {"file": "language.onnx", "sha256": ...}, ...}, "parity": [...],
+     "quantization": {}}
+
+`quantization` is empty for an fp32 export; `ember export quantize` records there which graphs it made int8,
+the measurements behind each choice, the fp32 graphs' hashes and its accuracy gate (ember_train.onnx_quantize).
 
 The graphs (B batch, L new tokens, P cached tokens, K image tokens, M card embeddings, N robots):
 
@@ -56,13 +60,14 @@ def present_names(layers: int) -> list[str]:
 
 @dataclass
 class Manifest:
-    """manifest.json: the format, the opset, the model the graphs came from, each graph's file and sha256, and
-    the parity check the export passed."""
+    """manifest.json: the format, the opset, the model the graphs came from, each graph's file and sha256, the
+    parity check the export passed, and what quantization changed."""
 
     opset: int
     model: dict[str, str]  # {"name": ..., "sha": ...} of the weights exported
     graphs: dict[str, dict[str, str]]  # graph -> {"file": ..., "sha256": ...}
     parity: list[dict[str, Any]] = field(default_factory=list)
+    quantization: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT
 
     @classmethod
@@ -80,7 +85,7 @@ class Manifest:
         path = Path(directory) / MANIFEST_FILE
         data = fields.read_json(path)
         try:
-            data = fields.known_keys(data, {"format", "opset", "model", "graphs", "parity"}, "manifest")
+            data = fields.known_keys(data, {"format", "opset", "model", "graphs", "parity", "quantization"}, "manifest")
             if data.get("format") != FORMAT:
                 raise fields.FieldError("format", f"expected {FORMAT!r}, got {data.get('format')!r}")
             manifest = cls(**data)

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ember_core.atomic import write_text_atomic
+from ember_core.backend import Backend
 from ember_core.calibration import Calibration
 from ember_core.model.vlm import EmberVLM
 from ember_core.processor import EmberProcessor
@@ -68,6 +69,21 @@ def score_records(model: EmberVLM, processor: EmberProcessor, records: Sequence[
         logits.append(out["robot_logits"].float().cpu())
     model.train(was_training)
     return Scores(torch.cat(logits).numpy(), robot_targets(records, processor.fleet).astype(np.float32))
+
+
+def score_backend(backend: Backend, records: Sequence[TaskRecord], batch_size: int = 32,
+                  use_images: bool = True) -> Scores:
+    """`score_records` through a Selector backend (torch or onnxruntime): the robot logits of the same features,
+    on the backend's numpy batches, so an export is scored exactly as the model it came from."""
+    if not records:
+        raise ValueError("no records to score")
+    dataset = SelectionDataset(records, backend.processor, with_reasoning=False, use_images=use_images)
+    logits = []
+    for start in range(0, len(dataset), batch_size):
+        features = [dataset[index].features for index in range(start, min(start + batch_size, len(dataset)))]
+        logits.append(backend.forward(backend.processor.collate(features, return_tensors="np")).robot_logits)
+    targets = robot_targets(records, backend.processor.fleet).astype(np.float32)
+    return Scores(np.concatenate(logits).astype(np.float32), targets)
 
 
 def score_shards(model: EmberVLM, processor: EmberProcessor, records: Sequence[TaskRecord], ctx: DistributedContext,
