@@ -1,21 +1,20 @@
 """Training checkpoints: the model files plus `training_state/`, written atomically; `latest` points at the newest.
 
 `training_state/` holds what an exact resume needs: the optimizer (`optimizer.pt`), the scheduler
-(`scheduler.json`), the torch RNG (`rng.pt`), the loop's tensors that are not the model's
-(`trainer.pt`: the objective's own parameters such as Stage 1's temperature, the best validation
-weights so far) and `state.json` (step, data position, Python and NumPy RNG, W&B run id, history).
+(`scheduler.json`), the random generators of every rank (`rng_state_rank{N}.pt`: each rank draws its
+own stream, `ember_train.rng`), the loop's tensors that are not the model's (`trainer.pt`: the
+objective's own parameters such as Stage 1's temperature, the best validation weights so far) and
+`state.json` (step, data position, W&B run id, history).
 """
 from __future__ import annotations
 
 import json
 import logging
-import random
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from ember_core.atomic import atomic_directory, write_text_atomic
@@ -38,21 +37,15 @@ class TrainingState:
     optimizer: dict[str, Any]
     scheduler: dict[str, Any]
     tensors: dict[str, Any]
-    torch_rng: torch.Tensor
-
-    def restore_rng(self) -> None:
-        """Put the Python, NumPy and torch random generators back as they were at the save."""
-        version, internal, gauss = self.state["python_random"]
-        random.setstate((version, tuple(internal), gauss))
-        name, keys, position, has_gauss, cached = self.state["numpy_random"]
-        np.random.set_state((name, np.array(keys, dtype=np.uint32), position, has_gauss, cached))
-        torch.set_rng_state(self.torch_rng)
+    rng: dict[str, Any] | None  # this rank's generators (`ember_train.rng.rng_state`); None: the save had fewer ranks
 
 
 def save_checkpoint(model: EmberVLM, processor: EmberProcessor, stage_dir: Path, step: int,
                     optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
-                    state: dict[str, Any], tensors: dict[str, Any] | None = None) -> Path:
-    """Write `stage_dir/checkpoint-{step}` (model + optimizer, scheduler, RNG, `tensors` and loop `state`).
+                    state: dict[str, Any], rng_states: list[dict[str, Any]],
+                    tensors: dict[str, Any] | None = None) -> Path:
+    """Write `stage_dir/checkpoint-{step}` (model + optimizer, scheduler, `tensors`, loop `state` and
+    `rng_states`, the generators of rank 0, 1, ... in that order).
 
     Nothing replaces a checkpoint until the new one is complete, and `latest` moves only then, so a
     crash mid-save leaves the previous checkpoint as the newest usable one.
@@ -64,25 +57,32 @@ def save_checkpoint(model: EmberVLM, processor: EmberProcessor, stage_dir: Path,
         training.mkdir()
         torch.save(optimizer.state_dict(), training / "optimizer.pt")
         (training / "scheduler.json").write_text(json.dumps(scheduler.state_dict()), encoding="utf-8")
-        torch.save({"torch": torch.get_rng_state()}, training / "rng.pt")
+        for rank, rng in enumerate(rng_states):
+            torch.save(rng, training / rng_file(rank))
         torch.save(tensors or {}, training / "trainer.pt")
-        rng = {"python_random": _python_state(), "numpy_random": _numpy_state()}
-        (training / "state.json").write_text(json.dumps({**state, "step": step, **rng}), encoding="utf-8")
+        (training / "state.json").write_text(json.dumps({**state, "step": step}), encoding="utf-8")
     write_text_atomic(stage_dir / LATEST, target.name + "\n")
     return target
 
 
-def load_training_state(checkpoint: Path) -> TrainingState:
-    """The `training_state/` of a checkpoint; FileNotFoundError naming the checkpoint when it has none."""
+def load_training_state(checkpoint: Path, rank: int) -> TrainingState:
+    """The `training_state/` of a checkpoint, with rank `rank`'s generators; FileNotFoundError naming the
+    checkpoint when it has none."""
     training = Path(checkpoint) / STATE_DIR
     if not (training / "state.json").is_file():
         raise FileNotFoundError(f"{checkpoint} has no {STATE_DIR}/state.json: resume from a checkpoint-N directory "
                                 "a training run wrote")
+    rng = training / rng_file(rank)
     return TrainingState(state=json.loads((training / "state.json").read_text(encoding="utf-8")),
                          optimizer=torch.load(training / "optimizer.pt", weights_only=True),
                          scheduler=json.loads((training / "scheduler.json").read_text(encoding="utf-8")),
                          tensors=torch.load(training / "trainer.pt", weights_only=True),
-                         torch_rng=torch.load(training / "rng.pt", weights_only=True)["torch"])
+                         rng=torch.load(rng, weights_only=True) if rng.is_file() else None)
+
+
+def rng_file(rank: int) -> str:
+    """The file in `training_state/` that holds rank `rank`'s random generators."""
+    return f"rng_state_rank{rank}.pt"
 
 
 def checkpoint_dir(stage_dir: Path, step: int) -> Path:
@@ -106,13 +106,3 @@ def prune_checkpoints(stage_dir: Path, keep: int) -> None:
         if path != latest:
             log.info("Deleting %s (--save_total_limit %d)", path, keep)
             shutil.rmtree(path)
-
-
-def _numpy_state() -> list[Any]:
-    name, keys, position, has_gauss, cached = np.random.get_state()
-    return [name, keys.tolist(), int(position), int(has_gauss), float(cached)]
-
-
-def _python_state() -> list[Any]:
-    version, internal, gauss = random.getstate()
-    return [version, list(internal), gauss]

@@ -11,7 +11,8 @@ How the pieces fit in a training loop (every rank runs all of it; only `ctx.is_m
 - the training sampler is `make_sampler(...)`, with `sampler.set_epoch(epoch)` before each epoch;
 - validation scores `shard_indices(n, ctx)` on each rank and reassembles with `gather_shards(...)`;
 - at the end, `max_weight_difference(...)` confirms that the replicas still agree.
-`ember_train.trainer` is that loop.
+`ember_train.trainer` is that loop; on GPUs it wraps with `sync_batchnorm=syncs_batchnorm(model, ctx)`, so
+BatchNorm normalises over the global batch.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import logging
 import math
 import os
 from dataclasses import dataclass
-from typing import Iterator, Sized
+from typing import Any, Iterator, Sized
 
 import torch
 import torch.distributed as dist
@@ -100,15 +101,36 @@ class DistributedContext:
         self.close()
 
 
-def wrap_model(model: nn.Module, ctx: DistributedContext, find_unused_parameters: bool = False) -> nn.Module:
+def syncs_batchnorm(model: nn.Module, ctx: DistributedContext) -> bool:
+    """Whether training `model` in `ctx` wants SyncBatchNorm: under DDP on GPUs, when a BatchNorm layer of it
+    trains (the vision encoder's), so that it normalises with the statistics of the global batch instead of
+    its rank's share.
+
+    Not on CPU: SyncBatchNorm runs only on GPUs, so a gloo run keeps plain BatchNorm, each rank normalising
+    with its own batch's statistics (DDP still broadcasts rank 0's running statistics at each forward).
+    Not for frozen BatchNorm layers: they normalise with their running statistics and have nothing to sync.
+    """
+    return ctx.distributed and ctx.device.type == "cuda" and any(
+        isinstance(layer, nn.modules.batchnorm._BatchNorm) and any(p.requires_grad for p in layer.parameters())
+        for layer in model.modules())
+
+
+def wrap_model(model: nn.Module, ctx: DistributedContext, find_unused_parameters: bool = False,
+               sync_batchnorm: bool = False) -> nn.Module:
     """`model` on `ctx.device`, in DistributedDataParallel when distributed (itself otherwise).
 
     Training must call the returned module: DDP synchronises gradients only for a forward that goes
-    through it. Set `find_unused_parameters` when a stage's loss leaves some trainable part unused.
+    through it, and at the wrap it broadcasts rank 0's parameters and buffers, so every replica starts
+    from the same weights. Set `find_unused_parameters` when a stage's loss leaves some trainable part
+    unused. With `sync_batchnorm` (see `syncs_batchnorm`) the BatchNorm layers become SyncBatchNorm in
+    place, keeping their parameters, buffers and state-dict keys; every rank must then run them in every
+    training forward, as their statistics and gradients are collectives.
     """
     model = model.to(ctx.device)
     if not ctx.distributed:
         return model
+    if sync_batchnorm:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=find_unused_parameters)
 
@@ -181,6 +203,15 @@ def all_reduce_sum(value: torch.Tensor, ctx: DistributedContext) -> torch.Tensor
     if ctx.distributed:
         dist.all_reduce(total, op=dist.ReduceOp.SUM)
     return total
+
+
+def gather_objects(value: Any, ctx: DistributedContext) -> list[Any]:
+    """`value` of every rank, in rank order, on every rank (any picklable value, e.g. random generator states)."""
+    if not ctx.distributed:
+        return [value]
+    values: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(values, value)
+    return values
 
 
 def all_reduce_max(value: torch.Tensor, ctx: DistributedContext) -> torch.Tensor:

@@ -20,6 +20,7 @@ from ember_train.distributed import DistributedContext, all_reduce_max, all_redu
 from ember_train.image_text import UnusableSamples, shared_index
 from ember_train.plots import plot_losses
 from ember_train.stage import Stage
+from ember_train.update_loss import mean_loss, term_vector
 
 if TYPE_CHECKING:
     from ember_train.trainer import Trainer
@@ -100,21 +101,21 @@ class LanguageStage(Stage):
 
     @torch.no_grad()
     def evaluate(self, trainer: Trainer, epoch: int, end_of_epoch: bool) -> None:
-        """The mean loss over the validation samples, each rank taking its shard."""
+        """The loss over the validation samples, each rank taking its shard: as in training, each term's summed
+        loss over its items in the whole set (`ember_train.update_loss`)."""
         if not self.val_indices:
             return
-        ctx, batch_size = self.ctx, self.args.batch_size
+        ctx, batch_size, terms = self.ctx, self.args.batch_size, self.objective.terms
         shard = [self.val_indices[i] for i in shard_indices(len(self.val_indices), ctx)]
         self.objective.eval()
-        total = torch.zeros(2, device=ctx.device)  # summed loss x rows, rows
+        total = torch.zeros(2 * len(terms), device=ctx.device)  # each term's summed loss, then its items
         for start in range(0, len(shard), batch_size):
             items = [self.dataset[index] for index in shard[start:start + batch_size]]
             batch = {key: value.to(ctx.device) for key, value in self.collate(items).items()}
             with autocast(ctx, self.args.mixed_precision):
-                loss = self.objective(batch)["loss"].float()
-            total += torch.stack([loss * len(items), torch.tensor(float(len(items)), device=ctx.device)])
-        total = all_reduce_sum(total, ctx)
-        val_loss = (total[0] / total[1]).item()
+                sums = self.objective(batch)["sums"]
+            total += term_vector(sums, self.objective.counts(batch), terms)
+        val_loss = mean_loss(all_reduce_sum(total, ctx), terms)
         log.info("Validation loss (Epoch %d, Step %d, %d samples): %.4f", epoch, trainer.step, len(self.val_indices),
                  val_loss)
         trainer.history.append({"step": trainer.step, "val_loss": val_loss})

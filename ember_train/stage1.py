@@ -10,12 +10,15 @@ from ember_core.model.vlm import EmberVLM
 from ember_train.language_stage import LanguageStage, lm_logits
 from ember_train.stage1_data import CaptionItem, Stage1Dataset, Stage1Index, build_stage1_index, collate_stage1
 from ember_train.stage1_sources import find_stage1_sources
-from ember_train.stage_losses import ContrastiveLoss, masked_mean, next_token_loss
+from ember_train.stage_losses import ContrastiveLoss, masked_mean, next_token_loss, target_tokens
 
 
 class AlignmentObjective(nn.Module):
-    """Stage 1's loss on a batch: the caption's next-token loss after the image, plus the symmetric contrastive
-    loss between the mean visual token and the caption's mean hidden state (its temperature is learned)."""
+    """Stage 1's loss on a batch: the caption's next-token loss after the image (a mean over the caption tokens),
+    plus the symmetric contrastive loss between the mean visual token and the caption's mean hidden state (a mean
+    over the pairs, its negatives the rank's batch; its temperature is learned)."""
+
+    terms = ("captioning", "contrastive")
 
     def __init__(self, model: EmberVLM):
         super().__init__()
@@ -24,13 +27,20 @@ class AlignmentObjective(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         visual = self.model.vision(batch["pixel_values"])
-        captioning = next_token_loss(lm_logits(self.model, batch, visual), batch["labels"])
+        counts = self.counts(batch)
+        captioning = next_token_loss(lm_logits(self.model, batch, visual), batch["labels"], reduction="sum")
         text = self.model.language_model(input_ids=batch["caption_input_ids"],
                                          attention_mask=batch["caption_attention_mask"],
                                          output_hidden_states=True).hidden_states[-1]
         contrastive = self.contrastive(visual.mean(1), masked_mean(text, batch["caption_attention_mask"]))
-        return {"loss": captioning + contrastive, "captioning_loss": captioning.detach(),
-                "contrastive_loss": contrastive.detach(), "temperature": self.contrastive.temperature.detach()}
+        captioning_mean = captioning / counts["captioning"].clamp(min=1)
+        return {"loss": captioning_mean + contrastive, "captioning_loss": captioning_mean.detach(),
+                "contrastive_loss": contrastive.detach(), "temperature": self.contrastive.temperature.detach(),
+                "sums": {"captioning": captioning, "contrastive": contrastive * counts["contrastive"]}}
+
+    def counts(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        pixels = batch["pixel_values"]
+        return {"captioning": target_tokens(batch["labels"]), "contrastive": pixels.new_tensor(float(pixels.shape[0]))}
 
 
 class AlignmentStage(LanguageStage):

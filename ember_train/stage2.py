@@ -9,11 +9,14 @@ from torch import nn
 from ember_core.model.vlm import EmberVLM
 from ember_train.language_stage import LanguageStage, lm_logits
 from ember_train.stage2_data import ConversationItem, Stage2Dataset, Stage2Index, build_stage2_index, collate_stage2
-from ember_train.stage_losses import next_token_loss
+from ember_train.stage_losses import next_token_loss, target_tokens
 
 
 class InstructionObjective(nn.Module):
-    """Stage 2's loss on a batch: next-token loss on the answers (a batch without images skips the vision encoder)."""
+    """Stage 2's loss on a batch: next-token loss on the answers' tokens (a batch without images skips the vision
+    encoder)."""
+
+    terms = ("answer",)
 
     def __init__(self, model: EmberVLM):
         super().__init__()
@@ -22,7 +25,11 @@ class InstructionObjective(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         pixels = batch.get("pixel_values")
         visual = self.model.vision(pixels) if pixels is not None else None
-        return {"loss": next_token_loss(lm_logits(self.model, batch, visual), batch["labels"])}
+        answer = next_token_loss(lm_logits(self.model, batch, visual), batch["labels"], reduction="sum")
+        return {"loss": answer / self.counts(batch)["answer"].clamp(min=1), "sums": {"answer": answer}}
+
+    def counts(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"answer": target_tokens(batch["labels"])}
 
 
 class InstructionStage(LanguageStage):

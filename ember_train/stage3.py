@@ -20,7 +20,7 @@ from ember_train.data import Splits, TaskRecord, kfold, load_records, robot_targ
 from ember_train.distributed import AUTOCAST_DTYPES, DistributedContext
 from ember_train.evaluate import TEST_SCORES_FILE, Scores, score_shards
 from ember_train.explanation_phase import train_explanation
-from ember_train.losses import class_weights, stage3_loss
+from ember_train.losses import STAGE3_TERMS, class_weights, stage3_counts, stage3_loss
 from ember_train.metrics import confusion_matrix, format_metrics
 from ember_train.plots import plot_calibration, plot_confusion, plot_final_report, plot_radar, plot_training_curves
 from ember_train.stage import Stage
@@ -31,7 +31,10 @@ log = logging.getLogger("ember.train")
 
 
 class SelectionObjective(nn.Module):
-    """Stage 3's loss on a batch: robot selection (focal, with class weights) and the explanation's decisions."""
+    """Stage 3's loss on a batch: robot selection (focal, with class weights) and the explanation's decisions
+    (and the scene tags of shown images, for a model with a scene head)."""
+
+    terms = STAGE3_TERMS
 
     def __init__(self, model: nn.Module, weights: torch.Tensor):
         super().__init__()
@@ -41,6 +44,9 @@ class SelectionObjective(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         outputs = self.model(**model_inputs(batch, batch["input_ids"].device))
         return stage3_loss(outputs, batch, self.class_weights, self.model.token_scores)
+
+    def counts(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return stage3_counts(batch)
 
 
 class SelectionStage(Stage):

@@ -7,6 +7,7 @@ Stage 2 is next-token loss on the assistant's answers. Labels follow Hugging Fac
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn as nn
@@ -42,9 +43,17 @@ class ContrastiveLoss(nn.Module):
         return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
 
 
-def next_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of logits (B, T, V) at each position against the label (B, T) of the next one, -100 ignored."""
-    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX)
+def next_token_loss(logits: torch.Tensor, labels: torch.Tensor,
+                    reduction: Literal["mean", "sum"] = "mean") -> torch.Tensor:
+    """Cross-entropy of logits (B, T, V) at each position against the label (B, T) of the next one, -100 ignored,
+    averaged (or with "sum", added up) over the `target_tokens`."""
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX,
+                           reduction=reduction)
+
+
+def target_tokens(labels: torch.Tensor) -> torch.Tensor:
+    """How many tokens of labels (B, T) `next_token_loss` scores: those after the first with a label (a float)."""
+    return (labels[:, 1:] != IGNORE_INDEX).sum().float()
 
 
 def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

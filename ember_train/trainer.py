@@ -26,13 +26,15 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ember_train.checkpointing import TrainingState, load_training_state, prune_checkpoints, save_checkpoint
-from ember_train.distributed import (accumulation_step, all_reduce_sum, autocast, make_sampler, max_weight_difference,
-                                     total_updates, wrap_model)
+from ember_train.distributed import (accumulation_step, all_reduce_sum, autocast, gather_objects, make_sampler,
+                                     max_weight_difference, syncs_batchnorm, total_updates, wrap_model)
 from ember_core.pretrained import save_pretrained
 from ember_train.parts import PartPlan, apply_parts, log_parts, part_multipliers
+from ember_train.rng import restore_rng_state, rng_state, seed_all
 from ember_train.run_files import RESULTS_FILE, ResultsTable, write_args
 from ember_train.stage import Stage
 from ember_train.tracking import Tracker
+from ember_train.update_loss import mean_loss, term_vector, update_loss, update_totals
 
 log = logging.getLogger("ember.train")
 
@@ -40,9 +42,9 @@ log = logging.getLogger("ember.train")
 class Trainer:
     """Trains one stage: `train()` runs its epochs and returns the stage's summary.
 
-    `step` counts batches (per process), `epoch` is the current epoch, `history` holds the training loss of every step (averaged
-    over the ranks) and what the stage's evaluations add, `tracker` the W&B run (a no-op off rank 0),
-    `best_state` the weights of the best validation score so far (by the stage's `best_metric`).
+    `step` counts batches (per process), `epoch` is the current epoch, `history` holds the training loss of every
+    step (over the step's items on all ranks) and what the stage's evaluations add, `tracker` the W&B run (a
+    no-op off rank 0), `best_state` the weights of the best validation score so far (by the stage's `best_metric`).
     """
 
     def __init__(self, stage: Stage, resume_from: Path | None = None):
@@ -50,6 +52,7 @@ class Trainer:
         self.stage, self.args, self.ctx = stage, stage.args, stage.ctx
         self.resume_from = resume_from
         self.pending_rng: TrainingState | None = None  # restored once the resumed epoch has skipped its batches
+        self.sync_batchnorm = False
         self.step = 0
         self.epoch = 0
         self.history: list[dict[str, float]] = []
@@ -68,7 +71,9 @@ class Trainer:
         if args.gradient_checkpointing:
             stage.model.language_model.activation_checkpointing_enable({"use_reentrant": False})
         # Some batches leave a trainable part unused (no image in a batch: no vision), so DDP must look for them.
-        model = wrap_model(stage.objective, ctx, find_unused_parameters=True)
+        self.sync_batchnorm = syncs_batchnorm(stage.objective, ctx)
+        model = wrap_model(stage.objective, ctx, find_unused_parameters=True, sync_batchnorm=self.sync_batchnorm)
+        seed_all(args.seed, ctx.rank)  # the replicas start alike; from here each rank draws its own dropout masks
         sampler = make_sampler(stage.train_data, ctx, shuffle=True, seed=args.seed)
         loader = DataLoader(stage.train_data, batch_size=args.batch_size, sampler=sampler, collate_fn=stage.collate,
                             num_workers=args.num_workers)
@@ -97,8 +102,7 @@ class Trainer:
                 stage.evaluate(self, epoch, end_of_epoch=True)
                 done = epoch + 1
             if self.pending_rng:  # resumed from a stage's final checkpoint: no batch was left
-                self.pending_rng.restore_rng()
-                self.pending_rng = None
+                self._restore_rng()
             self._save(done, 0, accumulating=False)
             if ctx.is_main:
                 save_pretrained(stage.model, stage.processor, stage.stage_dir / "last")
@@ -109,49 +113,67 @@ class Trainer:
 
     def _train_epoch(self, epoch: int, model: torch.nn.Module, loader: DataLoader, schedule, skip: int) -> None:
         """Train one epoch from its batch `skip` on (a resumed run's data position: the sampler's order
-        depends only on the seed and the epoch, so passing over the consumed batches replays it)."""
+        depends only on the seed and the epoch, so passing over the consumed batches replays it).
+
+        The micro-batches of an update are read ahead: each term of the loss is divided by its items in all
+        of them, on every rank (`ember_train.update_loss`)."""
         args, ctx, optimizer, scheduler = self.args, self.ctx, self.optimizer, self.scheduler
+        terms = self.stage.objective.terms
         model.train()
         batches = iter(loader)
         for _ in range(skip):
             next(batches)
         if self.pending_rng:
-            self.pending_rng.restore_rng()
-            self.pending_rng = None
-        bar = tqdm(batches, desc=f"{self.stage.progress_name} Epoch {epoch}", initial=skip, total=len(loader),
+            self._restore_rng()
+        bar = tqdm(desc=f"{self.stage.progress_name} Epoch {epoch}", initial=skip, total=len(loader),
                    dynamic_ncols=True, disable=not ctx.is_main)
-        for index, batch in enumerate(bar, start=skip):
-            started = time.perf_counter()
-            batch = {key: value.to(ctx.device) for key, value in batch.items()}
-            last = (index + 1) % args.gradient_accumulation == 0 or index + 1 == len(loader)
-            with accumulation_step(model, last):
-                with autocast(ctx, args.mixed_precision):
-                    losses = model(batch)
-                (losses["loss"] / args.gradient_accumulation).backward()
-            if last:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            self.step += 1
-            # The loss is averaged over the ranks (its parts, which a batch may lack, are this rank's).
-            loss = all_reduce_sum(losses["loss"].detach().float(), ctx).item() / ctx.world_size
-            seconds = time.perf_counter() - started
-            self.history.append({"step": self.step, "loss": loss})
-            if self.step % args.log_steps == 0:
-                scalars = {key: value.item() for key, value in losses.items()} | {"loss": loss}
-                scalars.update(learning_rate=args.learning_rate * schedule(scheduler.last_epoch), step_time=seconds,
-                               samples_per_second=batch["input_ids"].shape[0] * ctx.world_size / seconds)
-                self.tracker.log({f"train/{key}": value for key, value in scalars.items()}, self.step)
-                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{scalars['learning_rate']:.2e}",
-                                samples_s=f"{scalars['samples_per_second']:.1f}")
-            if self.step % args.eval_steps == 0:
-                self.stage.evaluate(self, epoch, end_of_epoch=False)
-                model.train()
-            if self.step % args.save_steps == 0:
-                self._save(epoch, index + 1, accumulating=not last)
-            if self._at_max_steps():
-                break
+        index = skip
+        while index < len(loader) and not self._at_max_steps():
+            update_end = min(len(loader), (index // args.gradient_accumulation + 1) * args.gradient_accumulation)
+            group = [self._on_device(next(batches)) for _ in range(index, update_end)]
+            counts = [self.stage.objective.counts(batch) for batch in group]
+            totals = update_totals(counts, terms, ctx)
+            for batch, batch_counts in zip(group, counts):
+                started = time.perf_counter()
+                last = index + 1 == update_end
+                with accumulation_step(model, last):
+                    with autocast(ctx, args.mixed_precision):
+                        losses = model(batch)
+                    update_loss(losses["sums"], totals, ctx.world_size).backward()
+                if last:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                self.step += 1
+                index += 1
+                bar.update()
+                ends_epoch = index == len(loader) or self._at_max_steps()  # then the epoch's evaluation follows
+                # The loss of the step's items on every rank (its parts, which a batch may lack, are this rank's).
+                loss = mean_loss(all_reduce_sum(term_vector(losses["sums"], batch_counts, terms), ctx), terms)
+                seconds = time.perf_counter() - started
+                self.history.append({"step": self.step, "loss": loss})
+                if self.step % args.log_steps == 0:
+                    scalars = {key: value.item() for key, value in losses.items() if key != "sums"} | {"loss": loss}
+                    scalars.update(learning_rate=args.learning_rate * schedule(scheduler.last_epoch), step_time=seconds,
+                                   samples_per_second=batch["input_ids"].shape[0] * ctx.world_size / seconds)
+                    self.tracker.log({f"train/{key}": value for key, value in scalars.items()}, self.step)
+                    bar.set_postfix(loss=f"{loss:.4f}", lr=f"{scalars['learning_rate']:.2e}",
+                                    samples_s=f"{scalars['samples_per_second']:.1f}")
+                if self.step % args.eval_steps == 0 and not ends_epoch:
+                    self.stage.evaluate(self, epoch, end_of_epoch=False)
+                    model.train()
+                if self.step % args.save_steps == 0:
+                    self._save(epoch, index, accumulating=not last)
+                if self._at_max_steps():
+                    break
+        bar.close()
+
+    def _on_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A training batch on this rank's device; under SyncBatchNorm, with images even where it had none."""
+        if self.sync_batchnorm:
+            batch = self.stage.with_images(batch)
+        return {key: value.to(self.ctx.device) for key, value in batch.items()}
 
     def record(self, split: str, metrics: dict[str, float]) -> None:
         """Log an evaluation's metrics to W&B under `{split}/` and as a row of results.csv; a validation
@@ -176,7 +198,9 @@ class Trainer:
 
     def _save(self, epoch: int, batch: int, accumulating: bool) -> None:
         """The one place checkpoints are written: by rank 0, atomically, `latest` moved last; then the
-        oldest beyond --save_total_limit are deleted. `epoch` and `batch` are the data position to resume at."""
+        oldest beyond --save_total_limit are deleted. `epoch` and `batch` are the data position to resume at.
+        Every rank calls it: each hands rank 0 the state of its random generators."""
+        rng_states = gather_objects(rng_state(self.ctx.device), self.ctx)
         if not self.ctx.is_main:
             return
         stage, args = self.stage, self.args
@@ -186,14 +210,14 @@ class Trainer:
         tensors = {"objective": {name: p.detach().cpu() for name, p in _objective_parameters(stage)},
                    "best_state": self.best_state}
         save_checkpoint(stage.model, stage.processor, stage.stage_dir, self.step, self.optimizer, self.scheduler, state,
-                        tensors)
+                        rng_states, tensors)
         if args.save_total_limit:
             prune_checkpoints(stage.stage_dir, args.save_total_limit)
 
     def _resume(self, optimizer: torch.optim.Optimizer, scheduler) -> TrainingState:
         """Load the loop's state from `resume_from` (the model's weights came with the stage); the random
         generators are restored later, where the interrupted run had them."""
-        training = load_training_state(self.resume_from)
+        training = load_training_state(self.resume_from, self.ctx.rank)
         state = training.state
         if state["stage"] != self.stage.number:
             raise ValueError(f"{self.resume_from} is a Stage {state['stage']} checkpoint; resume Stage "
@@ -215,6 +239,16 @@ class Trainer:
         log.info("Resuming Stage %d from %s: step %d, epoch %d, batch %d", self.stage.number, self.resume_from,
                  self.step, state["epoch"], state["batch"])
         return training
+
+    def _restore_rng(self) -> None:
+        """Put this rank's random generators back as they were at the checkpoint being resumed."""
+        if self.pending_rng.rng is None:
+            log.warning("%s holds no random state of rank %d (it was saved by fewer processes): that rank draws from "
+                        "seed + rank, so the resumed run differs from an uninterrupted one", self.resume_from,
+                        self.ctx.rank)
+        else:
+            restore_rng_state(self.pending_rng.rng, self.ctx.device)
+        self.pending_rng = None
 
     def _check_replicas(self) -> None:
         """Every rank must end with the same weights; a difference means gradients were not synchronised."""

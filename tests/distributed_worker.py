@@ -1,5 +1,5 @@
 """A tiny DDP run for tests/test_distributed.py: under torchrun each rank writes what it ends with to
-OUT_DIR/rank{N}.pt; in one process the test calls `train` and `validate` for the reference."""
+OUT_DIR/rank{N}.pt; in one process the test calls `train`, `validate` and `training_draws` for the reference."""
 from __future__ import annotations
 
 import sys
@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from ember_train.distributed import (DistributedContext, accumulation_step, all_reduce_sum, gather_shards,
-                                     make_sampler, shard_indices, unwrap_model, wrap_model)
+from ember_train.distributed import (DistributedContext, accumulation_step, all_reduce_sum, gather_objects,
+                                     gather_shards, make_sampler, shard_indices, unwrap_model, wrap_model)
+from ember_train.rng import seed_all
 
 TRAIN_SAMPLES, VAL_SAMPLES, BATCH_SIZE, EPOCHS = 16, 7, 2, 2
 
@@ -62,12 +63,24 @@ def validate(model: nn.Module, ctx: DistributedContext, num_samples: int) -> dic
             "count": all_reduce_sum(torch.tensor(len(shard)), ctx)}
 
 
+def training_draws(ctx: DistributedContext, seed: int) -> dict:
+    """What the trainer's seeding gives this rank: a model initialised from a different seed on each rank, as
+    DDP leaves it after the wrap, and a dropout mask drawn after `seed_all(seed, rank)`, as in a training step."""
+    torch.manual_seed(ctx.rank)
+    wrapped = unwrap_model(wrap_model(nn.Linear(4, 3), ctx))
+    seed_all(seed, ctx.rank)
+    return {"wrapped_weight": wrapped.weight.detach().clone(),
+            "dropout_mask": F.dropout(torch.ones(256), p=0.5, training=True) != 0}
+
+
 def main(out_dir: Path) -> None:
     with DistributedContext.from_environment(distributed=True) as ctx:
         model, result = train(ctx, gradient_accumulation=2)
         result["validation"] = validate(model, ctx, VAL_SAMPLES)
         result["single_sample_validation"] = validate(model, ctx, 1)
         result["world_size"] = ctx.world_size
+        result["draws"] = training_draws(ctx, seed=0)
+        result["ranks"] = gather_objects({"rank": ctx.rank}, ctx)
         torch.save(result, out_dir / f"rank{ctx.rank}.pt")
         ctx.barrier()
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.utils.data import DistributedSampler
 
-from distributed_worker import EPOCHS, TRAIN_SAMPLES, VAL_SAMPLES, train, validate
+from distributed_worker import EPOCHS, TRAIN_SAMPLES, VAL_SAMPLES, train, training_draws, validate
 from ember_train.distributed import (DistributedContext, accumulation_step, all_reduce_sum, autocast,
                                      batches_per_epoch, gather_shards, log_on_main_only, make_sampler,
                                      shard_indices, total_updates, unwrap_model, wrap_model)
@@ -68,6 +68,24 @@ def test_two_ranks_train_as_one_process_on_the_same_global_batch(two_ranks, one_
     torch.manual_seed(0)
     assert not torch.equal(single["weights"]["0.weight"], nn.Linear(4, 8).weight), "the weights never moved"
 
+
+def test_wrapping_gives_every_rank_rank_zeros_initial_weights(two_ranks):
+    """Each rank initialises its model from a different seed; DDP's wrap broadcasts rank 0's weights."""
+    torch.manual_seed(0)
+    rank_zero_init = nn.Linear(4, 3).weight
+    for rank in two_ranks:
+        assert torch.equal(rank["draws"]["wrapped_weight"], rank_zero_init)
+
+
+def test_each_rank_draws_its_own_dropout_masks_after_training_seeds_it(two_ranks):
+    first, second = (rank["draws"]["dropout_mask"] for rank in two_ranks)
+    assert not torch.equal(first, second)
+    alone = training_draws(DistributedContext.from_environment(device="cpu"), seed=0)["dropout_mask"]
+    assert torch.equal(first, alone)  # rank 0 draws what one process draws
+
+
+def test_gather_objects_hands_every_rank_each_ranks_value_in_rank_order(two_ranks):
+    assert [rank["ranks"] for rank in two_ranks] == [[{"rank": 0}, {"rank": 1}]] * 2
 
 
 def test_uneven_validation_shards_gather_every_sample_once_in_order(two_ranks, one_process):

@@ -148,7 +148,7 @@ def test_checkpoints_have_training_state_and_latest_points_at_the_last(run):
     assert sorted(p.name for p in stage.glob("checkpoint-*")) == sorted(["checkpoint-4", "checkpoint-8", f"checkpoint-{last}"])
     assert (stage / LATEST).read_text() == f"checkpoint-{last}\n"
     assert sorted(p.name for p in (stage / f"checkpoint-{last}" / "training_state").iterdir()) == [
-        "optimizer.pt", "rng.pt", "scheduler.json", "state.json", "trainer.pt"]
+        "optimizer.pt", "rng_state_rank0.pt", "scheduler.json", "state.json", "trainer.pt"]
     state = json.loads((stage / f"checkpoint-{last}" / "training_state" / "state.json").read_text())
     assert (state["epoch"], state["batch"]) == (1, 0) and state["wandb_run_id"]  # data position: the one epoch done
 

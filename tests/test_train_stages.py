@@ -169,3 +169,6 @@ def test_two_processes_under_torchrun_end_with_identical_weights(smoke_data, tmp
     assert "2 process(es) x batch 4 x accumulation 2" in run.stderr
     assert run.stderr.count("Stage 1: Vision-Language Alignment") == 1  # rank 1 logs no INFO
     assert latest_checkpoint(tmp_path / "stage1").name == "checkpoint-4"
+    with open(tmp_path / "stage1" / "results.csv", newline="") as stream:
+        # Step 4 is the last (--max_steps): the epoch's end evaluates it, once.
+        assert [row["step"] for row in csv.DictReader(stream)] == ["2", "4"]
