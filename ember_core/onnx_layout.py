@@ -15,7 +15,7 @@ the measurements behind each choice, the fp32 graphs' hashes and its accuracy ga
 The graphs (B batch, L new tokens, P cached tokens, K image tokens, M card embeddings, N robots):
 
     vision        pixel_values (B,3,S,S) -> visual_tokens (B,K,H)[, scene_logits (B,tags)]
-    text_encoder  input_ids, attention_mask (B,T) -> embeddings (B,D)          (models with a sentence encoder)
+    text_encoder  input_ids, attention_mask (B,T), right-padded -> embeddings (B,D)  (models with a sentence encoder)
     language      input_ids (B,L), attention_mask (B,P+L), visual_tokens, has_image (B,), past.* (B,heads,P,d)
                   -> hidden_states (B,L,H), present.* (B,heads,P+L,d)
     robot_head    selection_state (B,H)[, task_embedding (B,D)], card_embeddings (M,C)[, card_owner (M,)],

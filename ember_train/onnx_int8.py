@@ -38,7 +38,10 @@ def quantize_graph(graph: str, fp32_file: Path, int8_file: Path, pixels: np.ndar
                             quant_format=QuantFormat.QDQ, per_channel=True, weight_type=QuantType.QInt8,
                             activation_type=QuantType.QUInt8)
         else:
-            quantize_dynamic(gemm_as_matmul(onnx.load(fp32_file)), str(int8_file), weight_type=QuantType.QInt8)
+            # onnx's shape inference stops at the fused kernels of the sentence encoder (com.microsoft Attention):
+            # the tensors after them are float, as every activation here is.
+            quantize_dynamic(gemm_as_matmul(onnx.load(fp32_file)), str(int8_file), weight_type=QuantType.QInt8,
+                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 
 
 def gemm_as_matmul(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -152,3 +152,22 @@ def test_an_unwritable_cache_leaves_the_card_embeddings_computed_each_time(tiny_
     monkeypatch.setenv("EMBER_CACHE_DIR", str(tmp_path / "a file" / "cache"))
     document = Selector(tiny_onnx_dir).select(SelectionRequest(TASKS[0], return_reasoning=False)).to_document()
     assert document["status"] == "ok"
+
+
+def test_text_only_batches_start_after_the_cached_prompt_prefix_with_the_outputs_of_a_full_run(text_onnx_dir,
+                                                                                               monkeypatch):
+    selector = Selector(text_onnx_dir)
+    backend, processor = selector.backend, selector.processor
+    lengths = []
+    language = backend.model.language
+    monkeypatch.setattr(backend.model, "language",
+                        lambda ids, *args, **kwargs: lengths.append(ids.shape[1]) or language(ids, *args, **kwargs))
+    batch = processor.collate([processor.features(task, return_tensors="np") for task in TASKS], return_tensors="np")
+    reused = backend.forward(batch, use_cache=True)
+    monkeypatch.setattr(backend.prefix, "starts", lambda *args: False)
+    full = backend.forward(batch, use_cache=True)
+    prompt = batch["input_ids"].shape[1]
+    assert lengths == [prompt - len(processor.prompt_prefix_ids), prompt]
+    np.testing.assert_allclose(reused.robot_logits, full.robot_logits, rtol=0, atol=1e-6)
+    for ours, theirs in zip(reused.cache.arrays, full.cache.arrays):
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)

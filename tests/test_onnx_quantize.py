@@ -14,7 +14,8 @@ from onnx import TensorProto, helper, numpy_helper
 from conftest import REPO
 from ember_core.cli import main
 from ember_core.digest import file_sha256
-from ember_core.onnx_layout import LANGUAGE, MANIFEST_FILE, ROBOT_HEAD, TOKEN_SCORES, VISION, Manifest, graph_file
+from ember_core.onnx_layout import (LANGUAGE, MANIFEST_FILE, ROBOT_HEAD, TEXT_ENCODER, TOKEN_SCORES, VISION, Manifest,
+                                   graph_file)
 from ember_core.request import SelectionRequest
 from ember_core.scenes import render_scene
 from ember_core.selector import Selector
@@ -146,3 +147,30 @@ def test_gemm_as_matmul_computes_what_the_gemm_did():
     after = ort.InferenceSession(rewritten.SerializeToString()).run(None, {"x": x})[0]
     np.testing.assert_allclose(after, before, rtol=1e-6)
     np.testing.assert_allclose(before, x @ weight.T + bias, rtol=1e-5)
+
+
+def test_a_graph_with_fused_attention_is_quantized(tmp_path):
+    # The export fuses the sentence encoder's attention into com.microsoft Attention, whose outputs onnx's shape
+    # inference leaves untyped; the MatMul after it is quantized all the same.
+    rng = np.random.default_rng(0)
+    width = 8
+    graph = helper.make_graph(
+        [helper.make_node("Attention", ["x", "qkv", "qkv_bias", "lengths"], ["attended"], domain="com.microsoft",
+                          num_heads=2),
+         helper.make_node("MatMul", ["attended", "weight"], ["projected"]),
+         helper.make_node("Add", ["projected", "x"], ["y"])], "fused attention",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "tokens", width]),
+         helper.make_tensor_value_info("lengths", TensorProto.INT32, ["batch"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "tokens", width])],
+        [numpy_helper.from_array(rng.standard_normal((width, 3 * width)).astype(np.float32), "qkv"),
+         numpy_helper.from_array(np.zeros(3 * width, np.float32), "qkv_bias"),
+         numpy_helper.from_array(rng.standard_normal((width, width)).astype(np.float32), "weight")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("com.microsoft", 1)])
+    fp32, int8 = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
+    onnx.save(model, fp32)
+    quantize_graph(TEXT_ENCODER, fp32, int8)
+    assert {"QAttention", "MatMulInteger"} <= {node.op_type for node in onnx.load(int8).graph.node}
+    inputs = {"x": rng.standard_normal((2, 3, width)).astype(np.float32), "lengths": np.array([3, 2], dtype=np.int32)}
+    before, after = (ort.InferenceSession(str(path)).run(None, inputs)[0] for path in (fp32, int8))
+    np.testing.assert_allclose(after, before, atol=0.1 * np.abs(before).max())  # int8 steps of random weights
