@@ -199,10 +199,7 @@ def gather_shards(shard: torch.Tensor, num_samples: int, ctx: DistributedContext
 
 def all_reduce_sum(value: torch.Tensor, ctx: DistributedContext) -> torch.Tensor:
     """The sum of `value` over all ranks (a copy; `value` is left as it is), e.g. loss sums and counts."""
-    total = value.detach().clone()
-    if ctx.distributed:
-        dist.all_reduce(total, op=dist.ReduceOp.SUM)
-    return total
+    return _all_reduced(value, ctx, dist.ReduceOp.SUM)
 
 
 def gather_objects(value: Any, ctx: DistributedContext) -> list[Any]:
@@ -216,9 +213,13 @@ def gather_objects(value: Any, ctx: DistributedContext) -> list[Any]:
 
 def all_reduce_max(value: torch.Tensor, ctx: DistributedContext) -> torch.Tensor:
     """The elementwise maximum of `value` over all ranks (a copy), e.g. per-sample marks each rank set."""
+    return _all_reduced(value, ctx, dist.ReduceOp.MAX)
+
+
+def _all_reduced(value: torch.Tensor, ctx: DistributedContext, op: dist.ReduceOp) -> torch.Tensor:
     total = value.detach().clone()
     if ctx.distributed:
-        dist.all_reduce(total, op=dist.ReduceOp.MAX)
+        dist.all_reduce(total, op=op)
     return total
 
 
