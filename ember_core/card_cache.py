@@ -10,13 +10,15 @@ set but empty: no cache); where it cannot be written the embeddings are computed
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Mapping
 
 import numpy as np
+
+from ember_core.atomic import write_bytes_atomic
 
 log = logging.getLogger("ember.model")
 CACHE_ENV = "EMBER_CACHE_DIR"
@@ -82,16 +84,11 @@ def _read(path: Path) -> Arrays | None:
 
 
 def _write(path: Path, arrays: Arrays) -> None:
-    """Store `arrays` through a temporary file and a rename, so a reader never sees half a file."""
-    temporary = None
+    """Store `arrays` atomically (a reader never sees half a file); where that fails, say how to keep them."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **arrays)
-        os.replace(temporary, path)
+        write_bytes_atomic(path, buffer.getvalue())
     except OSError as err:
-        if temporary is not None:
-            Path(temporary).unlink(missing_ok=True)
         log.info("card embeddings not cached (%s: %s); set %s to a writable directory to keep them between runs",
                  path.parent, err.strerror or err, CACHE_ENV)
