@@ -14,7 +14,7 @@ scene words of the task text), the robot names of Step 3 and the decision of Ste
 selected robots, and the team in plan order). So the text always parses, Step 4 is faithful by
 construction, and every fact of Step 3 is on the card of the robot it is attributed to; the model
 decides which facts and which words of the task, and `parse_reasoning` checks the result anyway.
-Training (`ember_train.targets`) answers the slots by rule; inference
+Training answers the slots by rule (its targets module); inference
 (`ember_core.model.structured`) answers them with the language model, constrained to the slot.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """An exported ONNX model directory: its files, each graph's inputs and outputs, and the manifest listing them.
 
-`ember export onnx` writes the directory (ember_train.onnx_export) and the onnxruntime backend reads it
-(ember_core.onnx_backend); both take every name from here. Beside the graphs it holds what the
+`ember export onnx` writes the directory and the onnxruntime backend (ember_core.onnx_backend) reads
+it; both take every name from here. Beside the graphs it holds what the
 processor needs (config.json, processor_config.json with the calibration, fleet.json, the tokenizer
 files and the sentence encoder's tokenizer in task_tokenizer/) and manifest.json:
 
@@ -10,7 +10,7 @@ files and the sentence encoder's tokenizer in task_tokenizer/) and manifest.json
      "quantization": {}}
 
 `quantization` is empty for an fp32 export; `ember export quantize` records there which graphs it made int8,
-the measurements behind each choice, the fp32 graphs' hashes and its accuracy gate (ember_train.onnx_quantize).
+the measurements behind each choice, the fp32 graphs' hashes and its accuracy gate.
 
 The graphs (B batch, L new tokens, P cached tokens, K image tokens, M card embeddings, N robots):
 
