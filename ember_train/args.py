@@ -57,7 +57,8 @@ class TrainArgs:
                                    "(default: the previous stage's latest checkpoint in output_dir, if any)")
     robots: str | None = option(None, "robots.yaml of the fleet to train for (default: the usual lookup)")
     wandb: str = option("offline", "W&B logging mode (DISABLE_WANDB=1 also disables)", WANDB_MODES)
-    seed: int = option(0, "seed for splits, augmentation, init and shuffling")
+    seed: int = option(0, "seed for splits, augmentation, init and shuffling (each process of a distributed run "
+                      "draws its dropout from seed + its rank)")
     augment_factor: int = option(3, "Stage 3 training set size multiplier by augmentation")
     image_dropout: float = option(0.3, "fraction of Stage 3 samples trained without their image")
     weight_decay: float = option(0.01, "AdamW weight decay")

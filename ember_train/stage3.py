@@ -14,6 +14,7 @@ from ember_core.pretrained import save_pretrained
 from ember_core.relevance import PhraseRelevance
 from ember_train.args import TrainArgs
 from ember_train.augment import augment
+from ember_train.baselines import tfidf_logistic
 from ember_train.batches import SelectionDataset, TrainingItem, collate, model_inputs
 from ember_train.calibration import fit_calibration
 from ember_train.data import Splits, TaskRecord, kfold, load_records, robot_targets, split_records
@@ -21,7 +22,7 @@ from ember_train.distributed import AUTOCAST_DTYPES, DistributedContext
 from ember_train.evaluate import TEST_SCORES_FILE, Scores, score_shards
 from ember_train.explanation_phase import train_explanation
 from ember_train.losses import STAGE3_TERMS, class_weights, stage3_counts, stage3_loss
-from ember_train.metrics import confusion_matrix, format_metrics
+from ember_train.metrics import compute_metrics, confusion_matrix, format_metrics
 from ember_train.plots import plot_calibration, plot_confusion, plot_final_report, plot_radar, plot_training_curves
 from ember_train.stage import Stage
 from ember_train.task_memory import remember_tasks
@@ -147,6 +148,9 @@ class SelectionStage(Stage):
         summary: dict[str, Any] = {"best_dir": str(best_dir), "calibration": asdict(calibration),
                                    "val_ece_before": before, "val_ece_after": after,
                                    "test": test.metrics(self.names, calibration)}
+        if args.kfold:  # the baseline on the same training tasks and held-out fold, for `ember train --kfold`
+            summary["tfidf_test"] = compute_metrics(tfidf_logistic(self.splits.train, test_records, self.fleet, args.seed),
+                                                    test.targets, self.names)
         if not main:
             return summary
         save_pretrained(self.model, self.processor, best_dir)

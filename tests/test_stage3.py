@@ -16,11 +16,15 @@ from ember_core.cli import build_parser, main
 from ember_core.pretrained import load_pretrained
 from ember_core.request import SelectionRequest
 from ember_core.selection import validate_document
+from ember_core.robots_file import load_fleet
 from ember_core.selector import Selector
 from ember_train.args import TrainArgs
+from ember_train.baselines import tfidf_logistic
 from ember_train.checkpointing import LATEST
 from ember_train.cli import train_args
+from ember_train.data import kfold, load_records, robot_targets, split_records
 from ember_train.evaluate import TEST_SCORES_FILE, Scores
+from ember_train.metrics import compute_metrics
 
 TEMPLATES = {
     "underwater_robot": "Inspect the hull of ship {i} under the sea",
@@ -195,6 +199,16 @@ def test_kfold_cross_validation_trains_one_model_per_fold(tmp_path, capsys):
     assert len(result["folds"]) == 2 and sum(f["num_samples"] for f in result["folds"]) == 34
     assert (tmp_path / "cv" / "fold1" / "stage3" / "best" / "model.safetensors").is_file()
     assert "2-fold cross-validation (grouped by task)" in capsys.readouterr().out
+    # The TF-IDF baseline on the same folds: trained on each fold's training tasks, scored on its held-out tasks.
+    fleet = load_fleet()
+    expected = []
+    for rest, held_out in kfold(load_records(data, fleet), 2, 0):
+        train = split_records(rest, seed=0, val_fraction=0.1, test_fraction=0.0).train
+        expected.append(compute_metrics(tfidf_logistic(train, held_out, fleet), robot_targets(held_out, fleet),
+                                        fleet.names)["accuracy"])
+    baseline = result["tfidf_logistic"]
+    assert [fold["accuracy"] for fold in baseline["folds"]] == pytest.approx(expected)
+    assert baseline["mean"]["accuracy"] == pytest.approx(sum(expected) / 2)
     # Each fold's held-out scores, which `ember calibrate` fits on: every task once across the folds.
     scores = [Scores.load(tmp_path / "cv" / f"fold{fold}" / "stage3" / TEST_SCORES_FILE) for fold in (0, 1)]
     assert sum(len(s.logits) for s in scores) == 34 and all(s.logits.shape == s.targets.shape for s in scores)
