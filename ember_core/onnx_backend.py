@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import onnxruntime as ort
@@ -71,9 +72,22 @@ class OnnxGraphs:
         _, self.image_tokens, self.width = visual.shape
         self.text_encoder = self.sessions.get(TEXT_ENCODER)
         self.head_inputs = [node.name for node in self.sessions[ROBOT_HEAD].get_inputs()]
+        self.recorded: dict[str, list[dict[str, np.ndarray]]] | None = None  # see `recording`
 
     def run(self, graph: str, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        if self.recorded is not None:
+            self.recorded.setdefault(graph, []).append(inputs)
         return self.sessions[graph].run(None, inputs)
+
+    @contextmanager
+    def recording(self) -> Iterator[dict[str, list[dict[str, np.ndarray]]]]:
+        """Within the block, every graph's inputs are kept, by graph in call order (`ember export quantize`
+        times its int8 candidates on them)."""
+        self.recorded = {}
+        try:
+            yield self.recorded
+        finally:
+            self.recorded = None
 
     def language(self, input_ids: np.ndarray, attention_mask: np.ndarray, cache: KeyValues | None = None,
                  visual: np.ndarray | None = None, has_image: np.ndarray | None = None) -> tuple[np.ndarray, KeyValues]:

@@ -60,17 +60,6 @@ class Development:
     inputs: dict[str, list[dict[str, np.ndarray]]]
 
 
-class _RecordingSession:
-    """Stands in for an onnxruntime session and keeps every input it runs on."""
-
-    def __init__(self, session: Any):
-        self.session, self.inputs = session, []
-
-    def run(self, outputs: Any, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        self.inputs.append(inputs)
-        return self.session.run(outputs, inputs)
-
-
 def record_development(selector: Selector, records: list[TaskRecord]) -> Development:
     """Run the development selections on the fp32 export of `selector`, recording each graph's inputs."""
     if not records:
@@ -78,14 +67,9 @@ def record_development(selector: Selector, records: list[TaskRecord]) -> Develop
     size = selector.backend.config.image_size
     requests = [SelectionRequest(record.task, record.image or render_scene(record.task, size),
                                  top_k=len(selector.fleet)) for record in records]
-    sessions = selector.backend.model.sessions
-    recorders = {graph: _RecordingSession(session) for graph, session in sessions.items()}
-    sessions.update(recorders)
-    try:
+    with selector.backend.model.recording() as inputs:
         documents = [selection.to_document() for selection in selector.select_batch(requests)]
-    finally:
-        sessions.update({graph: recorder.session for graph, recorder in recorders.items()})
-    return Development(selector, requests, documents, {graph: recorder.inputs for graph, recorder in recorders.items()})
+    return Development(selector, requests, documents, inputs)
 
 
 def measure(graph: str, method: str, development: Development, candidate: Selector, fp32_file: Path,
@@ -94,7 +78,7 @@ def measure(graph: str, method: str, development: Development, candidate: Select
     documents = [selection.to_document() for selection in candidate.select_batch(development.requests)]
     changed = sum(_decision(ours) != _decision(theirs) for ours, theirs in zip(development.documents, documents))
     fp32_ms, int8_ms = _time_per_call(development.selector.backend.model.sessions[graph],
-                                      candidate.backend.model.sessions[graph], development.inputs[graph])
+                                      candidate.backend.model.sessions[graph], development.inputs.get(graph, []))
     fp32_mb, int8_mb = _megabytes(fp32_file), _megabytes(int8_file)
     kept, why = _rule(changed, len(documents), fp32_ms, int8_ms, fp32_mb, int8_mb)
     return GraphChoice(graph, kept, why, fp32_mb, method, int8_mb, fp32_ms, int8_ms, changed, len(documents))

@@ -171,3 +171,17 @@ def test_text_only_batches_start_after_the_cached_prompt_prefix_with_the_outputs
     np.testing.assert_allclose(reused.robot_logits, full.robot_logits, rtol=0, atol=1e-6)
     for ours, theirs in zip(reused.cache.arrays, full.cache.arrays):
         np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)
+
+
+def test_recording_keeps_each_graphs_inputs_in_call_order_only_within_the_block(text_onnx_dir):
+    selector = Selector(text_onnx_dir)
+    graphs = selector.backend.model
+    with graphs.recording() as recorded:
+        selector.select(SelectionRequest(TASKS[0], render_scene(TASKS[0], 96), return_reasoning=False))
+        selector.select(SelectionRequest(TASKS[2], return_reasoning=False))
+    assert {graph: len(calls) for graph, calls in recorded.items()} == {
+        "vision": 1, "language": 2, "text_encoder": 2, "robot_head": 2}
+    image_row, text_row = recorded["language"]
+    assert image_row["input_ids"].shape[1] > text_row["input_ids"].shape[1]  # the text-only one starts after the prefix
+    selector.select(SelectionRequest(TASKS[1], return_reasoning=False))
+    assert graphs.recorded is None and len(recorded["language"]) == 2
