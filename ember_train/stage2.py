@@ -24,7 +24,7 @@ class InstructionObjective(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         pixels = batch.get("pixel_values")
-        visual = self.model.vision(pixels) if pixels is not None else None
+        visual = self.model.visual_tokens(pixels, batch.get("has_image")) if pixels is not None else None
         answer = next_token_loss(lm_logits(self.model, batch, visual), batch["labels"], reduction="sum")
         return {"loss": answer / self.counts(batch)["answer"].clamp(min=1), "sums": {"answer": answer}}
 

@@ -366,7 +366,8 @@ def test_scene_head_reads_the_pooled_visual_tokens_and_the_scene_loss_trains_it(
     out = model(**inputs)
     with torch.no_grad():
         expected = model.scene_head(model.vision(inputs["pixel_values"]).mean(1))
-    assert out["scene_logits"].shape == (2, 2) and torch.allclose(out["scene_logits"], expected, atol=1e-6)
+    shown = inputs["has_image"]  # a row without an image has scene logits too, which nothing reads
+    assert out["scene_logits"].shape == (2, 2) and torch.allclose(out["scene_logits"][shown], expected[shown], atol=1e-6)
     training = {"targets": torch.zeros(2, 5), "choice_mask": torch.zeros(2, 0, dtype=torch.bool),
                 "scene_targets": torch.tensor([[0.0, 1.0], [1.0, 0.0]]), "has_image": inputs["has_image"]}
     losses = stage3_loss(out, training, None, model.token_scores)
@@ -445,3 +446,52 @@ def test_a_resized_vocabulary_still_loads_with_the_seed_log_lines(tiny, tmp_path
     assert "Skipped 1 mismatched layer(s) - will be randomly initialized:" in caplog.text
     assert "language_model.transformer.wte.weight: checkpoint torch.Size([50264, 32]) vs model" in caplog.text
     assert torch.equal(model.vision.projector[0].weight, tiny[0].vision.projector[0].weight)
+
+
+def _batchnorm_statistics(model: EmberVLM) -> list[torch.Tensor]:
+    return [buffer.clone() for name, buffer in model.vision.named_buffers() if "running_" in name]
+
+
+def test_blank_pixels_of_rows_without_an_image_stay_out_of_batchnorm_statistics(fleet):
+    """A training batch pads image-less rows with zero pixels; only the rows that show an image may move
+    BatchNorm's running statistics, exactly as a batch of those images alone does."""
+    torch.manual_seed(0)
+    model, processor = build_model(preset("tiny"), fleet)
+    tasks = ["Inspect a bridge", "Deliver parcels", "Survey a roof", "Carry a box"]
+    mixed = batch(processor, tasks, shown=(True, False, True, False))
+    shown = batch(processor, [tasks[0], tasks[2]], shown=(True, True))
+    assert mixed["pixel_values"][1].abs().sum() == 0 and mixed["has_image"].tolist() == [True, False, True, False]
+    start = _batchnorm_statistics(model)
+    model.train()(**mixed)
+    after_mixed = _batchnorm_statistics(model)
+    for buffer, value in zip((b for n, b in model.vision.named_buffers() if "running_" in n), start):
+        buffer.copy_(value)
+    model(**shown)
+    after_shown = _batchnorm_statistics(model)
+    assert any(not torch.equal(a, b) for a, b in zip(start, after_shown))  # the statistics did move
+    for mixed_value, shown_value in zip(after_mixed, after_shown):
+        torch.testing.assert_close(mixed_value, shown_value, rtol=1e-5, atol=1e-6)
+
+
+def test_a_batch_with_images_in_some_rows_scores_each_row_as_alone(tiny):
+    model, processor = tiny
+    tasks = ["Inspect a bridge", "Deliver parcels", "Survey a roof"]
+    with torch.no_grad():
+        together = model(**batch(processor, tasks, shown=(False, True, False)))["robot_logits"]
+        alone = [model(**batch(processor, [task], shown=(image,)))["robot_logits"][0]
+                 for task, image in zip(tasks, (False, True, False))]
+    torch.testing.assert_close(together, torch.stack(alone), rtol=1e-4, atol=1e-5)
+
+
+def test_under_syncbatchnorm_every_row_goes_through_the_vision_encoder(fleet):
+    """SyncBatchNorm's statistics are collectives: a process must run the encoder even on blank rows."""
+    torch.manual_seed(0)
+    model, processor = build_model(preset("tiny"), fleet)
+    rows = []
+    hook = model.vision.register_forward_hook(lambda module, args, output: rows.append(args[0].shape[0]))
+    mixed = batch(processor, ["Inspect a bridge", "Deliver parcels", "Survey a roof"], shown=(True, False, False))
+    with torch.no_grad():
+        model.eval()(**mixed)
+        torch.nn.SyncBatchNorm.convert_sync_batchnorm(model).eval()(**mixed)
+    hook.remove()
+    assert rows == [1, 3]

@@ -157,6 +157,25 @@ class EmberVLM(nn.Module):
         embeds[slots] = fill[per_row > 0].reshape(-1, embeds.shape[-1])
         return embeds
 
+    def visual_tokens(self, pixel_values: torch.Tensor, has_image: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The vision part's tokens (B, K, H) of the rows that show an image, zeros for the others (None if none does).
+
+        A batch pads image-less rows with blank pixels (`has_image` False); encoding only the real ones keeps
+        those blanks out of a training BatchNorm's batch statistics. At inference nothing changes but the
+        work saved: BatchNorm then normalises each image with its running statistics. Under SyncBatchNorm
+        every row goes through, blank ones too: its statistics are collectives that every process of a
+        distributed run joins at each training step, with or without images of its own.
+        """
+        if has_image is None or bool(has_image.all()) or any(
+                isinstance(layer, nn.SyncBatchNorm) for layer in self.vision.modules()):
+            return self.vision(pixel_values)
+        if not bool(has_image.any()):
+            return None
+        shown = self.vision(pixel_values[has_image])
+        visual = shown.new_zeros((pixel_values.shape[0], *shown.shape[1:]))
+        visual[has_image] = shown
+        return visual
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: torch.Tensor | None = None,
                 has_image: torch.Tensor | None = None, use_cache: bool = False,
                 task_input_ids: torch.Tensor | None = None, task_attention_mask: torch.Tensor | None = None,
@@ -169,7 +188,7 @@ class EmberVLM(nn.Module):
         positions = (input_ids == self.selection_token_id).int()
         if bool((positions.sum(1) != 1).any()):
             raise ValueError("each sequence needs exactly one <|robot_selection|> token")
-        visual = self.vision(pixel_values) if pixel_values is not None else None
+        visual = self.visual_tokens(pixel_values, has_image) if pixel_values is not None else None
         output = self.language_model(
             inputs_embeds=self.embed(input_ids, visual, has_image), attention_mask=attention_mask,
             output_hidden_states=True, use_cache=use_cache, logits_to_keep=1,
