@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from ember_core.atomic import write_text_atomic
 from ember_core.options import add_options, config_values, values_of
 from ember_train.args import TrainArgs
 
@@ -68,23 +69,25 @@ def _cross_validate(settings: TrainArgs, ctx) -> None:
     folds, tfidf = [], []
     for fold in range(settings.kfold):
         summary = train_stages(dataclasses.replace(settings, fold=fold, output_dir=str(output / f"fold{fold}")), ctx)
-        folds.append({key: summary["test"][key] for key in SUMMARY_KEYS} | {"num_samples": summary["test"]["num_samples"]})
-        tfidf.append({key: summary["tfidf_test"][key] for key in SUMMARY_KEYS})
+        if ctx.is_main:  # the process that writes the results (and alone scores the baseline)
+            folds.append({key: summary["test"][key] for key in SUMMARY_KEYS}
+                         | {"num_samples": summary["test"]["num_samples"]})
+            tfidf.append({key: summary["tfidf_test"][key] for key in SUMMARY_KEYS})
+    if not ctx.is_main:
+        return
 
     def mean_std(rows: list[dict[str, float]]) -> dict[str, dict[str, float]]:
         return {"mean": {k: float(np.mean([r[k] for r in rows])) for k in SUMMARY_KEYS},
                 "std": {k: float(np.std([r[k] for r in rows])) for k in SUMMARY_KEYS}}
 
     result = {"folds": folds, **mean_std(folds), "tfidf_logistic": {"folds": tfidf, **mean_std(tfidf)}}
-    if ctx.is_main:
-        output.mkdir(parents=True, exist_ok=True)
-        (output / "kfold.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        print(f"{settings.kfold}-fold cross-validation (grouped by task), held-out metrics, mean +- std "
-              "(TF-IDF + logistic regression on the same folds beside them):")
-        baseline = result["tfidf_logistic"]
-        for key in SUMMARY_KEYS:
-            print(f"  {key}: {result['mean'][key]:.4f} +- {result['std'][key]:.4f}   "
-                  f"(TF-IDF {baseline['mean'][key]:.4f} +- {baseline['std'][key]:.4f})")
+    write_text_atomic(output / "kfold.json", json.dumps(result, indent=2) + "\n")
+    print(f"{settings.kfold}-fold cross-validation (grouped by task), held-out metrics, mean +- std "
+          "(TF-IDF + logistic regression on the same folds beside them):")
+    baseline = result["tfidf_logistic"]
+    for key in SUMMARY_KEYS:
+        print(f"  {key}: {result['mean'][key]:.4f} +- {result['std'][key]:.4f}   "
+              f"(TF-IDF {baseline['mean'][key]:.4f} +- {baseline['std'][key]:.4f})")
 
 
 def _config_file_values(path: str | None) -> dict:

@@ -148,11 +148,11 @@ class SelectionStage(Stage):
         summary: dict[str, Any] = {"best_dir": str(best_dir), "calibration": asdict(calibration),
                                    "val_ece_before": before, "val_ece_after": after,
                                    "test": test.metrics(self.names, calibration)}
+        if not main:
+            return summary
         if args.kfold:  # the baseline on the same training tasks and held-out fold, for `ember train --kfold`
             summary["tfidf_test"] = compute_metrics(tfidf_logistic(self.splits.train, test_records, self.fleet, args.seed),
                                                     test.targets, self.names)
-        if not main:
-            return summary
         save_pretrained(self.model, self.processor, best_dir)
         test.save(self.stage_dir / TEST_SCORES_FILE)
         print(format_metrics(summary["test"], self.names, f"Test metrics (best checkpoint, {len(test_records)} tasks):"),
