@@ -3,9 +3,9 @@
 The processor (the export's tokenizers and processor_config.json, for the fleet in use) prepares the
 same numpy batch as for torch; the graphs (ember_core.onnx_layout) replace the EmberVLM's parts. The
 fleet's cards are embedded here when the backend loads, so a fleet with robots the model was not
-trained on is scored from their cards, as the torch path does. The prompt before the task runs once too
-(PromptPrefix), so a text-only request runs only its own tokens; and the sentence encoder runs beside the vision
-and language graphs.
+trained on is scored from their cards, as the torch path does. The prompt before the image runs once too
+(PromptPrefix), so a request runs only its image slots and its own tokens; and the sentence encoder runs
+beside the vision and language graphs.
 """
 from __future__ import annotations
 
@@ -111,11 +111,11 @@ class OnnxGraphs:
 
 @dataclass
 class PromptPrefix:
-    """The language graph's key/values of the prompt before the task without an image (the image slots hold the
-    no-image vector, the fleet's cards follow): the same in every text-only request of a fleet, so computed once.
+    """The language graph's key/values of the prompt before the image slots (the fleet's cards): the same in
+    every request of a fleet, with or without an image, so computed once.
 
-    A text-only batch then runs the graph on its task and selection marker alone (~16 of ~290 tokens for the
-    default fleet): causal attention keeps every earlier token's keys and values what a full run gives them.
+    A batch then runs the graph on its image slots, task and selection marker alone (~20 of ~280 tokens for
+    the default fleet): causal attention keeps every earlier token's keys and values what a full run gives them.
     """
 
     ids: np.ndarray  # (P,)
@@ -178,7 +178,8 @@ class OnnxBackend:
         graphs = {graph: entry["sha256"] for graph, entry in manifest.graphs.items()}
         embeddings = card_embeddings(graphs, inputs, lambda: self._card_embeddings(inputs))
         self.cards = {"robot_rows": np.array(rows, dtype=np.int64), **embeddings}
-        self.prefix = PromptPrefix.of(self.model, processor.prompt_prefix_ids)
+        # None for a model that reads the image first: nothing before the image is the same in every request.
+        self.prefix = PromptPrefix.of(self.model, processor.prompt_prefix_ids) if processor.prompt_prefix_ids else None
         self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ember-text-encoder")
 
     @classmethod
@@ -238,14 +239,14 @@ class OnnxBackend:
     def _language(self, batch: dict[str, np.ndarray],
                   visual: np.ndarray | None) -> tuple[np.ndarray, KeyValues, np.ndarray]:
         """The language graph's hidden states and cache of a batch, and the ids the hidden states are of: after the
-        prompt prefix for a batch without images (its cache holds the prefix too), else all."""
+        prompt prefix when every row starts with it (the cache holds the prefix too), else all."""
         input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
-        if visual is None and self.prefix.starts(input_ids, attention_mask):
+        cache = None
+        if self.prefix is not None and self.prefix.starts(input_ids, attention_mask):
             input_ids = input_ids[:, len(self.prefix.ids):]
-            hidden, cache = self.model.language(input_ids, attention_mask, self.prefix.batch_cache(len(input_ids)))
-        else:
-            hidden, cache = self.model.language(input_ids, attention_mask, visual=visual,
-                                                has_image=batch.get("has_image"))
+            cache = self.prefix.batch_cache(len(input_ids))
+        hidden, cache = self.model.language(input_ids, attention_mask, cache, visual=visual,
+                                            has_image=batch.get("has_image"))
         return hidden, cache, input_ids
 
     def feed(self, ids: list[int], cache: KeyValues) -> np.ndarray:

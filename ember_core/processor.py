@@ -32,6 +32,7 @@ from ember_core.model.text_tokenizer import TextTokenizer, pad_ids
 from ember_core.model.tokenizer import load_tokenizer
 from ember_core.prompt import (
     CARD_DETAILS,
+    IMAGE,
     REASONING_START,
     card_phrases,
     card_text,
@@ -59,6 +60,8 @@ class ProcessorConfig:
     `max_prompt_tokens` is what the language model reads before it writes (its context less the reasoning
     and plan lengths and their markers); the fleet's cards and the task share it.
     `text_encoder`/`text_encoder_path` name the sentence encoder whose tokenizer encodes tasks (None: none).
+    `image_slots` places the image in the prompt (ember_core.prompt.IMAGE_SLOTS); a file without it is of a
+    model trained with the image first.
     """
 
     image_size: int
@@ -69,6 +72,7 @@ class ProcessorConfig:
     calibration: Calibration = dataclasses.field(default_factory=Calibration)
     text_encoder: str | None = None
     text_encoder_path: str | None = None
+    image_slots: str = "after_cards"
 
     def save(self, directory: str | os.PathLike) -> None:
         """Write processor_config.json into `directory` (atomically: a reader never sees half a file)."""
@@ -115,7 +119,8 @@ class EmberProcessor:
         # Room for the decision: the LM is fed the selected robots' names, at most all of them.
         decision = len(self.tokenizer(decision_text(self.fleet.ids, self.fleet))["input_ids"])
         for detail in CARD_DETAILS:
-            before, after = prompt_around_task(fleet_text(self.fleet, detail), self.config.image_tokens)
+            before, after = prompt_around_task(fleet_text(self.fleet, detail), self.config.image_tokens,
+                                               self.config.image_slots)
             self._before, self._after = self.tokenizer(before)["input_ids"], self.tokenizer(after)["input_ids"]
             self.max_task_tokens = self.config.max_prompt_tokens - len(self._before) - len(self._after) - decision
             if self.max_task_tokens >= MIN_TASK_TOKENS:
@@ -133,8 +138,10 @@ class EmberProcessor:
 
     @property
     def prompt_prefix_ids(self) -> list[int]:
-        """The prompt's ids before the task (the image slots and the fleet's cards): the same in every request."""
-        return self._before
+        """The prompt's ids before the image slots (the fleet's cards): the same in every request of this fleet,
+        with or without an image. Empty for a model that reads the image first."""
+        image = self.token_id(IMAGE)
+        return self._before[:self._before.index(image)] if image in self._before else self._before
 
     # ---- input -> tensors ----------------------------------------------------------------
 

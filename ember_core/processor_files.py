@@ -16,6 +16,7 @@ from ember_core.excerpt import excerpt
 from ember_core.fields import FieldError
 from ember_core.fleet import Fleet
 from ember_core.model.config import GENERATION_MARKER_TOKENS, EmberVLMConfig
+from ember_core.prompt import IMAGE_SLOTS
 from ember_core.robot import RobotType
 
 # Fields whose value is a count or size; the model's config pins the exact values (load_pretrained).
@@ -27,11 +28,14 @@ def processor_fields(data: Any, known: tuple[dataclasses.Field, ...]) -> dict[st
 
     ValueError (FieldError for one field) for anything else: not a JSON object, an unknown or missing
     field, a count that is not a positive integer, a calibration that would invert the ranking. A model saved
-    with one calibration `temperature` T (before the calibration object) reads as scale 1/T.
+    with one calibration `temperature` T (before the calibration object) reads as scale 1/T, one without
+    `image_slots` (before the prompt could place the image after the cards) as "before_cards".
     """
     if isinstance(data, dict) and "temperature" in data and "calibration" not in data:
         data = {**data, "calibration": Calibration.from_temperature(data["temperature"])}
         del data["temperature"]
+    if isinstance(data, dict) and "image_slots" not in data:
+        data = {**data, "image_slots": "before_cards"}
     data = fields.known_keys(data, {field.name for field in known}, "processor config")
     for field in known:
         if field.name not in data:
@@ -52,6 +56,8 @@ def processor_fields(data: Any, known: tuple[dataclasses.Field, ...]) -> dict[st
             fields.text(field.name, value, optional=True)
         elif kind == "str":
             fields.text(field.name, value)
+    if data["image_slots"] not in IMAGE_SLOTS:
+        raise FieldError("image_slots", f"{excerpt(data['image_slots'])} is not one of {', '.join(IMAGE_SLOTS)}")
     return data
 
 

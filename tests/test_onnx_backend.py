@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -154,23 +155,40 @@ def test_an_unwritable_cache_leaves_the_card_embeddings_computed_each_time(tiny_
     assert document["status"] == "ok"
 
 
-def test_text_only_batches_start_after_the_cached_prompt_prefix_with_the_outputs_of_a_full_run(text_onnx_dir,
-                                                                                               monkeypatch):
+def test_batches_start_after_the_cached_prompt_prefix_with_the_outputs_of_a_full_run(text_onnx_dir, monkeypatch):
     selector = Selector(text_onnx_dir)
     backend, processor = selector.backend, selector.processor
     lengths = []
     language = backend.model.language
     monkeypatch.setattr(backend.model, "language",
                         lambda ids, *args, **kwargs: lengths.append(ids.shape[1]) or language(ids, *args, **kwargs))
-    batch = processor.collate([processor.features(task, return_tensors="np") for task in TASKS], return_tensors="np")
-    reused = backend.forward(batch, use_cache=True)
-    monkeypatch.setattr(backend.prefix, "starts", lambda *args: False)
-    full = backend.forward(batch, use_cache=True)
-    prompt = batch["input_ids"].shape[1]
-    assert lengths == [prompt - len(processor.prompt_prefix_ids), prompt]
-    np.testing.assert_allclose(reused.robot_logits, full.robot_logits, rtol=0, atol=1e-6)
-    for ours, theirs in zip(reused.cache.arrays, full.cache.arrays):
-        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)
+    for images in ([None] * len(TASKS), [render_scene(task, 96) if row % 2 else None for row, task in enumerate(TASKS)]):
+        features = [processor.features(task, processor.pixels(image, "np"), "np") for task, image in zip(TASKS, images)]
+        batch = processor.collate(features, return_tensors="np")
+        reused = backend.forward(batch, use_cache=True)
+        with monkeypatch.context() as full_run:
+            full_run.setattr(backend.prefix, "starts", lambda *args: False)
+            full = backend.forward(batch, use_cache=True)
+        prompt = batch["input_ids"].shape[1]
+        assert lengths[-2:] == [prompt - len(processor.prompt_prefix_ids), prompt]
+        np.testing.assert_allclose(reused.robot_logits, full.robot_logits, rtol=0, atol=1e-6)
+        for ours, theirs in zip(reused.cache.arrays, full.cache.arrays):
+            np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)
+
+
+def test_a_model_that_reads_the_image_first_runs_its_whole_prompt_and_agrees_with_torch(
+        tiny_model_dir, tiny_onnx_dir, tmp_path):
+    """A model saved before the image could follow the cards: nothing before its image is cached."""
+    copies = []
+    for source in (tiny_model_dir, tiny_onnx_dir):
+        copy = shutil.copytree(source, tmp_path / source.name)
+        config = json.loads((copy / "processor_config.json").read_text())
+        del config["image_slots"]
+        (copy / "processor_config.json").write_text(json.dumps(config))
+        copies.append(copy)
+    torch_selector, onnx_selector = Selector(copies[0], device="cpu"), Selector(copies[1])
+    assert onnx_selector.backend.prefix is None and onnx_selector.processor.config.image_slots == "before_cards"
+    assert_same_documents(torch_selector, onnx_selector, requests(TASKS[:2], len(load_fleet())))
 
 
 def test_recording_keeps_each_graphs_inputs_in_call_order_only_within_the_block(text_onnx_dir):
@@ -181,7 +199,10 @@ def test_recording_keeps_each_graphs_inputs_in_call_order_only_within_the_block(
         selector.select(SelectionRequest(TASKS[2], return_reasoning=False))
     assert {graph: len(calls) for graph, calls in recorded.items()} == {
         "vision": 1, "language": 2, "text_encoder": 2, "robot_head": 2}
-    image_row, text_row = recorded["language"]
-    assert image_row["input_ids"].shape[1] > text_row["input_ids"].shape[1]  # the text-only one starts after the prefix
+    prefix = len(selector.processor.prompt_prefix_ids)
+    for (task, image), row in zip(((TASKS[0], True), (TASKS[2], False)), recorded["language"]):
+        prompt = len(selector.processor.features(task, return_tensors="np").input_ids)
+        assert row["input_ids"].shape[1] == prompt - prefix  # both start after the fleet's cards
+        assert bool(row["has_image"][0]) is image
     selector.select(SelectionRequest(TASKS[1], return_reasoning=False))
     assert graphs.recorded is None and len(recorded["language"]) == 2

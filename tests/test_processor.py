@@ -19,7 +19,7 @@ from ember_core.processor import (
     saved_fleet,
     select_mask,
 )
-from ember_core.prompt import IMAGE, REASONING_START, SELECTION, card_text, selection_prompt
+from ember_core.prompt import IMAGE, REASONING_START, SELECTION, card_text, fleet_text, selection_prompt
 
 IMAGE_TOKENS = 4
 MAX_PROMPT_TOKENS = 1000  # room for the default fleet's full cards and a task
@@ -68,6 +68,32 @@ def test_features_are_the_tokenised_selection_prompt(processor, fleet):
     ids = features.input_ids.tolist()
     assert ids.count(processor.token_id(IMAGE)) == IMAGE_TOKENS and ids[-1] == processor.token_id(SELECTION)
     assert features.pixels is None and features.task_input_ids is None and features.choices is None
+
+
+def test_the_image_follows_the_cards_so_the_prompt_before_it_is_the_same_in_every_request(processor, fleet):
+    ids = processor.features("Inspect the roof").input_ids.tolist()
+    first_slot = ids.index(processor.token_id(IMAGE))
+    assert processor.tokenizer.decode(ids[:first_slot]) == fleet_text(fleet) + "\n"
+    assert processor.tokenizer.decode(ids[first_slot + IMAGE_TOKENS:]).startswith("Task: Inspect the roof")
+    assert processor.prompt_prefix_ids == ids[:first_slot]
+    assert processor.features("Carry the boxes").input_ids.tolist()[:first_slot] == ids[:first_slot]
+
+
+def test_a_processor_saved_before_image_slots_existed_reads_the_image_first(processor, fleet, tmp_path):
+    processor.save_pretrained(tmp_path)
+    path = tmp_path / "processor_config.json"
+    record = json.loads(path.read_text())
+    assert record.pop("image_slots") == "after_cards"
+    path.write_text(json.dumps(record))
+    loaded = EmberProcessor.from_pretrained(tmp_path)
+    assert loaded.config.image_slots == "before_cards" and loaded.prompt_prefix_ids == []
+    ids = loaded.features("Inspect the roof").input_ids.tolist()
+    assert ids == processor.tokenizer(selection_prompt("Inspect the roof", fleet, IMAGE_TOKENS,
+                                                       image_slots="before_cards"))["input_ids"]
+    assert ids[:IMAGE_TOKENS] == [processor.token_id(IMAGE)] * IMAGE_TOKENS
+    path.write_text(json.dumps({**record, "image_slots": "between_the_lines"}))
+    with pytest.raises(ValueError, match="field 'image_slots': 'between_the_lines' is not one of after_cards, before_cards"):
+        EmberProcessor.from_pretrained(tmp_path)
 
 
 def walk_for(processor, robots, points):
