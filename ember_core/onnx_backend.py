@@ -3,9 +3,9 @@
 The processor (the export's tokenizers and processor_config.json, for the fleet in use) prepares the
 same numpy batch as for torch; the graphs (ember_core.onnx_layout) replace the EmberVLM's parts. The
 fleet's cards are embedded here when the backend loads, so a fleet with robots the model was not
-trained on is scored from their cards, as the torch path does. The prompt before the image runs once too
-(PromptPrefix), so a request runs only its image slots and its own tokens; and the sentence encoder runs
-beside the vision and language graphs.
+trained on is scored from their cards, as the torch path does. The prompt's parts that are the same in
+every request run once too (PromptPrefix): a text-only request runs only its own tokens, one with an image
+its image slots and its own tokens; and the sentence encoder runs beside the vision and language graphs.
 """
 from __future__ import annotations
 
@@ -111,11 +111,12 @@ class OnnxGraphs:
 
 @dataclass
 class PromptPrefix:
-    """The language graph's key/values of the prompt before the image slots (the fleet's cards): the same in
-    every request of a fleet, with or without an image, so computed once.
+    """The language graph's key/values of the start of the prompt that is the same in every request of a fleet,
+    computed once: for text-only batches the whole prompt before the task (the image slots hold the no-image
+    vector), for batches with images the fleet's cards before the image slots.
 
-    A batch then runs the graph on its image slots, task and selection marker alone (~20 of ~280 tokens for
-    the default fleet): causal attention keeps every earlier token's keys and values what a full run gives them.
+    A batch then runs the graph on the rest alone (~16 or ~20 of ~280 tokens for the default fleet): causal
+    attention keeps every earlier token's keys and values what a full run gives them.
     """
 
     ids: np.ndarray  # (P,)
@@ -179,7 +180,10 @@ class OnnxBackend:
         embeddings = card_embeddings(graphs, inputs, lambda: self._card_embeddings(inputs))
         self.cards = {"robot_rows": np.array(rows, dtype=np.int64), **embeddings}
         # None for a model that reads the image first: nothing before the image is the same in every request.
-        self.prefix = PromptPrefix.of(self.model, processor.prompt_prefix_ids) if processor.prompt_prefix_ids else None
+        self.text_prefix = PromptPrefix.of(self.model, processor.prompt_before_task_ids)
+        # None for a model that reads the image first: nothing before its image is the same in every request.
+        before_image = processor.prompt_before_image_ids
+        self.image_prefix = PromptPrefix.of(self.model, before_image) if before_image else None
         self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ember-text-encoder")
 
     @classmethod
@@ -239,12 +243,13 @@ class OnnxBackend:
     def _language(self, batch: dict[str, np.ndarray],
                   visual: np.ndarray | None) -> tuple[np.ndarray, KeyValues, np.ndarray]:
         """The language graph's hidden states and cache of a batch, and the ids the hidden states are of: after the
-        prompt prefix when every row starts with it (the cache holds the prefix too), else all."""
+        prompt prefix of its kind when every row starts with it (the cache holds the prefix too), else all."""
         input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
         cache = None
-        if self.prefix is not None and self.prefix.starts(input_ids, attention_mask):
-            input_ids = input_ids[:, len(self.prefix.ids):]
-            cache = self.prefix.batch_cache(len(input_ids))
+        prefix = self.text_prefix if visual is None else self.image_prefix
+        if prefix is not None and prefix.starts(input_ids, attention_mask):
+            input_ids = input_ids[:, len(prefix.ids):]
+            cache = prefix.batch_cache(len(input_ids))
         hidden, cache = self.model.language(input_ids, attention_mask, cache, visual=visual,
                                             has_image=batch.get("has_image"))
         return hidden, cache, input_ids

@@ -137,9 +137,14 @@ class EmberProcessor:
                         len(self.fleet), detail, self.max_task_tokens)
 
     @property
-    def prompt_prefix_ids(self) -> list[int]:
+    def prompt_before_task_ids(self) -> list[int]:
+        """The prompt's ids before the task (the fleet's cards and the image slots): the same in every request."""
+        return self._before
+
+    @property
+    def prompt_before_image_ids(self) -> list[int]:
         """The prompt's ids before the image slots (the fleet's cards): the same in every request of this fleet,
-        with or without an image. Empty for a model that reads the image first."""
+        whatever its image. Empty for a model that reads the image first."""
         image = self.token_id(IMAGE)
         return self._before[:self._before.index(image)] if image in self._before else self._before
 

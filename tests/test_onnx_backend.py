@@ -156,21 +156,25 @@ def test_an_unwritable_cache_leaves_the_card_embeddings_computed_each_time(tiny_
 
 
 def test_batches_start_after_the_cached_prompt_prefix_with_the_outputs_of_a_full_run(text_onnx_dir, monkeypatch):
+    """Text only: after the whole prompt before the task; with images in the batch: after the fleet's cards."""
     selector = Selector(text_onnx_dir)
     backend, processor = selector.backend, selector.processor
     lengths = []
     language = backend.model.language
     monkeypatch.setattr(backend.model, "language",
                         lambda ids, *args, **kwargs: lengths.append(ids.shape[1]) or language(ids, *args, **kwargs))
-    for images in ([None] * len(TASKS), [render_scene(task, 96) if row % 2 else None for row, task in enumerate(TASKS)]):
+    text_only = [None] * len(TASKS)
+    some_images = [render_scene(task, 96) if row % 2 else None for row, task in enumerate(TASKS)]
+    for images, prefix, cached in ((text_only, backend.text_prefix, processor.prompt_before_task_ids),
+                                   (some_images, backend.image_prefix, processor.prompt_before_image_ids)):
         features = [processor.features(task, processor.pixels(image, "np"), "np") for task, image in zip(TASKS, images)]
         batch = processor.collate(features, return_tensors="np")
         reused = backend.forward(batch, use_cache=True)
         with monkeypatch.context() as full_run:
-            full_run.setattr(backend.prefix, "starts", lambda *args: False)
+            full_run.setattr(prefix, "starts", lambda *args: False)
             full = backend.forward(batch, use_cache=True)
         prompt = batch["input_ids"].shape[1]
-        assert lengths[-2:] == [prompt - len(processor.prompt_prefix_ids), prompt]
+        assert lengths[-2:] == [prompt - len(cached), prompt]
         np.testing.assert_allclose(reused.robot_logits, full.robot_logits, rtol=0, atol=1e-6)
         for ours, theirs in zip(reused.cache.arrays, full.cache.arrays):
             np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)
@@ -178,7 +182,8 @@ def test_batches_start_after_the_cached_prompt_prefix_with_the_outputs_of_a_full
 
 def test_a_model_that_reads_the_image_first_runs_its_whole_prompt_and_agrees_with_torch(
         tiny_model_dir, tiny_onnx_dir, tmp_path):
-    """A model saved before the image could follow the cards: nothing before its image is cached."""
+    """A model saved before the image could follow the cards: nothing before its image is cached (text-only
+    requests still start after the prompt before the task, its no-image slots included)."""
     copies = []
     for source in (tiny_model_dir, tiny_onnx_dir):
         copy = shutil.copytree(source, tmp_path / source.name)
@@ -187,7 +192,9 @@ def test_a_model_that_reads_the_image_first_runs_its_whole_prompt_and_agrees_wit
         (copy / "processor_config.json").write_text(json.dumps(config))
         copies.append(copy)
     torch_selector, onnx_selector = Selector(copies[0], device="cpu"), Selector(copies[1])
-    assert onnx_selector.backend.prefix is None and onnx_selector.processor.config.image_slots == "before_cards"
+    backend = onnx_selector.backend
+    assert backend.image_prefix is None and onnx_selector.processor.config.image_slots == "before_cards"
+    assert len(backend.text_prefix.ids) == len(onnx_selector.processor.prompt_before_task_ids)
     assert_same_documents(torch_selector, onnx_selector, requests(TASKS[:2], len(load_fleet())))
 
 
@@ -199,10 +206,11 @@ def test_recording_keeps_each_graphs_inputs_in_call_order_only_within_the_block(
         selector.select(SelectionRequest(TASKS[2], return_reasoning=False))
     assert {graph: len(calls) for graph, calls in recorded.items()} == {
         "vision": 1, "language": 2, "text_encoder": 2, "robot_head": 2}
-    prefix = len(selector.processor.prompt_prefix_ids)
-    for (task, image), row in zip(((TASKS[0], True), (TASKS[2], False)), recorded["language"]):
-        prompt = len(selector.processor.features(task, return_tensors="np").input_ids)
-        assert row["input_ids"].shape[1] == prompt - prefix  # both start after the fleet's cards
+    processor = selector.processor
+    for (task, image, cached), row in zip(((TASKS[0], True, processor.prompt_before_image_ids),
+                                           (TASKS[2], False, processor.prompt_before_task_ids)), recorded["language"]):
+        prompt = len(processor.features(task, return_tensors="np").input_ids)
+        assert row["input_ids"].shape[1] == prompt - len(cached)  # each starts after its cached prefix
         assert bool(row["has_image"][0]) is image
     selector.select(SelectionRequest(TASKS[1], return_reasoning=False))
     assert graphs.recorded is None and len(recorded["language"]) == 2

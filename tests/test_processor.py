@@ -75,7 +75,10 @@ def test_the_image_follows_the_cards_so_the_prompt_before_it_is_the_same_in_ever
     first_slot = ids.index(processor.token_id(IMAGE))
     assert processor.tokenizer.decode(ids[:first_slot]) == fleet_text(fleet) + "\n"
     assert processor.tokenizer.decode(ids[first_slot + IMAGE_TOKENS:]).startswith("Task: Inspect the roof")
-    assert processor.prompt_prefix_ids == ids[:first_slot]
+    assert processor.prompt_before_image_ids == ids[:first_slot]
+    before_task = processor.prompt_before_task_ids
+    assert before_task == ids[:len(before_task)] and processor.tokenizer.decode(before_task[first_slot:]) == (
+        IMAGE * IMAGE_TOKENS + "Task:")
     assert processor.features("Carry the boxes").input_ids.tolist()[:first_slot] == ids[:first_slot]
 
 
@@ -86,7 +89,7 @@ def test_a_processor_saved_before_image_slots_existed_reads_the_image_first(proc
     assert record.pop("image_slots") == "after_cards"
     path.write_text(json.dumps(record))
     loaded = EmberProcessor.from_pretrained(tmp_path)
-    assert loaded.config.image_slots == "before_cards" and loaded.prompt_prefix_ids == []
+    assert loaded.config.image_slots == "before_cards" and loaded.prompt_before_image_ids == []
     ids = loaded.features("Inspect the roof").input_ids.tolist()
     assert ids == processor.tokenizer(selection_prompt("Inspect the roof", fleet, IMAGE_TOKENS,
                                                        image_slots="before_cards"))["input_ids"]
