@@ -160,6 +160,8 @@ def cases() -> dict[str, tuple[str, str | bytes, str]]:
                                       "calibration fields, got 2.5 (float)"),
         "image_tokens_zero": ({"image_tokens": 0}, "field 'image_tokens': expected an integer in [1, 10000000], got 0"),
         "max_task_chars_bool": ({"max_task_chars": True}, "field 'max_task_chars': expected an integer, got True (bool)"),
+        "image_slots_unknown": ({"image_slots": "above"}, "field 'image_slots': 'above' is not one of after_cards, "
+                                "before_cards"),
     }
     for name, (changes, error) in processor_cases.items():
         found[f"processor_{name}"] = (PROCESSOR, _json({**processor, **changes}), BAD_PROCESSOR % error)
