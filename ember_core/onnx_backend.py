@@ -179,7 +179,6 @@ class OnnxBackend:
         graphs = {graph: entry["sha256"] for graph, entry in manifest.graphs.items()}
         embeddings = card_embeddings(graphs, inputs, lambda: self._card_embeddings(inputs))
         self.cards = {"robot_rows": np.array(rows, dtype=np.int64), **embeddings}
-        # None for a model that reads the image first: nothing before the image is the same in every request.
         self.text_prefix = PromptPrefix.of(self.model, processor.prompt_before_task_ids)
         # None for a model that reads the image first: nothing before its image is the same in every request.
         before_image = processor.prompt_before_image_ids
