@@ -1,11 +1,12 @@
 """The team rule's two settings (ember_core/teams.py) on the development sets: team Jaccard and false teams.
 
-`python benchmarks/team_rule.py [--model DIR]` explains every task of tests/data/team_dev_tasks.jsonl (team
-jobs) and tests/data/two_place_dev_tasks.jsonl (single-robot jobs that mention two places), text only,
-once per pair of TEAM_CANDIDATES and PART_THRESHOLD of a small grid, and prints the team Jaccard on the
-first and the share of false teams on the second, counted by `ember eval --explanations`'s own code
-(ember_train.explanation_eval). The report sets
-(team_tasks.jsonl, two_place_tasks.jsonl) are never read here.
+`python benchmarks/team_rule.py [--model DIR]` explains every task of the development sets, text only, once
+per pair of CONTEXT_WEIGHT and PART_THRESHOLD of a small grid, and prints the team Jaccard on the team jobs
+(tests/data/team_dev_tasks.jsonl) and the share of false teams on three sets of single-robot jobs: jobs that
+mention two places (two_place_dev_tasks.jsonl), novel phrasings (novel_dev_tasks.jsonl) and snake-robot jobs
+with the snake in the fleet (snake_dev_tasks.jsonl, robots_with_snake.yaml), counted by `ember eval
+--explanations`'s own code (ember_train.explanation_eval). The report sets (team_tasks.jsonl,
+two_place_tasks.jsonl, novel_tasks.jsonl, snake_tasks.jsonl) are never read here.
 """
 from __future__ import annotations
 
@@ -19,27 +20,34 @@ from ember_train.data import load_records
 from ember_train.explanation_eval import explain_records, explanation_metrics
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
-CANDIDATES = (2, 3)
-THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.3)
+WEIGHTS = (0.0, 0.3, 0.5, 0.7)
+THRESHOLDS = (0.1, 0.3)
+SINGLE_ROBOT_SETS = ("two_place_dev_tasks.jsonl", "novel_dev_tasks.jsonl", "snake_dev_tasks.jsonl")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="model directory (default: the shipped model)")
     args = parser.parse_args()
-    selector = Selector(args.model, device="cpu")
-    team_jobs = load_records(DATA / "team_dev_tasks.jsonl", selector.fleet)
-    single_jobs = load_records(DATA / "two_place_dev_tasks.jsonl", selector.fleet)
+    fleet_selector = Selector(args.model, device="cpu")
+    snake_selector = Selector(args.model, robots_file=DATA / "robots_with_snake.yaml", device="cpu")
+    sets = [(name, snake_selector if name.startswith("snake") else fleet_selector) for name in
+            ("team_dev_tasks.jsonl", *SINGLE_ROBOT_SETS)]
+    loaded = [(selector, load_records(DATA / name, selector.fleet)) for name, selector in sets]
 
-    def measured(records, key: str) -> float:
+    def measured(selector: Selector, records, key: str) -> float:
         documents = explain_records(selector, records, use_images=False)
         return explanation_metrics(documents, records, selector.fleet)[key]
 
-    print(f"{'candidates':>10} {'threshold':>9} {'team Jaccard':>12} {'false teams':>11}")
-    for candidates, threshold in itertools.product(CANDIDATES, THRESHOLDS):
-        teams.TEAM_CANDIDATES, teams.PART_THRESHOLD = candidates, threshold
-        jaccard, false_teams = measured(team_jobs, "team_jaccard"), measured(single_jobs, "false_team_rate")
-        print(f"{candidates:>10} {threshold:>9} {jaccard:>12.3f} {false_teams:>11.3f}")
+    names = "".join(f" {name.split('_dev')[0] + ' false':>15}" for name in SINGLE_ROBOT_SETS)
+    print(f"{'context weight':>14} {'threshold':>9} {'team Jaccard':>12}{names}")
+    for weight, threshold in itertools.product(WEIGHTS, THRESHOLDS):
+        teams.CONTEXT_WEIGHT, teams.PART_THRESHOLD = weight, threshold
+        (selector, team_jobs), *single = loaded
+        figures = [measured(selector, team_jobs, "team_jaccard")]
+        figures += [measured(selector, records, "false_team_rate") for selector, records in single]
+        print(f"{weight:>14} {threshold:>9}" + "".join(f" {figure:>{12 if i == 0 else 15}.3f}"
+                                                       for i, figure in enumerate(figures)))
     return 0
 
 

@@ -1,16 +1,20 @@
 """The parts of a task in the order they happen: "survey the dam from above, then inspect its gates" is two.
 
-A team needs a task with parts that different robots do; the Selector scores each part on its own
-(see `ember_core.teams`). The split is by rule, for the English of fleet operators:
+A team needs a task with parts that different robots do; the Selector scores each part (see
+`ember_core.teams`). The split is by rule, for the English of fleet operators:
 
 - sentences (". ", "; ") are parts in the order written;
 - inside a sentence, sequence words split it: "then", "and then", "after that", "afterwards",
-  "followed by", "finally", "once ... ,", "before", "after"; a sentence without any of them splits
+  "followed by", "finally", "once ... ,", "before", "after", ", but first"; then a comma before a verb
+  ("raise the safe from the lake bed, wheel it to the garage"); a sentence without any of them splits
   at "and" followed by a verb ("map the reef and send the ROV down");
-- "A before B" and "After A, B" keep the written order; "Before A, B" and "A after B" swap it, so
-  the parts follow time, not mention ("Before the divers go in, map the site from the air": map first);
-- a split at "before", "after", "once" or "and" is kept only when both sides have a verb ("inspect
-  the roof after the storm" stays whole); the other sequence words always split.
+- "A before B" and "After A, B" keep the written order; "Before A, B", "A after B" and "A, but first
+  B" swap it, so the parts follow time, not mention ("Before the divers go in, map the site from the
+  air": map first);
+- a split at "before", "after", "once", "but first" or "and" is kept only when both sides have a verb
+  ("inspect the roof after the storm" stays whole), one at a comma only when a verb starts the right
+  side and the left has one ("Before dark, fly to the waterhole" stays whole); the other sequence
+  words always split.
 """
 from __future__ import annotations
 
@@ -46,9 +50,12 @@ _INSIDE = ((re.compile(r",?\s+and\s+(?=(?:once|after|before|when)\s)", re.IGNORE
            (re.compile(r",?\s+(?:and\s+then|then|after\s+that,?|afterwards,?|followed\s+by|and\s+finally,?|finally,?)\s+",
                        re.IGNORECASE), False, False),
            (re.compile(r",?\s+before\s+", re.IGNORECASE), False, True),
+           (re.compile(r",?\s+but\s+first,?\s+", re.IGNORECASE), True, True),
            (re.compile(r",?\s+(?:after|once|until)\s+", re.IGNORECASE), True, True))
 # "map the reef and send the ROV down": "and" before a verb splits only a text with no other sequence word.
 _AND_VERB = re.compile(r",?\s+and\s+(?=\w+)", re.IGNORECASE)
+# "raise the safe from the lake bed, wheel it to the garage": a comma before a verb splits too.
+_COMMA_VERB = re.compile(r",\s+(?=\w+)")
 _FILLER = re.compile(r"^(?:first(?:ly)?|then|next|and|finally|afterwards|after that|lastly)[,\s]+", re.IGNORECASE)
 _TRAILING = re.compile(r"[,\s]+(?:and|then|and then|first)$", re.IGNORECASE)
 _WORD = re.compile(r"[a-z]+")
@@ -83,6 +90,10 @@ def _split(text: str, and_verb: bool = True) -> list[str]:
                     not needs_verbs or (_has_verb(left) and _has_verb(right))):
                 first, second = _split(left, False), _split(right, False)
                 return second + first if swap else first + second
+    for match in _COMMA_VERB.finditer(text):
+        left, right = text[: match.start()], text[match.end():]
+        if _starts_with_verb(right) and _has_verb(left):
+            return [left] + _split(right, and_verb)
     if and_verb:
         for match in _AND_VERB.finditer(text):
             left, right = text[: match.start()], text[match.end():]

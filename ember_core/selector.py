@@ -23,7 +23,7 @@ from ember_core.reasoning import Plan, Reasoning, Subtask, format_plan, parse_pl
 from ember_core.request import DEFAULT_TOP_K, SelectionRequest
 from ember_core.robots_file import load_fleet
 from ember_core.selection import Candidate, ImageInfo, Selection
-from ember_core.teams import TeamPlan, plan_team
+from ember_core.teams import TeamPlan, part_probabilities, part_texts, plan_team
 
 
 @dataclass
@@ -35,7 +35,7 @@ class _Prepared:
     features: Features
     image: ImageInfo | None
     preprocess_ms: float
-    part_features: list[Features]  # each part of a multi-part task (text only; see ember_core.teams), else empty
+    part_features: list[Features]  # the part_texts of a multi-part task (text only; see ember_core.teams), else empty
     parts: list[str]
 
 
@@ -139,10 +139,23 @@ class Selector:
         info = request.image_info
         if info is None and pixels is not None:
             info = ImageInfo(stamp=None, frame_id="", age_ms=None)
+        features = self.processor.features(task, pixels, return_tensors="np")
         parts = task_parts(task)
-        part_features = [self.processor.features(part, return_tensors="np") for part in parts] if len(parts) > 1 else []
-        return _Prepared(request, task, self.processor.features(task, pixels, return_tensors="np"), info,
-                         (time.perf_counter() - start) * 1000, part_features, parts)
+        return _Prepared(request, task, features, info, (time.perf_counter() - start) * 1000,
+                         self._part_features(parts), parts)
+
+    def _part_features(self, parts: list[str]) -> list[Features]:
+        """The features of the parts' `part_texts` (none for a task of one part); a part in context that is
+        longer than the model reads is scored alone."""
+        if len(parts) < 2:
+            return []
+        features = []
+        for text, part in zip(part_texts(parts), parts + parts[1:]):
+            try:
+                features.append(self.processor.features(text, return_tensors="np"))
+            except InvalidInputError:
+                features.append(self.processor.features(part, return_tensors="np"))
+        return features
 
     def _forward(self, features: list[Features], use_cache: bool = False) -> Outputs:
         return self.backend.forward(self.processor.collate(features, return_tensors="np"), use_cache)
@@ -154,11 +167,11 @@ class Selector:
         outputs = self._forward([item.features for item in items] + parts)
         model_ms = (time.perf_counter() - start) * 1000 / len(items)
         probabilities, scenes = self._scores(items, outputs)
-        part_probabilities = self.processor.probabilities(outputs.robot_logits[len(items):])
+        scored = self.processor.probabilities(outputs.robot_logits[len(items):])
         selections, offset = [], 0
         for item, probs, scene in zip(items, probabilities, scenes):
             count = len(item.part_features)
-            selection = self._selection(item, probs, scene, model_ms, part_probabilities[offset:offset + count])
+            selection = self._selection(item, probs, scene, model_ms, scored[offset:offset + count])
             selections.append(selection)
             offset += count
         return selections
@@ -167,12 +180,12 @@ class Selector:
         """A selection with reasoning: the prompt runs through the model once, and its KV cache seeds the text."""
         start = time.perf_counter()
         outputs = self._forward([item.features], use_cache=True)
-        part_probabilities = np.zeros((0, len(self.fleet)))
+        scored = np.zeros((0, len(self.fleet)))
         if item.part_features:
-            part_probabilities = self.processor.probabilities(self._forward(item.part_features).robot_logits)
+            scored = self.processor.probabilities(self._forward(item.part_features).robot_logits)
         model_ms = (time.perf_counter() - start) * 1000
         probabilities, scenes = self._scores([item], outputs)
-        selection = self._selection(item, probabilities[0], scenes[0], model_ms, part_probabilities)
+        selection = self._selection(item, probabilities[0], scenes[0], model_ms, scored)
         began = time.perf_counter()
         task_embedding = None if outputs.task_embedding is None else outputs.task_embedding[0]
         reasoning = self._explain(outputs.cache, item, selection, scenes[0], task_embedding)
@@ -196,14 +209,15 @@ class Selector:
         return probabilities, scenes
 
     def _selection(self, item: _Prepared, probabilities: np.ndarray, seen: frozenset[str] | None, model_ms: float,
-                   part_probabilities: np.ndarray) -> Selection:
+                   scored_parts: np.ndarray) -> Selection:
+        """The selection document of a task from its probabilities and those of its `part_texts` (`scored_parts`)."""
         # The scene seen in the camera image lets the fleet's rules rule robots out (no drone under water).
         scene = seen if seen is not None and self.scene_vetoes else frozenset()
         vetoes = self.fleet.infeasible(TaskContext(task=item.task, scene=scene))
         request = item.request
         ranked, eligible = self._rank(probabilities, vetoes, request)
-        team = (plan_team(item.parts, part_probabilities, probabilities, eligible, self.fleet.ids) if item.part_features
-                else TeamPlan())
+        team = (plan_team(item.parts, part_probabilities(scored_parts, len(item.parts)), eligible, self.fleet.ids)
+                if item.part_features else TeamPlan())
         if team.team:  # the robots to dispatch are the team's; the confidences still say who could do it alone
             ranked = [replace(c, selected=c.robot_id in team.team) for c in ranked]
         return Selection(

@@ -1,18 +1,20 @@
 """Teams: robots needed together, as opposed to robots that could each do the job.
 
 The Selector scores the whole task and every part of a multi-part task (`ember_core.clauses.task_parts`)
-with the same model, each part on its own. The rule:
+with the same model, text only, in the same batch: each part alone and, after the first, also followed by
+the part before it in parentheses (`part_texts`), so an elliptical part is read with what it refers to
+("bring the empty one back" after "tow the luggage train to stand 14"). A part's probabilities are
+CONTEXT_WEIGHT of the part in context plus the rest of the part alone (`part_probabilities`). The rule:
 
-1. the team can only hold the TEAM_CANDIDATES free, feasible robots the whole task ranks highest;
-2. a part is a job when one of them reaches PART_THRESHOLD on it; other parts ("the south field")
-   go with the job before them (or after, for a first part);
-3. each job goes to the most probable of them; consecutive parts of one robot merge into one
-   subtask; if that leaves two or more robots, they are the team, in the order of their first
-   subtask, and the subtasks are the plan (orders 1..n, each after the one before). Otherwise one
-   robot suffices and there is no team.
+1. a part is a job when a free, feasible robot reaches PART_THRESHOLD on it; other parts ("the south
+   field") go with the job before them (or after, for a first part);
+2. each job goes to its most probable free, feasible robot; consecutive parts of one robot merge into one
+   subtask; if that leaves two or more robots, they are the team, in the order of their first subtask,
+   and the subtasks are the plan (orders 1..n, each after the one before). Otherwise one robot suffices
+   and there is no team.
 
-TEAM_CANDIDATES and PART_THRESHOLD were chosen on the development sets
-tests/data/team_dev_tasks.jsonl and tests/data/two_place_dev_tasks.jsonl (see README, "Teams and plans").
+CONTEXT_WEIGHT and PART_THRESHOLD were chosen on the development sets tests/data/team_dev_tasks.jsonl and
+tests/data/two_place_dev_tasks.jsonl (see README, "Teams and plans"; `benchmarks/team_rule.py`).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-TEAM_CANDIDATES = 2
+CONTEXT_WEIGHT = 0.5
 PART_THRESHOLD = 0.1
 
 
@@ -33,16 +35,24 @@ class TeamPlan:
     steps: tuple[tuple[str, str], ...] = ()
 
 
-def plan_team(parts: Sequence[str], part_probabilities: np.ndarray, probabilities: np.ndarray, eligible: np.ndarray,
-              ids: Sequence[str]) -> TeamPlan:
-    """The team for a task's parts (in time order) from their (P, N) probabilities and the whole task's (N,);
+def part_texts(parts: Sequence[str]) -> list[str]:
+    """The texts scored for a task's parts: each part alone, then each part after the first followed by the
+    part before it in parentheses."""
+    return list(parts) + [f"{part} ({before})" for before, part in zip(parts, parts[1:])]
+
+
+def part_probabilities(scored: np.ndarray, count: int) -> np.ndarray:
+    """The (count, N) probabilities of `count` parts from the (2 * count - 1, N) ones of their `part_texts`."""
+    alone, in_context = scored[:count], scored[count:]
+    return np.concatenate([alone[:1], (1 - CONTEXT_WEIGHT) * alone[1:] + CONTEXT_WEIGHT * in_context])
+
+
+def plan_team(parts: Sequence[str], probabilities: np.ndarray, eligible: np.ndarray, ids: Sequence[str]) -> TeamPlan:
+    """The team for a task's parts (in time order) from their (P, N) probabilities (`part_probabilities`);
     `eligible` (N,) bool marks the free, feasible robots."""
     if len(parts) < 2 or not eligible.any():
         return TeamPlan()
-    ranked = [i for i in np.argsort(-np.where(eligible, probabilities, -1.0), kind="stable") if eligible[i]]
-    allowed = np.zeros(len(ids), dtype=bool)
-    allowed[ranked[:TEAM_CANDIDATES]] = True
-    masked = np.where(allowed[None], part_probabilities, -1.0)
+    masked = np.where(eligible[None], probabilities, -1.0)
     steps: list[list] = []
     for part, row in zip(parts, masked):
         robot = ids[int(row.argmax())] if row.max() >= PART_THRESHOLD else None

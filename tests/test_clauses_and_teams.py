@@ -6,7 +6,7 @@ import pytest
 
 from ember_core.clauses import is_action_verb, task_parts
 from ember_core.limits import MAX_TASK_PARTS
-from ember_core.teams import PART_THRESHOLD, plan_team
+from ember_core.teams import CONTEXT_WEIGHT, PART_THRESHOLD, part_probabilities, part_texts, plan_team
 
 IDS = ["drone", "underwater_robot", "humanoid", "robot_with_wheels", "robot_with_legs"]
 
@@ -21,6 +21,11 @@ IDS = ["drone", "underwater_robot", "humanoid", "robot_with_wheels", "robot_with
     ("First fly over the field. Then check the culvert.", ["fly over the field", "check the culvert"]),
     ("Bring the pallet to bathroom 3, and once it's there, stack the tiles", ["Bring the pallet to bathroom 3",
                                                                               "once it's there, stack the tiles"]),
+    ("Raise the safe from the lake bed, wheel it to the garage, and then open it",
+     ["Raise the safe from the lake bed", "wheel it to the garage", "open it"]),
+    ("The pumps need unboxing and clamping onto the rails, but first the pallet has to be brought to the ward",
+     ["the pallet has to be brought to the ward", "The pumps need unboxing and clamping onto the rails"]),
+    ("Before dark, fly to the far waterhole", ["Before dark, fly to the far waterhole"]),
     ("Inspect the roof after the storm", ["Inspect the roof after the storm"]),
     ("Carry the crates from the loading dock to the cold room", ["Carry the crates from the loading dock to the cold room"]),
     ("Fetch my slippers.", ["Fetch my slippers"]),
@@ -47,29 +52,42 @@ def probabilities(*rows):
 
 def test_parts_best_done_by_different_top_robots_are_a_team_in_part_order():
     parts = ["survey the dam from above", "inspect its submerged gates"]
-    whole = np.array([0.6, 0.9, 0.1, 0.1, 0.3])
-    plan = plan_team(parts, probabilities([0.8, 0.2, 0, 0, 0.1], [0.1, 0.9, 0, 0, 0.2]), whole, np.ones(5, bool), IDS)
+    plan = plan_team(parts, probabilities([0.8, 0.2, 0, 0, 0.1], [0.1, 0.9, 0, 0, 0.2]), np.ones(5, bool), IDS)
     assert plan.team == ("drone", "underwater_robot")
     assert plan.steps == (("survey the dam from above", "drone"), ("inspect its submerged gates", "underwater_robot"))
 
 
 def test_one_robot_best_at_every_part_is_no_team_and_weak_parts_follow_the_job_before():
     parts = ["pick up the parcel at reception", "take it to office 12", "the south wing"]
-    whole = np.array([0.1, 0.0, 0.8, 0.5, 0.2])
     same = probabilities([0, 0, 0.7, 0.4, 0], [0, 0, 0.6, 0.5, 0], [0, 0, 0.9, 0.2, 0])
-    assert plan_team(parts, same, whole, np.ones(5, bool), IDS).team == ()
+    assert plan_team(parts, same, np.ones(5, bool), IDS).team == ()
     weak = probabilities([0, 0, 0.7, 0.1, 0], [0, 0, 0.05, PART_THRESHOLD / 2, 0], [0, 0, 0.1, 0.6, 0])
-    plan = plan_team(parts, weak, whole, np.ones(5, bool), IDS)
+    plan = plan_team(parts, weak, np.ones(5, bool), IDS)
     assert plan.steps == (("pick up the parcel at reception, then take it to office 12", "humanoid"),
                           ("the south wing", "robot_with_wheels"))
 
 
-def test_only_the_whole_tasks_two_best_free_robots_can_be_in_a_team():
+def test_any_free_feasible_robot_can_be_in_a_team_and_no_other():
     parts = ["fly over the field", "walk the ridge", "swim the lake"]
-    rows = probabilities([0.9, 0, 0, 0, 0], [0, 0, 0, 0, 0.9], [0, 0.9, 0, 0, 0])
-    whole = np.array([0.7, 0.6, 0.0, 0.0, 0.5])
-    assert plan_team(parts, rows, whole, np.ones(5, bool), IDS).team == ("drone", "underwater_robot")
+    rows = probabilities([0.9, 0, 0, 0, 0.2], [0, 0, 0, 0, 0.9], [0, 0.9, 0, 0, 0])
+    assert plan_team(parts, rows, np.ones(5, bool), IDS).team == ("drone", "robot_with_legs", "underwater_robot")
     busy_drone = np.array([False, True, True, True, True])
-    assert plan_team(parts, rows, whole, busy_drone, IDS).team == ("robot_with_legs", "underwater_robot")
-    assert plan_team(["one part"], rows[:1], whole, np.ones(5, bool), IDS).team == ()
-    assert plan_team(parts, rows, whole, np.zeros(5, bool), IDS).team == ()
+    plan = plan_team(parts, rows, busy_drone, IDS)
+    assert plan.team == ("robot_with_legs", "underwater_robot")
+    assert plan.steps == (("fly over the field, then walk the ridge", "robot_with_legs"),
+                          ("swim the lake", "underwater_robot"))
+    assert plan_team(["one part"], rows[:1], np.ones(5, bool), IDS).team == ()
+    assert plan_team(parts, rows, np.zeros(5, bool), IDS).team == ()
+
+
+def test_each_part_after_the_first_is_also_scored_after_the_part_before_it():
+    assert part_texts(["tow the train to stand 14", "bring the empty one back", "park it"]) == [
+        "tow the train to stand 14", "bring the empty one back", "park it",
+        "bring the empty one back (tow the train to stand 14)", "park it (bring the empty one back)"]
+    alone = probabilities([0.1, 0, 0, 0.9, 0], [0, 0, 0.8, 0.2, 0], [0, 0, 0.4, 0.4, 0])
+    in_context = probabilities([0, 0, 0.2, 0.9, 0], [0, 0, 0.4, 0.6, 0])
+    combined = part_probabilities(np.concatenate([alone, in_context]), 3)
+    np.testing.assert_allclose(combined[0], alone[0])
+    np.testing.assert_allclose(combined[1:], (1 - CONTEXT_WEIGHT) * alone[1:] + CONTEXT_WEIGHT * in_context)
+    assert plan_team(["tow", "bring back", "park"], alone, np.ones(5, bool), IDS).team == ("robot_with_wheels", "humanoid")
+    assert CONTEXT_WEIGHT == 0.5 and plan_team(["tow", "bring back", "park"], combined, np.ones(5, bool), IDS).team == ()

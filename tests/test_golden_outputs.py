@@ -22,5 +22,7 @@ def test_selection_documents_match_the_recorded_ones():
 
 
 def test_task_set_metrics_match_the_recorded_ones():
+    # The tolerance of the confidences: float32 kernels differ in the last bits from one CPU to another, and
+    # the calibration errors average those confidences.
     for data, metrics in task_set_metrics().items():
-        assert metrics == pytest.approx(GOLDEN["metrics"][data], rel=1e-6, abs=1e-9), data
+        assert metrics == pytest.approx(GOLDEN["metrics"][data], rel=1e-5, abs=1e-7), data

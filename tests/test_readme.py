@@ -59,6 +59,6 @@ def test_security_table_states_the_limits_in_ember_core_limits():
         f"{limits.MAX_YAML_NODES:,}")
     assert rows["plugin hook time before a warning"] == f"{limits.HOOK_TIME_BUDGET_S:g} s"
     assert rows["`top_k`"] == f"1 to {limits.MAX_TOP_K}"
-    assert rows["parts of a task scored on their own for a team"] == f"{limits.MAX_TASK_PARTS} (the rest join the eighth)"
+    assert rows["parts of a task scored for a team"] == f"{limits.MAX_TASK_PARTS} (the rest join the eighth)"
     assert rows["HTTP request body / requests in one `POST /select/batch` (`ember serve`)"] == (
         f"{limits.MAX_HTTP_BODY_BYTES:,} bytes / {limits.MAX_HTTP_BATCH}")
