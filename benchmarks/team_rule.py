@@ -2,11 +2,12 @@
 
 `python benchmarks/team_rule.py [--model DIR]` explains every task of the development sets, text only, once
 per pair of CONTEXT_WEIGHT and PART_THRESHOLD of a small grid, and prints the team Jaccard on the team jobs
-(tests/data/team_dev_tasks.jsonl) and the share of false teams on three sets of single-robot jobs: jobs that
-mention two places (two_place_dev_tasks.jsonl), novel phrasings (novel_dev_tasks.jsonl) and snake-robot jobs
-with the snake in the fleet (snake_dev_tasks.jsonl, robots_with_snake.yaml), counted by `ember eval
---explanations`'s own code (ember_train.explanation_eval). The report sets (team_tasks.jsonl,
-two_place_tasks.jsonl, novel_tasks.jsonl, snake_tasks.jsonl) are never read here.
+(tests/data/team_dev_tasks.jsonl) and the share of false teams on four sets of single-robot jobs: jobs that
+mention two places (two_place_dev_tasks.jsonl), jobs told in several steps (steps_dev_tasks.jsonl), novel
+phrasings (novel_dev_tasks.jsonl) and snake-robot jobs with the snake in the fleet (snake_dev_tasks.jsonl,
+robots_with_snake.yaml), counted by `ember eval --explanations`'s own code (ember_train.explanation_eval).
+The report sets (team_tasks.jsonl, two_place_tasks.jsonl, novel_tasks.jsonl, snake_tasks.jsonl) are never
+read here.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from ember_train.explanation_eval import explain_records, explanation_metrics
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
 WEIGHTS = (0.0, 0.3, 0.5, 0.7)
 THRESHOLDS = (0.1, 0.3)
-SINGLE_ROBOT_SETS = ("two_place_dev_tasks.jsonl", "novel_dev_tasks.jsonl", "snake_dev_tasks.jsonl")
+SINGLE_ROBOT_SETS = ("two_place_dev_tasks.jsonl", "steps_dev_tasks.jsonl", "novel_dev_tasks.jsonl", "snake_dev_tasks.jsonl")
 
 
 def main() -> int:

@@ -5,16 +5,15 @@ A team needs a task with parts that different robots do; the Selector scores eac
 
 - sentences (". ", "; ") are parts in the order written;
 - inside a sentence, sequence words split it: "then", "and then", "after that", "afterwards",
-  "followed by", "finally", "once ... ,", "before", "after", ", but first"; then a comma before a verb
-  ("raise the safe from the lake bed, wheel it to the garage"); a sentence without any of them splits
-  at "and" followed by a verb ("map the reef and send the ROV down");
-- "A before B" and "After A, B" keep the written order; "Before A, B", "A after B" and "A, but first
-  B" swap it, so the parts follow time, not mention ("Before the divers go in, map the site from the
-  air": map first);
-- a split at "before", "after", "once", "but first" or "and" is kept only when both sides have a verb
-  ("inspect the roof after the storm" stays whole), one at a comma only when a verb starts the right
-  side and the left has one ("Before dark, fly to the waterhole" stays whole); the other sequence
-  words always split.
+  "followed by", "finally", "once ... ,", "before", "after", ", but first", "not ... until"; a sentence
+  without any of them splits at "and" followed by a verb ("map the reef and send the ROV down");
+- "A before B" and "After A, B" keep the written order; "Before A, B", "A after B", "A, but first B" and
+  "not A until B" swap it, so the parts follow time, not mention ("Before the divers go in, map the site
+  from the air": map first);
+- a split at "before", "after", "once", "but first", "until" or "and" is kept only when both sides have a
+  verb ("inspect the roof after the storm" stays whole), and one at "until" only after a negation ("hover
+  above him until the boat arrives" stays whole: the boat is not a job); the other sequence words always
+  split.
 """
 from __future__ import annotations
 
@@ -45,17 +44,25 @@ _AUXILIARIES = frozenset(("is", "are", "was", "were", "has", "have", "had", "bee
 _SENTENCES = re.compile(r"(?<=[.;!?])\s+(?=\S)")
 # (pattern, swap): `swap` parts happen in the other order than written.
 _LEADING = ((re.compile(r"^(?:before)\s+(.+?),\s*(.+)$", re.IGNORECASE), True),
-            (re.compile(r"^(?:after|once|when|until)\s+(.+?),\s*(.+)$", re.IGNORECASE), False))
-_INSIDE = ((re.compile(r",?\s+and\s+(?=(?:once|after|before|when)\s)", re.IGNORECASE), False, True),
+            (re.compile(r"^(?:after|once|when)\s+(.+?),\s*(.+)$", re.IGNORECASE), False))
+# (pattern, swap, needs): what the sides need for the split to hold: None, _VERBS, or _NEGATION (verbs, and
+# a negated left side: "we can't sort the clothes until the bags are brought" is two parts, "hover above
+# him until the boat arrives" one).
+_VERBS, _NEGATION = "verbs", "negation"
+_INSIDE = ((re.compile(r",?\s+and\s+(?=(?:once|after|before|when)\s)", re.IGNORECASE), False, _VERBS),
            (re.compile(r",?\s+(?:and\s+then|then|after\s+that,?|afterwards,?|followed\s+by|and\s+finally,?|finally,?)\s+",
-                       re.IGNORECASE), False, False),
-           (re.compile(r",?\s+before\s+", re.IGNORECASE), False, True),
-           (re.compile(r",?\s+but\s+first,?\s+", re.IGNORECASE), True, True),
-           (re.compile(r",?\s+(?:after|once|until)\s+", re.IGNORECASE), True, True))
+                       re.IGNORECASE), False, None),
+           (re.compile(r",?\s+before\s+", re.IGNORECASE), False, _VERBS),
+           (re.compile(r",?\s+but\s+first,?\s+", re.IGNORECASE), True, _VERBS),
+           (re.compile(r",?\s+(?:after|once)\s+", re.IGNORECASE), True, _VERBS),
+           (re.compile(r",?\s+until\s+", re.IGNORECASE), True, _NEGATION))
+_NEGATED = re.compile(r"\b(?:not|never|cannot|can't|can’t|won't|don't|mustn't|shouldn't|isn't|aren't)\b", re.IGNORECASE)
 # "map the reef and send the ROV down": "and" before a verb splits only a text with no other sequence word.
 _AND_VERB = re.compile(r",?\s+and\s+(?=\w+)", re.IGNORECASE)
-# "raise the safe from the lake bed, wheel it to the garage": a comma before a verb splits too.
-_COMMA_VERB = re.compile(r",\s+(?=\w+)")
+# A part that goes back ("come back", "bring the empty one back", "return to the lift"); "back" as a noun
+# or an adjective ("the back of the van", "the back door") is not one.
+_RETURN = re.compile(r"\b(?:return(?:s|ed|ing)?|back)\b"
+                     r"(?!\s+(?:of|door|doors|yard|garden|wall|room|seat|entrance|gate|end|office|row)\b)", re.IGNORECASE)
 _FILLER = re.compile(r"^(?:first(?:ly)?|then|next|and|finally|afterwards|after that|lastly)[,\s]+", re.IGNORECASE)
 _TRAILING = re.compile(r"[,\s]+(?:and|then|and then|first)$", re.IGNORECASE)
 _WORD = re.compile(r"[a-z]+")
@@ -81,19 +88,16 @@ def _split(text: str, and_verb: bool = True) -> list[str]:
         if match and _has_verb(match[1]) and _has_verb(match[2]):
             first, second = _split(match[1], False), _split(match[2], False)
             return second + first if swap else first + second
-    for pattern, swap, needs_verbs in _INSIDE:
+    for pattern, swap, needs in _INSIDE:
         for match in pattern.finditer(text):
             left, right = text[: match.start()], text[match.end():]
             if pattern is _INSIDE[0][0]:
                 right = match[0].strip(" ,").split()[-1] + " " + right  # keep "once" for the leading rule
             if len(_WORD.findall(left)) > 1 and len(_WORD.findall(right)) > 1 and (
-                    not needs_verbs or (_has_verb(left) and _has_verb(right))):
+                    needs is None or (_has_verb(left) and _has_verb(right)
+                                      and (needs == _VERBS or bool(_NEGATED.search(left))))):
                 first, second = _split(left, False), _split(right, False)
                 return second + first if swap else first + second
-    for match in _COMMA_VERB.finditer(text):
-        left, right = text[: match.start()], text[match.end():]
-        if _starts_with_verb(right) and _has_verb(left):
-            return [left] + _split(right, and_verb)
     if and_verb:
         for match in _AND_VERB.finditer(text):
             left, right = text[: match.start()], text[match.end():]
@@ -107,6 +111,11 @@ def _tidy(part: str) -> str:
     while (stripped := _TRAILING.sub("", _FILLER.sub("", part))) != part:
         part = stripped
     return part.rstrip(".!?;, ").strip()
+
+
+def is_return(part: str) -> bool:
+    """Whether a part goes back ("come back down", "bring the empty ones back", "return to the lift")."""
+    return bool(_RETURN.search(part))
 
 
 def is_action_verb(word: str) -> bool:

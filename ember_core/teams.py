@@ -6,15 +6,17 @@ the part before it in parentheses (`part_texts`), so an elliptical part is read 
 ("bring the empty one back" after "tow the luggage train to stand 14"). A part's probabilities are
 CONTEXT_WEIGHT of the part in context plus the rest of the part alone (`part_probabilities`). The rule:
 
-1. a part is a job when a free, feasible robot reaches PART_THRESHOLD on it; other parts ("the south
-   field") go with the job before them (or after, for a first part);
+1. a part is a job when a free, feasible robot reaches PART_THRESHOLD on it, unless it goes back
+   (`ember_core.clauses.is_return`: "come back down", "bring the empty ones back"; whoever went
+   there comes back); other parts ("the south field") go with the job before them (or after, for
+   a first part);
 2. each job goes to its most probable free, feasible robot; consecutive parts of one robot merge into one
    subtask; if that leaves two or more robots, they are the team, in the order of their first subtask,
    and the subtasks are the plan (orders 1..n, each after the one before). Otherwise one robot suffices
    and there is no team.
 
-CONTEXT_WEIGHT and PART_THRESHOLD were chosen on the development sets tests/data/team_dev_tasks.jsonl and
-tests/data/two_place_dev_tasks.jsonl (see README, "Teams and plans"; `benchmarks/team_rule.py`).
+CONTEXT_WEIGHT and PART_THRESHOLD were chosen on the development sets tests/data/team_dev_tasks.jsonl,
+two_place_dev_tasks.jsonl and steps_dev_tasks.jsonl (see README, "Teams and plans"; `benchmarks/team_rule.py`).
 """
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+
+from ember_core.clauses import is_return
 
 CONTEXT_WEIGHT = 0.5
 PART_THRESHOLD = 0.1
@@ -54,8 +58,9 @@ def plan_team(parts: Sequence[str], probabilities: np.ndarray, eligible: np.ndar
         return TeamPlan()
     masked = np.where(eligible[None], probabilities, -1.0)
     steps: list[list] = []
-    for part, row in zip(parts, masked):
-        robot = ids[int(row.argmax())] if row.max() >= PART_THRESHOLD else None
+    for index, (part, row) in enumerate(zip(parts, masked)):
+        job = row.max() >= PART_THRESHOLD and not (index and is_return(part))
+        robot = ids[int(row.argmax())] if job else None
         if steps and robot in (None, steps[-1][1]):
             steps[-1][0].append(part)
         elif steps and steps[-1][1] is None:  # parts before the first job go with it

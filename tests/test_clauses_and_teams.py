@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ember_core.clauses import is_action_verb, task_parts
+from ember_core.clauses import is_action_verb, is_return, task_parts
 from ember_core.limits import MAX_TASK_PARTS
 from ember_core.teams import CONTEXT_WEIGHT, PART_THRESHOLD, part_probabilities, part_texts, plan_team
 
@@ -21,8 +21,10 @@ IDS = ["drone", "underwater_robot", "humanoid", "robot_with_wheels", "robot_with
     ("First fly over the field. Then check the culvert.", ["fly over the field", "check the culvert"]),
     ("Bring the pallet to bathroom 3, and once it's there, stack the tiles", ["Bring the pallet to bathroom 3",
                                                                               "once it's there, stack the tiles"]),
-    ("Raise the safe from the lake bed, wheel it to the garage, and then open it",
-     ["Raise the safe from the lake bed", "wheel it to the garage", "open it"]),
+    ("We can't sort the clothes until the bags have been brought in",
+     ["the bags have been brought in", "We can't sort the clothes"]),
+    ("Lift off, drop the ring, then hover above him until the boat arrives",
+     ["Lift off, drop the ring", "hover above him until the boat arrives"]),
     ("The pumps need unboxing and clamping onto the rails, but first the pallet has to be brought to the ward",
      ["the pallet has to be brought to the ward", "The pumps need unboxing and clamping onto the rails"]),
     ("Before dark, fly to the far waterhole", ["Before dark, fly to the far waterhole"]),
@@ -44,6 +46,21 @@ def test_a_task_of_many_steps_keeps_its_first_parts_and_joins_the_rest():
 def test_action_verbs_are_recognised_with_their_endings_only():
     assert [word for word in "inspects delivered carrying Fly rocky mountain flies".split() if is_action_verb(word)] == [
         "inspects", "delivered", "carrying", "Fly"]
+
+
+def test_parts_that_go_back_are_told_from_a_back_door():
+    assert [is_return(part) for part in ("come back down the ridge", "bring the empty ones back", "return to the lift",
+                                         "walk back up the slope", "unload at the back door", "open the back of the van",
+                                         "pack the backpack")] == [True, True, True, True, False, False, False]
+
+
+def test_a_part_that_goes_back_is_done_by_whoever_went_there():
+    parts = ["tow the luggage train to stand 14", "bring the empty one back"]
+    rows = probabilities([0, 0, 0.1, 0.9, 0], [0, 0, 0.8, 0.2, 0])
+    plan = plan_team(parts, rows, np.ones(5, bool), IDS)
+    assert plan.team == ()
+    assert plan_team([parts[0], "unpack the cases"], rows, np.ones(5, bool), IDS).team == ("robot_with_wheels", "humanoid")
+    assert plan_team(list(reversed(parts)), rows, np.ones(5, bool), IDS).team == ("robot_with_wheels", "humanoid")
 
 
 def probabilities(*rows):

@@ -122,20 +122,21 @@ def test_snake_card_has_no_objection_on_dry_land(snake_fleet, scene):
 
 
 TEAM_FILES = {"team_dev_tasks.jsonl": 40, "team_tasks.jsonl": 60}
-TWO_PLACE_FILES = {"two_place_dev_tasks.jsonl": 40, "two_place_tasks.jsonl": 60}
+# Single-robot jobs that mention two places, and (development only) single-robot jobs told in several steps.
+SINGLE_ROBOT_FILES = {"two_place_dev_tasks.jsonl": 40, "two_place_tasks.jsonl": 60, "steps_dev_tasks.jsonl": 40}
 
 
-def test_team_and_two_place_sets_are_what_their_names_say(fleet):
-    """Team jobs name two robots or more in order; single-robot jobs that mention two places name none; the
-    development and report sets share no task, and none is a public or a novel-set task."""
-    sets = {name: load_jsonl(DATA / name, fleet) for name in {**TEAM_FILES, **TWO_PLACE_FILES}}
+def test_team_and_single_robot_sets_are_what_their_names_say(fleet):
+    """Team jobs name two robots or more in order; single-robot jobs name none; the development and report
+    sets share no task, and none is a public or a novel-set task."""
+    sets = {name: load_jsonl(DATA / name, fleet) for name in {**TEAM_FILES, **SINGLE_ROBOT_FILES}}
     for name, records in sets.items():
         assert (DATA / name).read_text(encoding="utf-8").startswith("#") and len(records) == _data_lines(DATA / name)
-        assert len(records) == {**TEAM_FILES, **TWO_PLACE_FILES}[name]
+        assert len(records) == {**TEAM_FILES, **SINGLE_ROBOT_FILES}[name]
         assert all((len(record.team) >= 2) == (name in TEAM_FILES) for record in records), name
     keys = {name: {task_key(record.task) for record in records} for name, records in sets.items()}
     assert not keys["team_dev_tasks.jsonl"] & keys["team_tasks.jsonl"]
-    assert not keys["two_place_dev_tasks.jsonl"] & keys["two_place_tasks.jsonl"]
+    assert not (keys["two_place_dev_tasks.jsonl"] | keys["steps_dev_tasks.jsonl"]) & keys["two_place_tasks.jsonl"]
     others = {task_key(record.task) for path in (NOVEL_FILE, NOVEL_DEV_FILE) for record in load_jsonl(path, fleet)}
     if PUBLIC_DATA.is_dir():
         others |= {task_key(record.task) for record in load_public(PUBLIC_DATA, fleet)}
