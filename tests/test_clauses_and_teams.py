@@ -98,13 +98,15 @@ def test_any_free_feasible_robot_can_be_in_a_team_and_no_other():
 
 
 def test_each_part_after_the_first_is_also_scored_after_the_part_before_it():
-    assert part_texts(["tow the train to stand 14", "bring the empty one back", "park it"]) == [
-        "tow the train to stand 14", "bring the empty one back", "park it",
-        "bring the empty one back (tow the train to stand 14)", "park it (bring the empty one back)"]
+    assert part_texts(["tow the train to stand 14", "fetch the empty one", "park it"]) == [
+        "tow the train to stand 14", "fetch the empty one", "park it",
+        "fetch the empty one (tow the train to stand 14)", "park it (fetch the empty one)"]
     alone = probabilities([0.1, 0, 0, 0.9, 0], [0, 0, 0.8, 0.2, 0], [0, 0, 0.4, 0.4, 0])
     in_context = probabilities([0, 0, 0.2, 0.9, 0], [0, 0, 0.4, 0.6, 0])
     combined = part_probabilities(np.concatenate([alone, in_context]), 3)
     np.testing.assert_allclose(combined[0], alone[0])
     np.testing.assert_allclose(combined[1:], (1 - CONTEXT_WEIGHT) * alone[1:] + CONTEXT_WEIGHT * in_context)
-    assert plan_team(["tow", "bring back", "park"], alone, np.ones(5, bool), IDS).team == ("robot_with_wheels", "humanoid")
-    assert CONTEXT_WEIGHT == 0.5 and plan_team(["tow", "bring back", "park"], combined, np.ones(5, bool), IDS).team == ()
+    parts = ["tow", "fetch the empty one", "park"]
+    assert plan_team(parts, alone, np.ones(5, bool), IDS).steps == (
+        ("tow", "robot_with_wheels"), ("fetch the empty one, then park", "humanoid"))
+    assert CONTEXT_WEIGHT == 0.5 and plan_team(parts, combined, np.ones(5, bool), IDS).team == ()
