@@ -1,10 +1,11 @@
 """Teams: robots needed together, as opposed to robots that could each do the job.
 
 The Selector scores the whole task and every part of a multi-part task (`ember_core.clauses.task_parts`)
-with the same model, text only, in the same batch: each part alone and, after the first, also followed by
-the part before it in parentheses (`part_texts`), so an elliptical part is read with what it refers to
-("bring the empty one back" after "tow the luggage train to stand 14"). A part's probabilities are
-CONTEXT_WEIGHT of the part in context plus the rest of the part alone (`part_probabilities`). The rule:
+with the same model, text only (in the task's batch unless reasoning is asked): each part alone and, after
+the first, also followed by the part before it in parentheses (`part_texts`), so an elliptical part is read
+with what it refers to ("fetch the empty one" after "tow the luggage train to stand 14"). A part's
+probabilities are CONTEXT_WEIGHT of the part in context plus the rest of the part alone
+(`part_probabilities`). The rule:
 
 1. a part is a job when a free, feasible robot reaches PART_THRESHOLD on it, unless it goes back
    (`ember_core.clauses.is_return`: "come back down", "bring the empty ones back"; whoever went
