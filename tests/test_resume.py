@@ -47,8 +47,11 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("resume")
     data = write_dataset(base / "tasks.jsonl")
     reference, resumed = base / "reference", base / "resumed"
-    subprocess.run(train_command(data, reference, "--wandb", "disabled"), env=ENV, check=True, capture_output=True,
-                   timeout=600)
+    # The uninterrupted run and the one to kill run side by side (one thread each).
+    log = base / "reference.log"
+    with open(log, "w") as stream:
+        uninterrupted = subprocess.Popen(train_command(data, reference, "--wandb", "disabled"), env=ENV,
+                                         stdout=subprocess.DEVNULL, stderr=stream)
     killed = subprocess.Popen(train_command(data, resumed, "--wandb", "offline", "--save_total_limit", "2"), env=ENV,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     stage = resumed / "stage3"
@@ -57,6 +60,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
         time.sleep(0.02)
     killed.send_signal(signal.SIGKILL)
     assert killed.wait() == -signal.SIGKILL, "the run ended before it could be killed"
+    assert uninterrupted.wait(timeout=600) == 0, log.read_text()[-3000:]
     interrupted = json.loads((stage / (stage / LATEST).read_text().strip() / STATE_DIR / "state.json").read_text())
     run = subprocess.run(train_command(data, resumed, "--wandb", "offline", "--save_total_limit", "2", "--resume", "auto"),
                          env=ENV, capture_output=True, text=True, timeout=600)
