@@ -34,7 +34,7 @@ def main() -> int:
     snake_selector = Selector(args.model, robots_file=DATA / "robots_with_snake.yaml", device="cpu")
     sets = [(name, snake_selector if name.startswith("snake") else fleet_selector) for name in
             ("team_dev_tasks.jsonl", *SINGLE_ROBOT_SETS)]
-    loaded = [(selector, load_records(DATA / name, selector.fleet)) for name, selector in sets]
+    (team_selector, team_jobs), *single = [(selector, load_records(DATA / name, selector.fleet)) for name, selector in sets]
 
     def measured(selector: Selector, records, key: str) -> float:
         documents = explain_records(selector, records, use_images=False)
@@ -44,8 +44,7 @@ def main() -> int:
     print(f"{'context weight':>14} {'threshold':>9} {'team Jaccard':>12}{names}")
     for weight, threshold in itertools.product(WEIGHTS, THRESHOLDS):
         teams.CONTEXT_WEIGHT, teams.PART_THRESHOLD = weight, threshold
-        (selector, team_jobs), *single = loaded
-        figures = [measured(selector, team_jobs, "team_jaccard")]
+        figures = [measured(team_selector, team_jobs, "team_jaccard")]
         figures += [measured(selector, records, "false_team_rate") for selector, records in single]
         print(f"{weight:>14} {threshold:>9}" + "".join(f" {figure:>{12 if i == 0 else 15}.3f}"
                                                        for i, figure in enumerate(figures)))

@@ -56,7 +56,7 @@ _INSIDE = ((re.compile(r",?\s+and\s+(?=(?:once|after|before|when)\s)", re.IGNORE
            (re.compile(r",?\s+but\s+first,?\s+", re.IGNORECASE), True, _VERBS),
            (re.compile(r",?\s+(?:after|once)\s+", re.IGNORECASE), True, _VERBS),
            (re.compile(r",?\s+until\s+", re.IGNORECASE), True, _NEGATION))
-_NEGATED = re.compile(r"\b(?:not|never|cannot|can't|can’t|won't|don't|mustn't|shouldn't|isn't|aren't)\b", re.IGNORECASE)
+_NEGATED = re.compile(r"\b(?:not|never|cannot|(?:can|won|don|doesn|didn|mustn|shouldn|isn|aren)['’]t)\b", re.IGNORECASE)
 # "map the reef and send the ROV down": "and" before a verb splits only a text with no other sequence word.
 _AND_VERB = re.compile(r",?\s+and\s+(?=\w+)", re.IGNORECASE)
 # A part that goes back ("come back", "bring the empty one back", "return to the lift"); "back" as a noun

@@ -23,6 +23,8 @@ IDS = ["drone", "underwater_robot", "humanoid", "robot_with_wheels", "robot_with
                                                                               "once it's there, stack the tiles"]),
     ("We can't sort the clothes until the bags have been brought in",
      ["the bags have been brought in", "We can't sort the clothes"]),
+    ("We don’t start sorting until the bags have been brought in",
+     ["the bags have been brought in", "We don’t start sorting"]),
     ("Lift off, drop the ring, then hover above him until the boat arrives",
      ["Lift off, drop the ring", "hover above him until the boat arrives"]),
     ("The pumps need unboxing and clamping onto the rails, but first the pallet has to be brought to the ward",
