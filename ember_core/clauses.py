@@ -13,7 +13,9 @@ A team needs a task with parts that different robots do; the Selector scores eac
 - a split at "before", "after", "once", "but first", "until" or "and" is kept only when both sides have a
   verb ("inspect the roof after the storm" stays whole), and one at "until" only after a negation ("hover
   above him until the boat arrives" stays whole: the boat is not a job); the other sequence words always
-  split.
+  split. The side such a word opens needs a verb of its own: one after "to" or an article is not
+  ("search the ruins after an earthquake to find survivors", "inspect the fields after a harvest" stay
+  whole).
 """
 from __future__ import annotations
 
@@ -41,6 +43,8 @@ ACTION_VERBS = frozenset((
 ))
 # A subordinate part ("once the pallet has been brought in") may have no action verb, only these.
 _AUXILIARIES = frozenset(("is", "are", "was", "were", "has", "have", "had", "been", "be", "gets", "got", "goes"))
+# A verb after these is an infinitive of purpose or a noun ("after an earthquake to find survivors", "a harvest").
+_NOT_BEFORE_VERB = frozenset(("to", "a", "an", "the", "its", "their", "his", "her", "my", "our", "your", "each", "every"))
 _SENTENCES = re.compile(r"(?<=[.;!?])\s+(?=\S)")
 # (pattern, swap): `swap` parts happen in the other order than written.
 _LEADING = ((re.compile(r"^(?:before)\s+(.+?),\s*(.+)$", re.IGNORECASE), True),
@@ -85,7 +89,7 @@ def task_parts(task: str) -> list[str]:
 def _split(text: str, and_verb: bool = True) -> list[str]:
     for pattern, swap in _LEADING:
         match = pattern.match(text.strip())
-        if match and _has_verb(match[1]) and _has_verb(match[2]):
+        if match and _has_verb(match[1], opened=True) and _has_verb(match[2]):
             first, second = _split(match[1], False), _split(match[2], False)
             return second + first if swap else first + second
     for pattern, swap, needs in _INSIDE:
@@ -94,7 +98,7 @@ def _split(text: str, and_verb: bool = True) -> list[str]:
             if pattern is _INSIDE[0][0]:
                 right = match[0].strip(" ,").split()[-1] + " " + right  # keep "once" for the leading rule
             if len(_WORD.findall(left)) > 1 and len(_WORD.findall(right)) > 1 and (
-                    needs is None or (_has_verb(left) and _has_verb(right)
+                    needs is None or (_has_verb(left) and _has_verb(right, opened=True)
                                       and (needs == _VERBS or bool(_NEGATED.search(left))))):
                 first, second = _split(left, False), _split(right, False)
                 return second + first if swap else first + second
@@ -128,8 +132,12 @@ def is_action_verb(word: str) -> bool:
     return bool(forms & ACTION_VERBS)
 
 
-def _has_verb(text: str) -> bool:
-    return any(is_action_verb(word) or word in _AUXILIARIES for word in _WORD.findall(text.lower()))
+def _has_verb(text: str, opened: bool = False) -> bool:
+    """Whether `text` has an action verb or an auxiliary; in a side a sequence word `opened`, not one after "to" or
+    an article."""
+    words = _WORD.findall(text.lower())
+    return any((is_action_verb(word) or word in _AUXILIARIES) and not (opened and before in _NOT_BEFORE_VERB)
+               for before, word in zip([""] + words, words))
 
 
 def _starts_with_verb(text: str) -> bool:

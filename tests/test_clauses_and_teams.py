@@ -31,6 +31,9 @@ IDS = ["drone", "underwater_robot", "humanoid", "robot_with_wheels", "robot_with
      ["the pallet has to be brought to the ward", "The pumps need unboxing and clamping onto the rails"]),
     ("Before dark, fly to the far waterhole", ["Before dark, fly to the far waterhole"]),
     ("Inspect the roof after the storm", ["Inspect the roof after the storm"]),
+    ("Search the ruins after an earthquake to find survivors", ["Search the ruins after an earthquake to find survivors"]),
+    ("Inspect the fields after a harvest", ["Inspect the fields after a harvest"]),
+    ("Clean the filter after inspecting the pump", ["inspecting the pump", "Clean the filter"]),
     ("Carry the crates from the loading dock to the cold room", ["Carry the crates from the loading dock to the cold room"]),
     ("Fetch my slippers.", ["Fetch my slippers"]),
 ])
