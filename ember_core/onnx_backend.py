@@ -21,6 +21,7 @@ import onnxruntime as ort
 
 from ember_core.backend import Outputs
 from ember_core.card_cache import card_embeddings
+from ember_core.card_classifier import fit_card_classifier
 from ember_core.fleet import Fleet
 from ember_core.model.config import EmberVLMConfig
 from ember_core.model.text_tokenizer import TextTokenizer
@@ -179,6 +180,9 @@ class OnnxBackend:
         graphs = {graph: entry["sha256"] for graph, entry in manifest.graphs.items()}
         embeddings = card_embeddings(graphs, inputs, lambda: self._card_embeddings(inputs))
         self.cards = {"robot_rows": np.array(rows, dtype=np.int64), **embeddings}
+        if "card_owner" in embeddings:  # with a sentence encoder: the card classifier of these embeddings
+            weight, bias = fit_card_classifier(embeddings["card_embeddings"], embeddings["card_owner"], len(rows))
+            self.cards.update(card_classifier_weight=weight, card_classifier_bias=bias)
         self.text_prefix = PromptPrefix.of(self.model, processor.prompt_before_task_ids)
         # None for a model that reads the image first: nothing before its image is the same in every request.
         before_image = processor.prompt_before_image_ids

@@ -18,12 +18,13 @@ The graphs (B batch, L new tokens, P cached tokens, K image tokens, M card embed
     text_encoder  input_ids, attention_mask (B,T), right-padded -> embeddings (B,D)  (models with a sentence encoder)
     language      input_ids (B,L), attention_mask (B,P+L), visual_tokens, has_image (B,), past.* (B,heads,P,d)
                   -> hidden_states (B,L,H), present.* (B,heads,P+L,d)
-    robot_head    selection_state (B,H)[, task_embedding (B,D)], card_embeddings (M,C)[, card_owner (M,)],
-                  robot_rows (N,) -> robot_logits (B,N)
+    robot_head    selection_state (B,H)[, task_embedding (B,D)], card_embeddings (M,C)[, card_owner (M,),
+                  card_classifier_weight (N,D), card_classifier_bias (N,)], robot_rows (N,) -> robot_logits (B,N)
     token_scores  hidden (B,H), candidates (B,K'), relevance (B,K') -> scores (B,K')
 
 `robot_rows` gives each robot of the fleet in use its row of the exported head, -1 for a robot the model
-was not trained on (scored from its card alone, as the torch path does after `remap_robot_rows`).
+was not trained on (scored from its card alone, as the torch path does after `remap_robot_rows`). The card
+classifier (`ember_core.card_classifier`) is fitted by the backend on the fleet's card embeddings.
 """
 from __future__ import annotations
 

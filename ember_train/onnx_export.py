@@ -22,6 +22,7 @@ from timm.models import reparameterize_model
 from transformers import DynamicCache
 
 from ember_core.atomic import atomic_directory
+from ember_core.card_classifier import fit_card_classifier
 from ember_core.model.vlm import EmberVLM
 from ember_core.onnx_layout import (
     DEFAULT_OPSET,
@@ -96,14 +97,16 @@ class HeadGraph(nn.Module):
 
     def forward(self, selection_state: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
         head = self.head
+        classifier = None
         if head.text_dim:
-            task_embedding, card_embeddings, card_owner, robot_rows = inputs
+            task_embedding, card_embeddings, card_owner, classifier_weight, classifier_bias, robot_rows = inputs
+            classifier = (classifier_weight, classifier_bias)
         else:
             (card_embeddings, robot_rows), task_embedding, card_owner = inputs, None, None
         row = robot_rows.clamp(min=0)
         mlp_logits = head.mlp_logits(selection_state, task_embedding)[:, row]
         card_logits, gate = head.card_logits(selection_state, card_embeddings, task_embedding, card_owner,
-                                             robot_rows.shape[0])
+                                             robot_rows.shape[0], classifier)
         known = (robot_rows >= 0) & head.known[row]
         return head.blend(mlp_logits, card_logits, gate, known)["robot_logits"]
 
@@ -222,12 +225,15 @@ def _export_head(model: EmberVLM, writer: _GraphWriter, card_inputs: dict[str, t
         owner = card_inputs["text_owner"]
         cards = F.normalize(torch.randn(owner.numel(), head.text_dim), dim=-1)
         task = F.normalize(torch.randn(_BATCH, head.text_dim), dim=-1)
-        args = (state, task, cards, owner, rows)
-        names = ["selection_state", "task_embedding", "card_embeddings", "card_owner", "robot_rows"]
+        weight, bias = fit_card_classifier(cards.numpy(), owner.numpy(), robots)
+        args = (state, task, cards, owner, torch.from_numpy(weight), torch.from_numpy(bias), rows)
+        names = ["selection_state", "task_embedding", "card_embeddings", "card_owner", "card_classifier_weight",
+                 "card_classifier_bias", "robot_rows"]
     else:
         args, names = (state, torch.randn(robots, width), rows), ["selection_state", "card_embeddings", "robot_rows"]
     axes = {"selection_state": {0: "batch"}, "task_embedding": {0: "batch"}, "card_embeddings": {0: "cards"},
-            "card_owner": {0: "cards"}, "robot_rows": {0: "robots"}, "robot_logits": {0: "batch", 1: "robots"}}
+            "card_owner": {0: "cards"}, "card_classifier_weight": {0: "robots"}, "card_classifier_bias": {0: "robots"},
+            "robot_rows": {0: "robots"}, "robot_logits": {0: "batch", 1: "robots"}}
     writer.write(ROBOT_HEAD, HeadGraph(model), args, names, ["robot_logits"], axes)
 
 

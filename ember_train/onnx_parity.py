@@ -96,13 +96,14 @@ def _head_check(model: EmberVLM, backend: OnnxBackend, generator: torch.Generato
     state = torch.randn(3, backend.model.width, generator=generator)
     cards = torch.from_numpy(backend.cards["card_embeddings"])
     inputs = {"selection_state": state.numpy(), **backend.cards}
-    task, owner = None, None
+    task, owner, classifier = None, None, model.card_classifier(cards)
     if head.text_dim:
         task = torch.nn.functional.normalize(torch.randn(3, head.text_dim, generator=generator), dim=-1)
         owner = torch.from_numpy(backend.cards["card_owner"])
         inputs["task_embedding"] = task.numpy()
     logits = backend.model.run(ROBOT_HEAD, {name: inputs[name] for name in backend.model.head_inputs})[0]
-    return Check("robot head: logits, random states", _difference(head(state, cards, task, owner)["robot_logits"], logits),
+    return Check("robot head: logits, random states", _difference(head(state, cards, task, owner, classifier)["robot_logits"],
+                                                                  logits),
                  TENSOR_TOLERANCE)
 
 

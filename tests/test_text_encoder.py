@@ -1,8 +1,9 @@
-"""The sentence-encoder path: MiniLM loads offline, the card scorer is the zero-shot similarity,
+"""The sentence-encoder path: MiniLM loads offline, the card scorer is the zero-shot similarity and card classifier,
 the task memory gates MLP and cards, frozen weights stay out of checkpoints, fp16 checkpoints load,
 new robots are scored from cards."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,6 +11,7 @@ from safetensors import safe_open
 
 from conftest import REPO
 from ember_core import load_fleet
+from ember_core.card_classifier import fit_card_classifier
 from ember_core.model.config import preset
 from ember_core.model.task_tokenizer import MINILM_HUB_NAME, minilm_source
 from ember_core.model.vlm import EmberVLM
@@ -51,11 +53,17 @@ def test_untrained_card_scorer_is_the_zero_shot_similarity(minilm):
     with torch.no_grad():
         out = model(**inputs(processor, tasks))
         task = encoder(**encoder.tokenize(tasks))
-        expected = []
-        for robot in processor.fleet:
+        expected, all_phrases, owner = [], [], []
+        for index, robot in enumerate(processor.fleet):
             phrases = encoder(**encoder.tokenize(card_phrases(robot)))
             expected.append((task @ phrases.T).topk(3, dim=1).values.mean(1))
-    assert torch.allclose(out["card_logits"], 10.0 * torch.stack(expected, 1) - 5.0, atol=1e-5)
+            all_phrases.append(phrases)
+            owner += [index] * len(phrases)
+    # The card classifier, fitted on the same phrases: half the log-odds of its softmax probability.
+    weight, bias = fit_card_classifier(torch.cat(all_phrases).numpy(), np.array(owner), len(processor.fleet))
+    probabilities = torch.softmax(task @ torch.from_numpy(weight).T + torch.from_numpy(bias), dim=1)
+    log_odds = torch.log(probabilities / (1 - probabilities))
+    assert torch.allclose(out["card_logits"], 10.0 * torch.stack(expected, 1) - 5.0 + 0.5 * log_odds, atol=1e-4)
     # No task memory yet (untrained): every task is novel, so the cards alone decide.
     assert torch.allclose(out["robot_logits"], out["card_logits"])
     # Zero-shot already points at the right robots for such plain tasks.
@@ -117,3 +125,12 @@ def test_a_robot_added_after_training_is_scored_from_its_card(minilm, tmp_path):
     assert out["robot_logits"].shape == (1, 6)
     assert torch.equal(out["robot_logits"][:, 5], out["card_logits"][:, 5])
     assert F.softmax(out["card_logits"], -1).argmax().item() == 5
+
+
+def test_the_card_classifier_is_fitted_once_per_card_embedding(minilm):
+    model, processor = minilm
+    first = model.card_classifier(model.card_embeddings())
+    assert model.card_classifier(model.card_embeddings()) is first  # the same cached embeddings: no refit
+    model.set_cards(processor.card_inputs())  # new cards: embedded again, fitted again, to the same values
+    again = model.card_classifier(model.card_embeddings())
+    assert again is not first and all(torch.allclose(a, b, atol=1e-5) for a, b in zip(again, first))

@@ -12,7 +12,12 @@ encoder, the task's sentence embedding):
   map (learned maps fitted to 196 training tasks pulled novel phrasings and new robots towards the
   trained robots; measured in the README). Without a sentence encoder, sim_i is the cosine between
   learned maps of the selection state and of the LM's mean hidden state over the card text. It
-  scores any robot that has a card, including one added after training.
+  scores any robot that has a card, including one added after training. With a sentence encoder the
+  card score also reads the card classifier (`ember_core.card_classifier`, a linear classifier of the
+  fleet's robots fitted on their phrases, each robot's phrases weighing the same): card_i =
+  `scale * sim_i + classifier_gain * log_odds_i + bias`, where log_odds_i is the logit of robot i's
+  softmax probability under the classifier. The top-k cosine favours robots with many phrases; the
+  classifier does not.
 
 For robot i the logit is `g * mlp_i + (1 - g) * card_i` when the MLP has a trained row for it
 (`known[i]`), else `card_i` alone. With a sentence encoder, g says how familiar the task is: the
@@ -55,6 +60,8 @@ class RobotHead(nn.Module):
         # few hundred training steps barely move these, so they start where zero-shot is calibrated.
         self.card_scale = nn.Parameter(torch.tensor(10.0))
         self.card_bias = nn.Parameter(torch.tensor(-5.0 if text_dim else 0.0))
+        if text_dim:  # half the classifier's log-odds beside the cosine: the start chosen on the development sets
+            self.card_classifier_gain = nn.Parameter(torch.tensor(0.5))
         self.register_buffer("known", torch.ones(num_robots, dtype=torch.bool))
 
     @property
@@ -77,14 +84,16 @@ class RobotHead(nn.Module):
 
     def forward(self, selection_state: torch.Tensor, card_embeddings: torch.Tensor,
                 task_embedding: torch.Tensor | None = None, card_owner: torch.Tensor | None = None,
-                ) -> dict[str, torch.Tensor]:
+                card_classifier: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """selection_state (B, H), card_embeddings (M, C), task_embedding (B, T) -> logits (B, N) and parts.
 
         `card_owner` (M,) gives the robot index of each card embedding (several phrases per robot);
-        None means one embedding per robot, in fleet order.
+        None means one embedding per robot, in fleet order. `card_classifier` is the weight (N, T) and
+        bias (N,) that `ember_core.card_classifier` fitted on the card embeddings (with a sentence encoder).
         """
         mlp_logits = self.mlp_logits(selection_state, task_embedding)
-        card_logits, gate = self.card_logits(selection_state, card_embeddings, task_embedding, card_owner, self.num_robots)
+        card_logits, gate = self.card_logits(selection_state, card_embeddings, task_embedding, card_owner, self.num_robots,
+                                             card_classifier)
         return self.blend(mlp_logits, card_logits, gate, self.known)
 
     def mlp_logits(self, selection_state: torch.Tensor, task_embedding: torch.Tensor | None) -> torch.Tensor:
@@ -97,9 +106,12 @@ class RobotHead(nn.Module):
 
     def card_logits(self, selection_state: torch.Tensor, card_embeddings: torch.Tensor,
                     task_embedding: torch.Tensor | None, card_owner: torch.Tensor | None,
-                    num_robots: int) -> tuple[torch.Tensor, torch.Tensor]:
+                    num_robots: int, card_classifier: tuple[torch.Tensor, torch.Tensor] | None = None,
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The card scores (B, num_robots) and the gate g, the weight of the MLP (B, 1) or (); see `forward`."""
         if self.text_dim:
+            if card_classifier is None:
+                raise ValueError("this head needs the card classifier of its cards (ember_core.card_classifier)")
             task = F.normalize(task_embedding, dim=-1)  # the encoder's are unit vectors; any caller's become so
             similarity = task @ F.normalize(card_embeddings, dim=-1).T
             gate = self.familiarity(task).unsqueeze(1)
@@ -108,7 +120,11 @@ class RobotHead(nn.Module):
             gate = torch.sigmoid(self.gate)
         if card_owner is not None:
             similarity = _top_k_mean(similarity, card_owner, num_robots, self.card_top_k)
-        return self.card_scale * similarity + self.card_bias, gate
+        logits = self.card_scale * similarity + self.card_bias
+        if self.text_dim:
+            weight, bias = card_classifier
+            logits = logits + self.card_classifier_gain * _log_odds(task @ weight.to(task.dtype).T + bias.to(task.dtype))
+        return logits, gate
 
     @staticmethod
     def blend(mlp_logits: torch.Tensor, card_logits: torch.Tensor, gate: torch.Tensor,
@@ -127,6 +143,15 @@ def _top_k_mean(similarity: torch.Tensor, owner: torch.Tensor, num_robots: int, 
     counts = member.sum(1).clamp(max=top.shape[-1])  # (N,)
     taken = torch.arange(top.shape[-1], device=owner.device) < counts.unsqueeze(1)  # (N, k)
     return torch.where(taken, top, torch.zeros_like(top)).sum(-1) / counts
+
+
+def _log_odds(scores: torch.Tensor) -> torch.Tensor:
+    """(B, N) classifier scores -> the logit of each robot's softmax probability, z_i - logsumexp_{j != i} z_j
+    (0 in a fleet of one robot, which the classifier cannot tell from anything)."""
+    robots = torch.arange(scores.shape[-1], device=scores.device)
+    eye = robots.unsqueeze(0) == robots.unsqueeze(1)
+    others = torch.logsumexp(scores.unsqueeze(1).masked_fill(eye, float("-inf")), dim=-1)
+    return torch.where(torch.isinf(others), torch.zeros_like(scores), scores - others)
 
 
 RELEVANCE_SCALE = 20.0

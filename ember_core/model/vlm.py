@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import save_file
 
+from ember_core.card_classifier import fit_card_classifier
 from ember_core.model import language as _language  # noqa: F401  (registers the language parts)
 from ember_core.model import text_encoder as _text_encoder  # noqa: F401  (registers the text parts)
 from ember_core.model import vision as _vision  # noqa: F401  (registers the vision parts)
@@ -79,6 +80,8 @@ class EmberVLM(nn.Module):
             self.register_buffer(name, torch.ones(num_robots, 1, dtype=torch.long), persistent=False)
         self.register_buffer("card_text_owner", torch.arange(num_robots), persistent=False)
         self._card_cache: torch.Tensor | None = None
+        # The card classifier and the card embeddings it was fitted on (refitted when they are other tensors).
+        self._classifier_cache: tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]] | None = None
 
     @property
     def num_robots(self) -> int:
@@ -136,6 +139,18 @@ class EmberVLM(nn.Module):
         if not self.training:
             self._card_cache = pooled.detach()
         return pooled
+
+    def card_classifier(self, cards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The card classifier's weight and bias (`ember_core.card_classifier`) for the card phrase embeddings
+        `cards` (those of `card_embeddings`), fitted once per embedding; None without a sentence encoder."""
+        if self.text_encoder is None:
+            return None
+        if self._classifier_cache is None or self._classifier_cache[0] is not cards:
+            weight, bias = fit_card_classifier(cards.detach().float().cpu().numpy(), self.card_text_owner.cpu().numpy(),
+                                               self.num_robots)
+            self._classifier_cache = (cards, (torch.from_numpy(weight).to(cards.device),
+                                              torch.from_numpy(bias).to(cards.device)))
+        return self._classifier_cache[1]
 
     def embed(self, input_ids: torch.Tensor, visual: torch.Tensor | None = None,
               has_image: torch.Tensor | None = None) -> torch.Tensor:
@@ -202,7 +217,9 @@ class EmberVLM(nn.Module):
                 raise ValueError("this model has a text encoder: pass task_input_ids/task_attention_mask")
             task_embedding = self.task_embedding(task_input_ids, task_attention_mask).to(selection_state.dtype)
         owner = self.card_text_owner if self.text_encoder is not None else None
-        result = self.robot_head(selection_state, self.card_embeddings().to(selection_state.dtype), task_embedding, owner)
+        cards = self.card_embeddings()
+        result = self.robot_head(selection_state, cards.to(selection_state.dtype), task_embedding, owner,
+                                 self.card_classifier(cards))
         result["hidden_states"] = hidden
         if task_embedding is not None:
             result["task_embedding"] = task_embedding
