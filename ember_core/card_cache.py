@@ -1,7 +1,8 @@
 """Card embeddings kept between runs: what an export's graphs make of a fleet's card phrases, in the user's cache.
 
 Embedding every card phrase (283 for the default fleet) is most of an export's load time on a CPU (about 2 s
-of 3 on 2 cores), and the result depends only on the graphs and the phrases' ids. A cache file is named by
+of 3 on 2 cores), and the result depends only on the graphs and the phrases' ids; the card classifier fitted
+on the embeddings (`ember_core.card_classifier`, about 70 ms) is kept with them. A cache file is named by
 the sha256 of both (the graphs by the sha256s their manifest lists and the backend checked), so another
 export, fleet or card wording is another file; a file that does not read back as finite arrays is computed
 again and replaced. EMBER_CACHE_DIR moves the cache (default: $XDG_CACHE_HOME/ember, else ~/.cache/ember;
@@ -23,7 +24,7 @@ from ember_core.atomic import write_bytes_atomic
 log = logging.getLogger("ember.model")
 CACHE_ENV = "EMBER_CACHE_DIR"
 CARD_EMBEDDINGS_DIR = "card_embeddings"
-FORMAT = "ember.card_embeddings/1"  # part of every key: a change of what is stored starts a new cache
+FORMAT = "ember.card_embeddings/2"  # part of every key: a change of what is stored starts a new cache (2: with the card classifier)
 
 Arrays = dict[str, np.ndarray]
 

@@ -180,9 +180,6 @@ class OnnxBackend:
         graphs = {graph: entry["sha256"] for graph, entry in manifest.graphs.items()}
         embeddings = card_embeddings(graphs, inputs, lambda: self._card_embeddings(inputs))
         self.cards = {"robot_rows": np.array(rows, dtype=np.int64), **embeddings}
-        if "card_owner" in embeddings:  # with a sentence encoder: the card classifier of these embeddings
-            weight, bias = fit_card_classifier(embeddings["card_embeddings"], embeddings["card_owner"], len(rows))
-            self.cards.update(card_classifier_weight=weight, card_classifier_bias=bias)
         self.text_prefix = PromptPrefix.of(self.model, processor.prompt_before_task_ids)
         # None for a model that reads the image first: nothing before its image is the same in every request.
         before_image = processor.prompt_before_image_ids
@@ -207,11 +204,14 @@ class OnnxBackend:
 
     def _card_embeddings(self, cards: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The robot head's card inputs for this fleet's `cards` (`processor.card_inputs`): every card phrase's
-        sentence embedding and its robot, or without a sentence encoder each card's mean hidden state in the
-        language graph. Kept between runs (ember_core.card_cache)."""
+        sentence embedding and its robot, and the card classifier fitted on them (`ember_core.card_classifier`),
+        or without a sentence encoder each card's mean hidden state in the language graph. Kept between runs
+        (ember_core.card_cache)."""
         if self.model.text_encoder is not None:
-            return {"card_embeddings": self._phrase_embeddings(cards["text_input_ids"], cards["text_attention_mask"]),
-                    "card_owner": cards["text_owner"]}
+            embeddings = self._phrase_embeddings(cards["text_input_ids"], cards["text_attention_mask"])
+            weight, bias = fit_card_classifier(embeddings, cards["text_owner"], len(self.processor.fleet))
+            return {"card_embeddings": embeddings, "card_owner": cards["text_owner"],
+                    "card_classifier_weight": weight, "card_classifier_bias": bias}
         hidden, _ = self.model.language(cards["input_ids"], cards["attention_mask"])
         mask = cards["attention_mask"][..., None].astype(np.float32)  # the mean over the card's tokens (EmberVLM.card_embeddings)
         return {"card_embeddings": (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1.0)}

@@ -129,18 +129,22 @@ def test_the_onnx_backend_selects_without_torch(tiny_onnx_dir):
 
 def test_card_embeddings_are_kept_between_runs_and_computed_again_when_their_file_is_damaged(
         text_onnx_dir, tmp_path, monkeypatch):
+    from ember_core import onnx_backend
     from ember_core.onnx_backend import OnnxBackend
 
     monkeypatch.setenv("EMBER_CACHE_DIR", str(tmp_path))
     computed = []
     compute = OnnxBackend._card_embeddings
     monkeypatch.setattr(OnnxBackend, "_card_embeddings", lambda self, cards: computed.append(1) or compute(self, cards))
+    fit, fitted = onnx_backend.fit_card_classifier, []
+    monkeypatch.setattr(onnx_backend, "fit_card_classifier", lambda *args: fitted.append(1) or fit(*args))
     first = Selector(text_onnx_dir).backend.cards
     (stored,) = (tmp_path / "card_embeddings").iterdir()
     second = Selector(text_onnx_dir).backend.cards
     stored.write_bytes(b"half a file")
     third = Selector(text_onnx_dir).backend.cards
-    assert computed == [1, 1]  # the second load read the file; the third found it damaged
+    assert computed == fitted == [1, 1]  # the second load read the file, classifier included; the third found it damaged
+    assert {"card_classifier_weight", "card_classifier_bias"} <= first.keys()
     for cards in (second, third):
         assert cards.keys() == first.keys()
         assert all(np.array_equal(cards[name], first[name]) for name in first)
