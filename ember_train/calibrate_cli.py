@@ -88,20 +88,29 @@ def calibration_summary(probs: np.ndarray, targets: np.ndarray) -> dict[str, flo
     """hit@1, the top robot's mean confidence, top-1 and every-robot ECE, and set Jaccard of (tasks, robots) confidences."""
     import numpy as np
 
-    from ember_train.metrics import weighted_metrics
+    from ember_train.metrics import calibration_checks, weighted_metrics
 
     scored = weighted_metrics(probs, targets, np.ones((1, len(probs)), dtype=np.int64))
     keys = ("accuracy", "expected_calibration_error", "robot_calibration_error", "multi_robot_iou")
-    return {key: float(scored[key][0]) for key in keys} | {"mean_top_confidence": float(np.max(probs, axis=1).mean())}
+    checks = calibration_checks(probs, targets)
+    return ({key: float(scored[key][0]) for key in keys} | {"mean_top_confidence": float(np.max(probs, axis=1).mean())}
+            | {"top1_ece_if_calibrated": checks["top-1 ECE"].if_calibrated, "top1_ece_p": checks["top-1 ECE"].p_value,
+               "robot_ece_if_calibrated": checks["robot ECE"].if_calibrated, "robot_ece_p": checks["robot ECE"].p_value})
 
 
 def format_summary(summary: dict[str, dict[str, float]], title: str) -> str:
-    header = f"  {'':<36}{'hit@1':>8}{'top conf':>10}{'top-1 ECE':>11}{'robot ECE':>11}{'set Jaccard':>13}"
+    """The summary's table; each ECE with its p-value against a calibrated model's (ember_train.metrics.calibration_check)."""
+    header = f"  {'':<36}{'hit@1':>8}{'top conf':>10}{'top-1 ECE (p)':>15}{'robot ECE (p)':>15}{'set Jaccard':>13}"
     lines = [title, header]
     for name, s in summary.items():
         lines.append(f"  {name:<36}{s['accuracy']:>8.3f}{s['mean_top_confidence']:>10.3f}"
-                     f"{s['expected_calibration_error']:>11.3f}{s['robot_calibration_error']:>11.3f}"
-                     f"{s['multi_robot_iou']:>13.3f}")
+                     f"{s['expected_calibration_error']:>8.3f} ({s['top1_ece_p']:.2f})"
+                     f"{s['robot_calibration_error']:>8.3f} ({s['robot_ece_p']:.2f}){s['multi_robot_iou']:>13.3f}")
+    lines.append("  p: the share of 1000 draws in which a calibrated model with the same confidences shows an ECE at "
+                 "least as large")
+    lines.append("  a calibrated model's mean ECE on these tasks, top-1 / robot: "
+                 + "; ".join(f"{name} {s['top1_ece_if_calibrated']:.3f} / {s['robot_ece_if_calibrated']:.3f}"
+                             for name, s in summary.items()))
     return "\n".join(lines)
 
 

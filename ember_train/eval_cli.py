@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from ember_core.model.vlm import EmberVLM
     from ember_core.processor import EmberProcessor
     from ember_train.data import TaskRecord
+    from ember_train.metrics import CalibrationCheck
 
 SPLITS = ("train", "val", "test", "all")
 
@@ -56,7 +57,7 @@ def _eval(args: argparse.Namespace) -> int:
     from ember_core.robots_file import load_fleet
     from ember_train.data import load_records, split_records
     from ember_train.evaluate import score_records
-    from ember_train.metrics import format_metrics
+    from ember_train.metrics import calibration_checks, format_metrics
 
     if args.train_data and not args.report:
         raise ValueError("--train_data only chooses what the baselines of --report are fitted on; add --report DIR")
@@ -69,6 +70,7 @@ def _eval(args: argparse.Namespace) -> int:
     baseline_train = _baseline_training_records(args, processor, chosen) if args.report else []
     scores = score_records(model, processor, chosen, args.batch_size, use_images=args.images)
     metrics = scores.metrics(fleet.names, calibration)
+    checks = calibration_checks(scores.probabilities(calibration), scores.targets, seed=args.seed)
     explanations = {}
     if args.explanations:
         from ember_core.selector import Selector
@@ -79,14 +81,16 @@ def _eval(args: argparse.Namespace) -> int:
     table = ""
     if args.report:
         table = _eval_report(args, model, processor, chosen, baseline_train, scores.probabilities(calibration),
-                             scores.targets, explanations)
+                             scores.targets, explanations, checks)
     if args.json:
         report = {"report": str(Path(args.report) / "report.json")} if args.report else {}
         extra = {"explanations": explanations} if explanations else {}
         print(json.dumps({"model": model.name, "split": args.split, "calibration": asdict(calibration), **metrics, **report,
-                          **extra}, indent=2))
+                          "calibration_check": {name: asdict(check) for name, check in checks.items()}, **extra},
+                         indent=2))
     else:
         print(format_metrics(metrics, fleet.names, f"Metrics of {model.name} on the {args.split} split ({len(chosen)} tasks):"))
+        print("\n".join(f"Calibration check, {name}: {check.describe()}" for name, check in checks.items()))
         if explanations:
             from ember_train.explanation_eval import format_explanation_metrics
 
@@ -118,7 +122,8 @@ def _baseline_training_records(args: argparse.Namespace, processor: EmberProcess
 
 
 def _eval_report(args: argparse.Namespace, model: EmberVLM, processor: EmberProcessor, chosen: Sequence[TaskRecord],
-                 train: Sequence[TaskRecord], probs: np.ndarray, targets: np.ndarray, explanations: dict[str, float]) -> str:
+                 train: Sequence[TaskRecord], probs: np.ndarray, targets: np.ndarray, explanations: dict[str, float],
+                 checks: dict[str, CalibrationCheck]) -> str:
     """Score every baseline on the evaluated tasks, write report.json + report.png into --report (with the model's
     explanation figures when measured); return the table."""
     import os
@@ -154,6 +159,7 @@ def _eval_report(args: argparse.Namespace, model: EmberVLM, processor: EmberProc
         "robots": ", ".join(processor.fleet.names),
         "baselines": {name: baseline.description for name, baseline in BASELINES.items()},
         "seconds for baselines and bootstrap": round(time.perf_counter() - started, 2),
+        "calibration check of the model": {name: asdict(check) for name, check in checks.items()},
         **({"explanations of the model": explanations} if explanations else {}),
     }
     title = f"{model.name} vs baselines: {args.split} split of {Path(args.data).name} ({len(chosen)} tasks)"

@@ -104,6 +104,64 @@ def expected_calibration_error(confidences: np.ndarray, correct: np.ndarray, bin
     return float(np.sum(rb.counts / total * np.abs(rb.accuracy - rb.confidence)))
 
 
+@dataclass(frozen=True)
+class CalibrationCheck:
+    """An ECE beside the ECEs a calibrated model with the same confidences shows (`calibration_check`)."""
+
+    observed: float  # the ECE of the confidences against the outcomes
+    if_calibrated: float  # mean ECE over draws of outcomes that are right with probability = confidence
+    upper: float  # 95th percentile of those
+    p_value: float  # share of those at least as large as `observed`
+    draws: int
+
+    def describe(self) -> str:
+        return (f"{self.observed:.3f} (a calibrated model with these confidences: {self.if_calibrated:.3f} on average, "
+                f"up to {self.upper:.3f} in 95% of {self.draws} draws; p = {self.p_value:.2f})")
+
+
+def calibration_check(confidences: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS, draws: int = 1000,
+                      seed: int = 0) -> CalibrationCheck:
+    """Consistency resampling (Broecker and Smith, 2007): how large the ECE of `confidences` is when each
+    outcome is drawn right with probability equal to its confidence, the ECE of a perfectly calibrated model
+    with the same confidences. On a few dozen tasks that ECE is far above 0 (equal-width bins with a handful
+    of tasks each); a small p-value says the observed ECE is more than sampling noise."""
+    observed = expected_calibration_error(confidences, correct, bins)
+    rb = reliability_bins(confidences, np.zeros(np.size(confidences)), bins)
+    if rb.counts.sum() == 0:
+        return CalibrationCheck(observed, 0.0, 0.0, 1.0, draws)
+    errors = np.abs(_drawn_bin_accuracy(confidences, bins, draws, seed) - rb.confidence) @ (rb.counts / rb.counts.sum())
+    return CalibrationCheck(observed, float(errors.mean()), float(np.quantile(errors, 0.95)),
+                            float(np.mean(errors >= observed - 1e-12)), draws)
+
+
+def calibration_checks(probs: np.ndarray, targets: np.ndarray, draws: int = 1000, seed: int = 0) -> dict[str, CalibrationCheck]:
+    """`calibration_check` of the two ECEs of (tasks, robots) confidences: "top-1 ECE" (the top robot's confidence
+    against "it suits the task") and "robot ECE" (every robot's, against "that robot suits the task")."""
+    probs, gold = _check_inputs(probs, targets)
+    rows, top = np.arange(len(probs)), probs.argmax(axis=1)
+    return {"top-1 ECE": calibration_check(probs[rows, top], gold[rows, top], draws=draws, seed=seed),
+            "robot ECE": calibration_check(probs.ravel(), gold.ravel(), draws=draws, seed=seed)}
+
+
+def bin_accuracy_ranges(confidences: np.ndarray, bins: int = ECE_BINS, draws: int = 1000, seed: int = 0,
+                        coverage: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+    """(bins,) low and high ends of the accuracy each bin shows in `coverage` of the draws of a calibrated
+    model with these confidences (the consistency bars of a reliability diagram); NaN for an empty bin."""
+    empty = reliability_bins(confidences, np.zeros(np.size(confidences)), bins).counts == 0
+    tail = (1.0 - coverage) / 2.0
+    low, high = np.quantile(_drawn_bin_accuracy(confidences, bins, draws, seed), [tail, 1.0 - tail], axis=0)
+    return np.where(empty, np.nan, low), np.where(empty, np.nan, high)
+
+
+def _drawn_bin_accuracy(confidences: np.ndarray, bins: int, draws: int, seed: int) -> np.ndarray:
+    """(draws, bins): each bin's accuracy (0 when empty) when every outcome is right with probability equal
+    to its confidence, `draws` times (the bins of `reliability_bins`)."""
+    conf = np.asarray(confidences, dtype=np.float64).ravel()
+    index = np.minimum((conf * bins).astype(np.int64), bins - 1)
+    outcomes = np.random.default_rng(seed).random((draws, conf.size)) < conf
+    return (outcomes.astype(np.float64) @ np.eye(bins)[index]) / np.maximum(np.bincount(index, minlength=bins), 1)
+
+
 def compute_metrics(
     probs: np.ndarray, targets: np.ndarray, names: Sequence[str], threshold: float = DEFAULT_CONFIDENCE_THRESHOLD
 ) -> dict[str, float]:

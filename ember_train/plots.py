@@ -20,6 +20,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from ember_train.metrics import (  # noqa: E402
     ECE_BINS,
     PER_ROBOT_STATS,
+    bin_accuracy_ranges,
     expected_calibration_error,
     metric_key,
     reliability_bins,
@@ -113,12 +114,17 @@ def _draw_radar(ax: Axes, metrics: Mapping[str, float], names: Sequence[str]) ->
 
 def _draw_reliability(ax: Axes, confidences: np.ndarray, correct: np.ndarray, bins: int,
                       xlabel: str = "Confidence (top-1 probability)") -> float:
-    """Bars of per-bin accuracy, the gap to the bin's mean confidence, and each bin's sample count above it."""
+    """Bars of per-bin accuracy, the gap to the bin's mean confidence, each bin's sample count above it, and the
+    range of accuracy a calibrated model with the same confidences shows in 90% of draws (`bin_accuracy_ranges`):
+    a bar outside its range is more than sampling noise."""
     rb = reliability_bins(confidences, correct, bins)
     ece = expected_calibration_error(confidences, correct, bins)
     filled = rb.counts > 0
     left = rb.edges[:-1][filled]
     width = 1.0 / bins
+    low, high = bin_accuracy_ranges(confidences, bins)
+    ax.vlines(left + width / 2, low[filled], high[filled], color="black", linewidth=2.0, alpha=0.45, zorder=3,
+              label="90% range if calibrated")
     ax.bar(left, rb.accuracy[filled], width=width, align="edge", color="tab:blue", edgecolor="black",
            linewidth=0.6, label="Accuracy")
     ax.bar(left, rb.confidence[filled] - rb.accuracy[filled], bottom=rb.accuracy[filled], width=width,

@@ -59,6 +59,9 @@ def test_calibrate_fits_on_the_folds_and_dev_sets_and_writes_the_model(kfold_dir
     assert cross["expected_calibration_error"] < 0.06 < raw["expected_calibration_error"]
     assert cross["robot_calibration_error"] < raw["robot_calibration_error"]
     assert cross["accuracy"] == raw["accuracy"]  # the ranking never changes
+    # The raw sigmoid's every-robot ECE is far beyond what a calibrated model with its confidences shows.
+    assert raw["robot_ece_p"] == 0.0 and raw["robot_ece_if_calibrated"] < 0.05 < raw["robot_calibration_error"]
+    assert "top-1 ECE (p)" in out and "a calibrated model's mean ECE on these tasks" in out
     for name in document["plots"].values():
         assert (report / name).stat().st_size > 10_000
     # The fold models' own calibration (the tiny model's identity) is the middle row.

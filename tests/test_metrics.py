@@ -5,6 +5,9 @@ import numpy as np
 import pytest
 
 from ember_train.metrics import (
+    bin_accuracy_ranges,
+    calibration_check,
+    calibration_checks,
     compute_metrics,
     confusion_matrix,
     expected_calibration_error,
@@ -105,6 +108,50 @@ def test_ece_edge_cases():
     assert expected_calibration_error(np.array([]), np.array([])) == 0.0
     with pytest.raises(ValueError, match="confidences"):
         expected_calibration_error(np.array([1.2]), np.array([1]))
+
+
+def test_calibration_check_is_the_ece_of_outcomes_drawn_from_the_confidences():
+    rng = np.random.default_rng(3)
+    conf = rng.uniform(0.2, 1.0, 40)
+    correct = rng.random(40) < conf
+    check = calibration_check(conf, correct, draws=200, seed=7)
+    # The same draws, one expected_calibration_error at a time.
+    drawn = np.random.default_rng(7).random((200, 40)) < conf
+    errors = np.array([expected_calibration_error(conf, row) for row in drawn])
+    assert check.observed == expected_calibration_error(conf, correct)
+    assert check.if_calibrated == pytest.approx(errors.mean(), abs=1e-12)
+    assert check.upper == pytest.approx(np.quantile(errors, 0.95), abs=1e-12)
+    assert check.p_value == pytest.approx(np.mean(errors >= check.observed - 1e-12))
+    assert check == calibration_check(conf, correct, draws=200, seed=7)  # seeded: the same every run
+
+
+def test_calibration_check_tells_sampling_noise_from_miscalibration():
+    rng = np.random.default_rng(0)
+    conf = rng.uniform(0.4, 1.0, 30)
+    calibrated = calibration_check(conf, rng.random(30) < conf)
+    # 30 calibrated tasks show an ECE far above 0, and it is within what a calibrated model shows.
+    assert calibrated.if_calibrated > 0.08 and calibrated.p_value > 0.05
+    overconfident = calibration_check(np.full(30, 0.95), np.arange(30) < 15)  # half right at 0.95
+    assert overconfident.observed == pytest.approx(0.45) and overconfident.p_value == 0.0
+    assert overconfident.upper < 0.1
+    assert "p = 0.00" in overconfident.describe()
+
+
+def test_calibration_checks_read_the_top_robot_and_every_robot():
+    probs = np.array([[0.9, 0.2, 0.1], [0.3, 0.8, 0.6], [0.1, 0.2, 0.7]])
+    targets = np.array([[1, 0, 0], [0, 0, 1], [0, 0, 1]])
+    checks = calibration_checks(probs, targets, draws=50)
+    metrics = compute_metrics(probs, targets, NAMES)
+    assert checks["top-1 ECE"].observed == pytest.approx(metrics["expected_calibration_error"], abs=1e-12)
+    assert checks["robot ECE"].observed == pytest.approx(metrics["robot_calibration_error"], abs=1e-12)
+
+
+def test_bin_accuracy_ranges_cover_the_confidence_of_filled_bins_only():
+    conf = np.concatenate([np.full(200, 0.9), np.full(5, 0.35)])
+    low, high = bin_accuracy_ranges(conf, bins=10)
+    assert np.isnan(low[[0, 1, 2, 4, 5, 6, 7, 8]]).all() and np.isnan(high[0])
+    assert 0.85 < low[9] < 0.9 < high[9] < 0.95  # 200 tasks at 0.9: a narrow range
+    assert low[3] <= 0.2 and high[3] >= 0.6  # 5 tasks at 0.35: a wide one
 
 
 def test_average_precision_matches_sklearn():

@@ -176,6 +176,9 @@ def test_eval_report_end_to_end(tiny_model_dir, small_jsonl, tmp_path, capsys):
     assert report["systems"][0]["name"].startswith("model ")
     assert report["n"] == 2 and report["samples"] == 50
     assert "--report" in report["extra"]["command"]
+    check = report["extra"]["calibration check of the model"]["top-1 ECE"]
+    assert check["observed"] == pytest.approx(report["systems"][0]["metrics"]["expected_calibration_error"], abs=1e-12)
+    assert "Calibration check, top-1 ECE: " in printed and "a calibrated model with these confidences" in printed
     assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
