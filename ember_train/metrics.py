@@ -10,6 +10,8 @@ from ember_core.processor import select_mask
 from ember_core.request import DEFAULT_CONFIDENCE_THRESHOLD
 
 ECE_BINS = 15
+# Outcomes drawn at a time by the calibration check (`_drawn_bin_accuracy`).
+_DRAW_CELLS = 1_000_000
 PER_ROBOT_STATS = ("precision", "recall", "f1")
 # The set-level metrics: what reports, bootstrap intervals and cross-validation summarise.
 SUMMARY_KEYS = ("accuracy", "exact_set_accuracy", "multi_robot_iou", "macro_f1", "mean_average_precision",
@@ -158,8 +160,11 @@ def _drawn_bin_accuracy(confidences: np.ndarray, bins: int, draws: int, seed: in
     to its confidence, `draws` times (the bins of `reliability_bins`)."""
     conf = np.asarray(confidences, dtype=np.float64).ravel()
     index = np.minimum((conf * bins).astype(np.int64), bins - 1)
-    outcomes = np.random.default_rng(seed).random((draws, conf.size)) < conf
-    return (outcomes.astype(np.float64) @ np.eye(bins)[index]) / np.maximum(np.bincount(index, minlength=bins), 1)
+    members, rng = np.eye(bins)[index], np.random.default_rng(seed)
+    block = max(1, _DRAW_CELLS // max(conf.size, 1))  # draws per block: a few MB of outcomes whatever the size
+    right = np.concatenate([(rng.random((min(block, draws - start), conf.size)) < conf) @ members
+                            for start in range(0, draws, block)])
+    return right / np.maximum(np.bincount(index, minlength=bins), 1)
 
 
 def compute_metrics(

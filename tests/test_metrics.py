@@ -125,6 +125,15 @@ def test_calibration_check_is_the_ece_of_outcomes_drawn_from_the_confidences():
     assert check == calibration_check(conf, correct, draws=200, seed=7)  # seeded: the same every run
 
 
+def test_calibration_check_draws_in_blocks_without_changing_the_draws(monkeypatch):
+    import ember_train.metrics as metrics
+
+    conf = np.random.default_rng(5).uniform(0.0, 1.0, 50)
+    whole = metrics.calibration_check(conf, conf > 0.5, draws=30, seed=2)
+    monkeypatch.setattr(metrics, "_DRAW_CELLS", 120)  # 2 draws of 50 outcomes at a time
+    assert metrics.calibration_check(conf, conf > 0.5, draws=30, seed=2) == whole
+
+
 def test_calibration_check_tells_sampling_noise_from_miscalibration():
     rng = np.random.default_rng(0)
     conf = rng.uniform(0.4, 1.0, 30)
