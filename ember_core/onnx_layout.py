@@ -24,7 +24,8 @@ The graphs (B batch, L new tokens, P cached tokens, K image tokens, M card embed
 
 `robot_rows` gives each robot of the fleet in use its row of the exported head, -1 for a robot the model
 was not trained on (scored from its card alone, as the torch path does after `remap_robot_rows`). The card
-classifier (`ember_core.card_classifier`) is fitted by the backend on the fleet's card embeddings.
+classifier (`ember_core.card_classifier`) is fitted by the backend on the fleet's card embeddings and kept with
+them in the card cache (`ember_core.card_cache`).
 """
 from __future__ import annotations
 

@@ -70,7 +70,8 @@ def _eval(args: argparse.Namespace) -> int:
     baseline_train = _baseline_training_records(args, processor, chosen) if args.report else []
     scores = score_records(model, processor, chosen, args.batch_size, use_images=args.images)
     metrics = scores.metrics(fleet.names, calibration)
-    checks = calibration_checks(scores.probabilities(calibration), scores.targets, seed=args.seed)
+    probabilities = scores.probabilities(calibration)
+    checks = calibration_checks(probabilities, scores.targets, seed=args.seed)
     explanations = {}
     if args.explanations:
         from ember_core.selector import Selector
@@ -80,8 +81,8 @@ def _eval(args: argparse.Namespace) -> int:
         explanations = explanation_metrics(explain_records(selector, chosen, args.images), chosen, fleet)
     table = ""
     if args.report:
-        table = _eval_report(args, model, processor, chosen, baseline_train, scores.probabilities(calibration),
-                             scores.targets, explanations, checks)
+        table = _eval_report(args, model, processor, chosen, baseline_train, probabilities, scores.targets,
+                             explanations, checks)
     if args.json:
         report = {"report": str(Path(args.report) / "report.json")} if args.report else {}
         extra = {"explanations": explanations} if explanations else {}

@@ -83,7 +83,7 @@ def reliability_bins(confidences: np.ndarray, correct: np.ndarray, bins: int = E
         raise ValueError("confidences must be finite and in [0, 1]")
     if bins < 1:
         raise ValueError(f"bins must be >= 1, got {bins}")
-    index = np.minimum((conf * bins).astype(np.int64), bins - 1)
+    index = _bin_index(conf, bins)
     counts = np.bincount(index, minlength=bins).astype(np.float64)
     seen = counts > 0
     accuracy = np.zeros(bins)
@@ -91,6 +91,11 @@ def reliability_bins(confidences: np.ndarray, correct: np.ndarray, bins: int = E
     accuracy[seen] = np.bincount(index, weights=hit, minlength=bins)[seen] / counts[seen]
     confidence[seen] = np.bincount(index, weights=conf, minlength=bins)[seen] / counts[seen]
     return ReliabilityBins(np.linspace(0.0, 1.0, bins + 1), counts, accuracy, confidence)
+
+
+def _bin_index(confidences: np.ndarray, bins: int) -> np.ndarray:
+    """Each confidence's equal-width bin; 1.0 goes in the last one."""
+    return np.minimum((confidences * bins).astype(np.int64), bins - 1)
 
 
 def expected_calibration_error(confidences: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> float:
@@ -159,7 +164,7 @@ def _drawn_bin_accuracy(confidences: np.ndarray, bins: int, draws: int, seed: in
     """(draws, bins): each bin's accuracy (0 when empty) when every outcome is right with probability equal
     to its confidence, `draws` times (the bins of `reliability_bins`)."""
     conf = np.asarray(confidences, dtype=np.float64).ravel()
-    index = np.minimum((conf * bins).astype(np.int64), bins - 1)
+    index = _bin_index(conf, bins)
     members, rng = np.eye(bins)[index], np.random.default_rng(seed)
     block = max(1, _DRAW_CELLS // max(conf.size, 1))  # draws per block: a few MB of outcomes whatever the size
     right = np.concatenate([(rng.random((min(block, draws - start), conf.size)) < conf) @ members
@@ -251,12 +256,12 @@ def weighted_metrics(probs: np.ndarray, targets: np.ndarray, weights: np.ndarray
     out.update(precision=precision, recall=recall, f1=f1)
 
     # ECE: per bin, |bin|/total * |acc - conf| = |sum of hits - sum of confidences| / total.
-    bins = np.minimum((conf * ECE_BINS).astype(np.int64), ECE_BINS - 1)
+    bins = _bin_index(conf, ECE_BINS)
     onehot = np.zeros((n, ECE_BINS))
     onehot[rows, bins] = 1.0
     out["expected_calibration_error"] = np.abs(wf @ (onehot * (hit - conf)[:, None])).sum(axis=1) / total
     # The same over every (task, robot) pair: each task adds N pairs.
-    robot_bins = np.minimum((probs * ECE_BINS).astype(np.int64), ECE_BINS - 1)
+    robot_bins = _bin_index(probs, ECE_BINS)
     gaps = np.zeros((n, ECE_BINS))
     np.add.at(gaps, (np.repeat(rows, probs.shape[1]), robot_bins.ravel()), (gold - probs).ravel())
     out["robot_calibration_error"] = np.abs(wf @ gaps).sum(axis=1) / (total * probs.shape[1])
