@@ -89,7 +89,8 @@ class LanguageGraph(nn.Module):
 
 
 class HeadGraph(nn.Module):
-    """The robot head for any fleet: `robot_rows` picks each robot's trained MLP row (-1: none, card score alone)."""
+    """The robot head for any fleet: `robot_rows` picks each robot's trained MLP row and memory vote (-1: none, card
+    score alone)."""
 
     def __init__(self, model: EmberVLM):
         super().__init__()
@@ -108,7 +109,8 @@ class HeadGraph(nn.Module):
         card_logits, gate = head.card_logits(selection_state, card_embeddings, task_embedding, card_owner,
                                              robot_rows.shape[0], classifier)
         known = (robot_rows >= 0) & head.known[row]
-        return head.blend(mlp_logits, card_logits, gate, known)["robot_logits"]
+        vote = head.vote(F.normalize(task_embedding, dim=-1)) if head.text_dim else None
+        return head.blend(mlp_logits, card_logits, gate, known, None if vote is None else vote[:, row])["robot_logits"]
 
 
 class ScoresGraph(nn.Module):

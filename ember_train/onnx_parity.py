@@ -99,6 +99,8 @@ def _head_check(model: EmberVLM, backend: OnnxBackend, generator: torch.Generato
     task, owner, classifier = None, None, model.card_classifier(cards)
     if head.text_dim:
         task = torch.nn.functional.normalize(torch.randn(3, head.text_dim, generator=generator), dim=-1)
+        if len(head.task_memory):
+            task[0] = head.task_memory[0]  # a remembered task: the memory's vote counts
         owner = torch.from_numpy(backend.cards["card_owner"])
         inputs["task_embedding"] = task.numpy()
     logits = backend.model.run(ROBOT_HEAD, {name: inputs[name] for name in backend.model.head_inputs})[0]

@@ -76,7 +76,8 @@ class SelectionStage(Stage):
                  len(self.splits.train), args.augment_factor, len(self.train_records), len(self.splits.val),
                  len(self.splits.test))
         self.relevance = PhraseRelevance(self.model, self.processor).for_text  # caches the tasks' embeddings
-        remember_tasks(self.model, self.processor, [record.task for record in self.splits.train])
+        remember_tasks(self.model, self.processor, [record.task for record in self.splits.train],
+                       robot_targets(self.splits.train, self.fleet))
         self.names = self.fleet.names
         self.plots_dir = self.stage_dir / "visualizations"
         self.train_data = SelectionDataset(self.train_records, self.processor, self.model.config.scene_tags,

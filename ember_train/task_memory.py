@@ -1,11 +1,13 @@
-"""The robot head's task memory: the sentence embeddings of the tasks it is trained on, set by training.
+"""The robot head's task memory: the sentence embeddings of the tasks it is trained on and their robots, set by training.
 
-The memory is part of the model (a buffer of `RobotHead`, saved with the weights) because inference
+The memory is part of the model (buffers of `RobotHead`, saved with the weights) because inference
 needs it: a task's cosine to its nearest training task decides how much the trained MLP or the
-capability cards score it (see ember_core/model/heads.py). Only training knows which tasks those are.
+capability cards score it, and the robots of the nearest training tasks vote (see
+ember_core/model/heads.py). Only training knows which tasks those are.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ember_core.model.vlm import EmberVLM
@@ -13,8 +15,10 @@ from ember_core.processor import EmberProcessor
 
 
 @torch.no_grad()
-def remember_tasks(model: EmberVLM, processor: EmberProcessor, tasks: list[str], batch_size: int = 64) -> None:
-    """Store the sentence embeddings of `tasks` in the head; a no-op for a model without a sentence encoder."""
+def remember_tasks(model: EmberVLM, processor: EmberProcessor, tasks: list[str], robots: np.ndarray | None = None,
+                   batch_size: int = 64) -> None:
+    """Store the sentence embeddings of `tasks` in the head, with their robots (len(tasks), fleet size), 0/1,
+    when given; a no-op for a model without a sentence encoder."""
     encoder = model.text_encoder
     if encoder is None or not tasks:
         return
@@ -25,4 +29,4 @@ def remember_tasks(model: EmberVLM, processor: EmberProcessor, tasks: list[str],
         encoded = processor.encode_tasks(tasks[start:start + batch_size])
         embeddings.append(encoder(**{key: value.to(device) for key, value in encoded.items()}))
     encoder.train(training)
-    model.robot_head.set_task_memory(torch.cat(embeddings))
+    model.robot_head.set_task_memory(torch.cat(embeddings), None if robots is None else torch.as_tensor(robots))

@@ -62,13 +62,15 @@ def assert_same_documents(torch_selector: Selector, onnx_selector: Selector, bat
 
 @pytest.fixture(scope="module")
 def text_model_dir(tmp_path_factory):
-    """A tiny model with the MiniLM sentence encoder, a scene head and a task memory (so the head's gate moves)."""
+    """A tiny model with the MiniLM sentence encoder, a scene head and a task memory with its robots (so the head's
+    gate moves and its vote counts)."""
     from ember_train.task_memory import remember_tasks
 
     torch.manual_seed(1)
     model, processor = build_model(preset("tiny", text_encoder="minilm", scene_tags=["aerial", "underwater",
                                                                                        "indoor", "outdoor"]), load_fleet())
-    remember_tasks(model, processor, [TASKS[0], TASKS[2], "Deliver a parcel to the third floor"])
+    robots = np.array([[0, 1, 0, 0, 0], [1, 0, 0, 0, 1], [0, 0, 1, 1, 0]], dtype=np.float32)
+    remember_tasks(model, processor, [TASKS[0], TASKS[2], "Deliver a parcel to the third floor"], robots)
     return save_pretrained(model, processor, tmp_path_factory.mktemp("tiny-text") / "model")
 
 

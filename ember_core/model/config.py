@@ -80,6 +80,14 @@ class EmberVLMConfig:
     card_top_k: int = 3
     memory_threshold: float = 0.6
     memory_sharpness: float = 10.0
+    # At inference the robots of the `memory_neighbours` nearest training tasks vote (softmax of their
+    # cosines / `memory_vote_temperature`); the vote's log-odds, times `memory_vote_gain` and a weight that
+    # is one half at a nearest cosine of `memory_vote_threshold`, join the logits of the trained robots.
+    # Gain 0 turns the vote off; a checkpoint saved without its training tasks' robots has none.
+    memory_neighbours: int = 20
+    memory_vote_temperature: float = 0.05
+    memory_vote_gain: float = 1.0
+    memory_vote_threshold: float = 0.8
     # Scene tags a head on the pooled visual tokens recognises in the camera image (TaskContext.scene);
     # the Selector hands them to the fleet's scene rules (cards and plugins). Empty: no scene head.
     scene_tags: list[str] = dataclasses.field(default_factory=list)
@@ -141,6 +149,10 @@ class EmberVLMConfig:
         fields.integer("card_top_k", self.card_top_k, 1)
         fields.number("memory_threshold", self.memory_threshold, -1.0, 1.0)  # a cosine similarity
         fields.number("memory_sharpness", self.memory_sharpness, 0.0, 1e4, low_open=True)
+        fields.integer("memory_neighbours", self.memory_neighbours, 1)
+        fields.number("memory_vote_temperature", self.memory_vote_temperature, 0.0, 1e4, low_open=True)
+        fields.number("memory_vote_gain", self.memory_vote_gain, 0.0, 1e4)
+        fields.number("memory_vote_threshold", self.memory_vote_threshold, -1.0, 1.0)  # a cosine similarity
         self.scene_tags = fields.string_list("scene_tags", self.scene_tags)
         for tag in self.scene_tags:
             if tag not in SCENE_TAGS:

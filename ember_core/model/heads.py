@@ -24,22 +24,47 @@ For robot i the logit is `g * mlp_i + (1 - g) * card_i` when the MLP has a train
 head keeps the embeddings of its training tasks (`task_memory`) and
 g = sigmoid(sharpness * (max cosine to a training task - threshold)), so tasks phrased like the
 training data are scored by the MLP that learned them and tasks unlike anything it saw by the cards.
-An empty memory (an untrained model) gives the cards alone. Without a sentence encoder g =
+An empty memory (an untrained model) gives the cards alone.
+
+At inference the memory also votes (`MemoryVote`, after kNN-LM, Khandelwal et al. 2020): the memory keeps
+each training task's robots, and the robots of the tasks nearest to the request, weighed by a softmax of
+their cosines, give each trained robot a share v_i; `gain * w * logit(v_i)` (v_i clipped to
+[VOTE_FLOOR, 1 - VOTE_FLOOR]) joins its logit, where w = sigmoid(sharpness * (nearest cosine - vote
+threshold)) so that only requests close to a training task are swayed. The MLP generalises from its
+training tasks; the vote remembers them. Training leaves it out (every training task would find
+itself), so it changes no weight; the settings were chosen on out-of-fold public tasks and the
+development sets (README, "The model"). Without a sentence encoder g =
 sigmoid(gate) is learned. Loading a 5-robot checkpoint into a 6-robot fleet copies the 5 trained MLP
 rows to their new positions by robot id and marks the new robot unknown (see loading.py).
 Training adds a loss on the card logits alone so that they are a calibrated scorer in their own right.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+# The vote's shares are clipped to [VOTE_FLOOR, 1 - VOTE_FLOOR]: a unanimous vote adds gain * logit(0.9), not infinity.
+VOTE_FLOOR = 0.1
+
+
+@dataclass(frozen=True)
+class MemoryVote:
+    """How the training tasks nearest to a request vote (module docstring); gain 0 turns the vote off."""
+
+    neighbours: int = 20
+    temperature: float = 0.05
+    gain: float = 1.0
+    threshold: float = 0.8
 
 
 class RobotHead(nn.Module):
     def __init__(self, state_dim: int, num_robots: int, hidden: int = 384, mid: int = 96,
                  dropout: float = 0.1, card_dim: int = 128, text_dim: int = 0, card_top_k: int = 3,
-                 memory_threshold: float = 0.6, memory_sharpness: float = 10.0):
+                 memory_threshold: float = 0.6, memory_sharpness: float = 10.0,
+                 memory_vote: MemoryVote = MemoryVote()):
         super().__init__()
         self.mlp = nn.Sequential(
             nn.Linear(state_dim + text_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
@@ -50,8 +75,11 @@ class RobotHead(nn.Module):
         self.card_top_k = card_top_k
         self.memory_threshold = memory_threshold
         self.memory_sharpness = memory_sharpness
+        self.memory_vote = memory_vote
         if text_dim:
             self.register_buffer("task_memory", torch.zeros(0, text_dim))
+            # Which robots (MLP rows) suit each remembered task, 0/1; empty: no vote (saved before there was one).
+            self.register_buffer("memory_robots", torch.zeros(0, num_robots))
         else:
             self.query = nn.Linear(state_dim, card_dim)
             self.key = nn.Linear(state_dim, card_dim)
@@ -68,11 +96,18 @@ class RobotHead(nn.Module):
     def num_robots(self) -> int:
         return int(self.known.numel())
 
-    def set_task_memory(self, embeddings: torch.Tensor) -> None:
-        """Remember the sentence embeddings (M, T) of the training tasks; they decide the gate."""
+    def set_task_memory(self, embeddings: torch.Tensor, robots: torch.Tensor | None = None) -> None:
+        """Remember the sentence embeddings (M, T) of the training tasks, which decide the gate, and which
+        robots (M, MLP rows) suit each, 0/1, which vote at inference (None or empty: no vote)."""
         if not self.text_dim:
             raise ValueError("only a head with a sentence encoder keeps a task memory")
+        if robots is None or robots.numel() == 0:
+            robots = torch.zeros(0, self.num_robots)
+        elif tuple(robots.shape) != (embeddings.shape[0], self.num_robots):
+            raise ValueError(f"memory robots of shape {list(robots.shape)} for {embeddings.shape[0]} tasks and "
+                             f"{self.num_robots} robots; expected [{embeddings.shape[0]}, {self.num_robots}]")
         self.task_memory = F.normalize(embeddings.detach().float(), dim=-1).to(self.known.device)
+        self.memory_robots = robots.detach().float().to(self.known.device)
 
     def familiarity(self, task_embedding: torch.Tensor) -> torch.Tensor:
         """(B,) weight of the MLP for unit task embeddings (B, T): near 1 for tasks like a training
@@ -81,6 +116,20 @@ class RobotHead(nn.Module):
             return task_embedding.new_zeros(task_embedding.shape[0])
         nearest = (task_embedding @ self.task_memory.to(task_embedding.dtype).T).max(1).values
         return torch.sigmoid(self.memory_sharpness * (nearest - self.memory_threshold))
+
+    def vote(self, task_embedding: torch.Tensor) -> torch.Tensor | None:
+        """(B, MLP rows): the memory's vote for unit task embeddings (B, T), to add to the trained robots' logits
+        (module docstring); None in training, without remembered robots, or with gain 0."""
+        vote = self.memory_vote
+        if self.training or not self.text_dim or self.memory_robots.numel() == 0 or vote.gain == 0:
+            return None
+        memory = self.task_memory.to(task_embedding.dtype)
+        nearest, index = (task_embedding @ memory.T).topk(min(vote.neighbours, memory.shape[0]), dim=-1)
+        weights = torch.softmax(nearest / vote.temperature, dim=-1)
+        shares = (weights.unsqueeze(-1) * self.memory_robots.to(task_embedding.dtype)[index]).sum(1)
+        shares = shares.clamp(VOTE_FLOOR, 1 - VOTE_FLOOR)
+        swayed = torch.sigmoid(self.memory_sharpness * (nearest[:, :1] - vote.threshold))
+        return vote.gain * swayed * torch.log(shares / (1 - shares))
 
     def forward(self, selection_state: torch.Tensor, card_embeddings: torch.Tensor,
                 task_embedding: torch.Tensor | None = None, card_owner: torch.Tensor | None = None,
@@ -94,7 +143,8 @@ class RobotHead(nn.Module):
         mlp_logits = self.mlp_logits(selection_state, task_embedding)
         card_logits, gate = self.card_logits(selection_state, card_embeddings, task_embedding, card_owner, self.num_robots,
                                              card_classifier)
-        return self.blend(mlp_logits, card_logits, gate, self.known)
+        vote = self.vote(F.normalize(task_embedding, dim=-1)) if self.text_dim else None
+        return self.blend(mlp_logits, card_logits, gate, self.known, vote)
 
     def mlp_logits(self, selection_state: torch.Tensor, task_embedding: torch.Tensor | None) -> torch.Tensor:
         """(B, rows): the MLP's logit for each robot it has a row for."""
@@ -128,9 +178,12 @@ class RobotHead(nn.Module):
 
     @staticmethod
     def blend(mlp_logits: torch.Tensor, card_logits: torch.Tensor, gate: torch.Tensor,
-              known: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The logits: `g * mlp + (1 - g) * card` for robots the MLP knows, the card score for the others."""
+              known: torch.Tensor, vote: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The logits: `g * mlp + (1 - g) * card` (plus the memory's `vote`) for robots the MLP knows, the card
+        score for the others."""
         blended = gate * mlp_logits + (1 - gate) * card_logits
+        if vote is not None:
+            blended = blended + vote
         logits = torch.where(known, blended, card_logits)
         return {"robot_logits": logits, "mlp_logits": mlp_logits, "card_logits": card_logits}
 

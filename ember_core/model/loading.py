@@ -21,8 +21,11 @@ log = logging.getLogger("ember.model")
 ROBOT_ROWS = ("robot_head.mlp.6.weight", "robot_head.mlp.6.bias", "robot_head.known")
 # The sentence embeddings of the training tasks (heads with a sentence encoder): one row per task.
 TASK_MEMORY = "robot_head.task_memory"
-# Tensors a checkpoint may lack: they keep an initialisation that leaves the model as it was without them.
-OPTIONAL_PREFIXES = ("explanation_adapter.",)
+# Which robots suit each remembered task: one row per task, one column per robot.
+MEMORY_ROBOTS = "robot_head.memory_robots"
+# Tensors a checkpoint may lack: they keep an initialisation that leaves the model as it was without them
+# (a memory saved without its robots does not vote).
+OPTIONAL_PREFIXES = ("explanation_adapter.", MEMORY_ROBOTS)
 # Names listed in an error message; the rest are counted.
 _SHOWN = 5
 
@@ -32,7 +35,8 @@ def remap_robot_rows(state: dict[str, torch.Tensor], fresh: dict[str, torch.Tens
     """Lay the per-robot rows of a checkpoint out for another fleet, matching robots by id.
 
     A robot the checkpoint knows keeps its trained row at its new index; a new robot keeps the
-    fresh initialisation and is marked unknown, so the head scores it from its card alone.
+    fresh initialisation and is marked unknown, so the head scores it from its card alone. The columns
+    of the memory's robots move the same way (a new robot's is 0; the vote reaches known robots only).
     """
     added = [robot for robot in ids if robot not in saved_ids]
     removed = [robot for robot in saved_ids if robot not in ids]
@@ -51,6 +55,13 @@ def remap_robot_rows(state: dict[str, torch.Tensor], fresh: dict[str, torch.Tens
             if robot in saved_ids:
                 rows[new_index] = state[key][saved_ids.index(robot)]
         state[key] = rows
+    if MEMORY_ROBOTS in state:  # the same robots, by column
+        saved = state[MEMORY_ROBOTS]
+        columns = torch.zeros(saved.shape[0], len(ids), dtype=saved.dtype)
+        for new_index, robot in enumerate(ids):
+            if robot in saved_ids:
+                columns[:, new_index] = saved[:, saved_ids.index(robot)]
+        state[MEMORY_ROBOTS] = columns
     return state
 
 
@@ -103,6 +114,8 @@ def check_stored_tensors(model: torch.nn.Module, header: dict[str, tuple[int, ..
             expected = (len(saved_ids), *expected[1:])
         elif name == TASK_MEMORY or name in vocabulary:  # any number of training tasks / tokens
             expected = (shape[0] if shape else -1, *expected[1:])
+        elif name == MEMORY_ROBOTS:  # any number of training tasks, a column per robot of the checkpoint
+            expected = (shape[0] if shape else -1, len(saved_ids))
         if tuple(shape) != expected:
             wrong.append(f"{name}: {excerpt(list(shape))}, expected {list(expected)}")
     if wrong:

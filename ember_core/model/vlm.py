@@ -14,9 +14,10 @@ from ember_core.model import language as _language  # noqa: F401  (registers the
 from ember_core.model import text_encoder as _text_encoder  # noqa: F401  (registers the text parts)
 from ember_core.model import vision as _vision  # noqa: F401  (registers the vision parts)
 from ember_core.model.config import CONFIG_FILE, EmberVLMConfig
-from ember_core.model.heads import ExplanationAdapter, RobotHead
+from ember_core.model.heads import ExplanationAdapter, MemoryVote, RobotHead
 from ember_core.model.language import hidden_size
 from ember_core.model.loading import (
+    MEMORY_ROBOTS,
     TASK_MEMORY,
     check_finite,
     check_stored_tensors,
@@ -74,6 +75,8 @@ class EmberVLM(nn.Module):
             width, num_robots, config.head_hidden, config.head_mid, config.head_dropout, config.card_dim,
             text_dim=self.text_encoder.dim if self.text_encoder is not None else 0, card_top_k=config.card_top_k,
             memory_threshold=config.memory_threshold, memory_sharpness=config.memory_sharpness,
+            memory_vote=MemoryVote(config.memory_neighbours, config.memory_vote_temperature, config.memory_vote_gain,
+                                   config.memory_vote_threshold),
         )
         # Card token ids, set by `set_cards`: for the LM, and for the sentence encoder when there is one.
         for name in ("card_input_ids", "card_attention_mask", "card_text_input_ids", "card_text_attention_mask"):
@@ -311,10 +314,10 @@ class EmberVLM(nn.Module):
         except ValueError as err:
             message = str(err)
             raise ValueError(message if message.startswith(str(weights)) else f"{weights}: {message}") from None
-        if TASK_MEMORY in state and TASK_MEMORY in model.state_dict():  # as many rows as the model had training tasks
-            model.robot_head.set_task_memory(state[TASK_MEMORY])
         if config.robot_ids != saved_ids:
             state = remap_robot_rows(state, model.state_dict(), saved_ids, config.robot_ids)
+        if TASK_MEMORY in state and TASK_MEMORY in model.state_dict():  # as many rows as the model had training tasks
+            model.robot_head.set_task_memory(state[TASK_MEMORY], state.get(MEMORY_ROBOTS))
         load_matching(model, state)
         model.name, model.sha = f"{config.preset}:{path.name}", file_sha(weights)
         return model.eval()
