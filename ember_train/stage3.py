@@ -97,8 +97,13 @@ class SelectionStage(Stage):
                             AUTOCAST_DTYPES[self.args.mixed_precision])
 
     def evaluate(self, trainer: Trainer, epoch: int, end_of_epoch: bool) -> None:
-        """Validation metrics (the trainer keeps the best macro-F1's weights); at the end of an epoch, its plots too."""
-        scores = self._scores(self.splits.val)
+        """Validation metrics (the trainer keeps the best macro-F1's weights); at the end of an epoch, its plots too.
+
+        Without the task memory's vote: it changes no weight, and with it the remembered tasks' robots would
+        win the first epoch already (a model picked before it learned anything). The final test scores count it.
+        """
+        with self.model.robot_head.vote_paused():
+            scores = self._scores(self.splits.val)
         metrics = scores.metrics(self.names)
         if self.ctx.is_main:
             print(format_metrics(metrics, self.names, f"Validation metrics (Epoch {epoch}, Step {trainer.step}):"),

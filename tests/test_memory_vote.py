@@ -65,6 +65,9 @@ def test_no_vote_in_training_without_remembered_robots_or_with_gain_0():
     head.set_task_memory(memory, robots)
     assert head.train().vote(task) is None  # every training task would find itself
     assert head.eval().vote(task) is not None
+    with head.vote_paused():  # how Stage 3 validates, to pick the best epoch
+        assert head.vote(task) is None
+    assert head.vote(task) is not None and head.memory_vote == MemoryVote()
     head.set_task_memory(memory)
     assert head.vote(task) is None
     off = RobotHead(8, 4, text_dim=6, memory_vote=MemoryVote(gain=0.0)).eval()

@@ -40,7 +40,9 @@ Training adds a loss on the card logits alone so that they are a calibrated scor
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Iterator
 
 import torch
 import torch.nn as nn
@@ -130,6 +132,16 @@ class RobotHead(nn.Module):
         shares = shares.clamp(VOTE_FLOOR, 1 - VOTE_FLOOR)
         swayed = torch.sigmoid(self.memory_sharpness * (nearest[:, :1] - vote.threshold))
         return vote.gain * swayed * torch.log(shares / (1 - shares))
+
+    @contextmanager
+    def vote_paused(self) -> Iterator[None]:
+        """Score without the memory's vote inside the block (what training learned, e.g. to pick the best epoch)."""
+        kept = self.memory_vote
+        self.memory_vote = replace(kept, gain=0.0)
+        try:
+            yield
+        finally:
+            self.memory_vote = kept
 
     def forward(self, selection_state: torch.Tensor, card_embeddings: torch.Tensor,
                 task_embedding: torch.Tensor | None = None, card_owner: torch.Tensor | None = None,

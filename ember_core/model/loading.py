@@ -168,6 +168,10 @@ def load_matching(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> lis
     external = getattr(model, "external_prefixes", ())
     missing = [key for key in result.missing_keys
                if key not in skipped and own[key].data_ptr() not in loaded and not key.startswith(external)]
+    optional = [key for key in missing if key.startswith(OPTIONAL_PREFIXES)]  # a checkpoint saved before them
+    missing = [key for key in missing if key not in optional]
+    if optional:
+        log.info("%d optional tensor(s) not in the checkpoint start as if absent: %s", len(optional), optional[:5])
     if missing:
         log.warning("%d tensor(s) not in the checkpoint keep their initialisation: %s", len(missing), missing[:5])
     return [line.split(":")[0] for line in mismatched]
