@@ -109,14 +109,10 @@ def logits(model, processor, tasks: list[str]) -> torch.Tensor:
 
 
 def vote_in_logits(model, processor, tasks: list[str]) -> torch.Tensor:
-    """What the vote adds to the logits of `tasks`: the logits less those with the vote's gain at 0."""
-    head = model.robot_head
-    voted, kept = logits(model, processor, tasks), head.memory_vote
-    head.memory_vote = MemoryVote(gain=0.0)
-    try:
+    """What the vote adds to the logits of `tasks`: the logits less those with the vote paused."""
+    voted = logits(model, processor, tasks)
+    with model.robot_head.vote_paused():
         return voted - logits(model, processor, tasks)
-    finally:
-        head.memory_vote = kept
 
 
 def test_a_remembered_task_leans_to_its_robots_and_the_vote_survives_a_save(remembered, tmp_path):

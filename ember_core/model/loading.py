@@ -51,18 +51,19 @@ def remap_robot_rows(state: dict[str, torch.Tensor], fresh: dict[str, torch.Tens
         rows = fresh[key].clone()
         if key.endswith("known"):
             rows[:] = False
-        for new_index, robot in enumerate(ids):
-            if robot in saved_ids:
-                rows[new_index] = state[key][saved_ids.index(robot)]
-        state[key] = rows
+        state[key] = _by_id(state[key], rows, saved_ids, ids)
     if MEMORY_ROBOTS in state:  # the same robots, by column
         saved = state[MEMORY_ROBOTS]
-        columns = torch.zeros(saved.shape[0], len(ids), dtype=saved.dtype)
-        for new_index, robot in enumerate(ids):
-            if robot in saved_ids:
-                columns[:, new_index] = saved[:, saved_ids.index(robot)]
-        state[MEMORY_ROBOTS] = columns
+        state[MEMORY_ROBOTS] = _by_id(saved.T, saved.new_zeros(len(ids), saved.shape[0]), saved_ids, ids).T
     return state
+
+
+def _by_id(saved: torch.Tensor, rows: torch.Tensor, saved_ids: list[str], ids: list[str]) -> torch.Tensor:
+    """`rows` (one per robot of `ids`) with each robot of `saved_ids` given its row of `saved`."""
+    for new_index, robot in enumerate(ids):
+        if robot in saved_ids:
+            rows[new_index] = saved[saved_ids.index(robot)]
+    return rows
 
 
 def stored_names(model: torch.nn.Module) -> list[str]:
