@@ -20,7 +20,7 @@ from ember_ros.camera import Frame, LatestFrame, pair
 from ember_ros.outputs import split_document
 from ember_ros.parameters import SPEC_BY_NAME, SPECS, Settings
 from ember_ros.requests import TaskQueue, TaskRequest, parse_task
-from ember_ros.worker import selection_request
+from ember_ros.worker import GIL_SWITCH_INTERVAL_S, SelectionWorker, selection_request
 
 
 def test_plain_and_json_tasks():
@@ -179,3 +179,14 @@ def test_the_executables_print_help_and_exit_without_starting_a_node(command, ex
     assert result.returncode == 0, result.stderr
     for text in expected:
         assert text in result.stdout, text
+
+
+@pytest.mark.parametrize("before", [0.005, GIL_SWITCH_INTERVAL_S / 2])
+def test_the_worker_shortens_the_gil_switch_interval_and_never_lengthens_it(before):
+    saved = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(before)
+        SelectionWorker(selector=None, host=None)
+        assert sys.getswitchinterval() == pytest.approx(min(before, GIL_SWITCH_INTERVAL_S))
+    finally:
+        sys.setswitchinterval(saved)
