@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from ember_core.calibration import Calibration
@@ -11,7 +12,7 @@ from ember_core.pretrained import DEFAULT_MODEL_DIR, load_pretrained, resolve_mo
 from ember_core.request import SelectionRequest
 from ember_core.scenes import render_scene
 from ember_core.selector import Selector
-from ember_train.data import load_records, split_records
+from ember_train.data import load_records, robot_targets, split_records
 from ember_train.evaluate import score_records
 from ember_train.public_data import PUBLIC_DATA
 
@@ -54,12 +55,14 @@ def test_the_shipped_model_directory_is_a_current_save(shipped, fleet):
 
 
 def test_the_shipped_model_remembers_its_training_tasks(shipped, fleet):
-    """Its gate compares a task with the public train split's tasks (heads.py), so it holds all of them."""
+    """Its gate compares a task with the public train split's tasks (heads.py), so it holds all of them, and
+    its memory's vote needs their labelled robots."""
     if not PUBLIC_DATA.is_dir():
         pytest.skip(f"public dataset not found at {PUBLIC_DATA}")
     model, _ = shipped
     train = split_records(load_records(PUBLIC_DATA, fleet), seed=0).train
     assert model.robot_head.task_memory.shape == (len(train), 384)
+    assert np.array_equal(model.robot_head.memory_robots.numpy(), robot_targets(train, fleet))
     task = train[0].task
     encoder = model.text_encoder
     assert model.robot_head.familiarity(encoder(**encoder.tokenize([task]))).item() > 0.95
