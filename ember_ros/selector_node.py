@@ -15,7 +15,7 @@ from ember_msgs.msg import Selection as SelectionMessage
 from ember_msgs.srv import SelectRobots
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -28,6 +28,7 @@ from ember_core.selection import Selection
 from ember_core.selector import Selector
 from ember_ros import parameters
 from ember_ros.camera import Frame, LatestFrame
+from ember_ros.executor import SelectorExecutor
 from ember_ros.fleet_status import read_fleet_status
 from ember_ros.launch_defaults import NODE_NAME
 from ember_ros.outputs import JSON_TOPICS, SELECTION, split_document
@@ -397,7 +398,7 @@ def main(args: list[str] | None = None) -> None:
         node = SelectorNode()
         if node.get_parameter("autostart").value:
             node.autostart()
-        executor = MultiThreadedExecutor(num_threads=2)  # one for the select service's wait, one for the rest
+        executor = SelectorExecutor(num_threads=2)  # one for the select service's wait, one for the rest
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

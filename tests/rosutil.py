@@ -17,7 +17,6 @@ os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 
 import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
@@ -25,6 +24,7 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from ember_msgs.msg import Selection  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
+from ember_ros.executor import SelectorExecutor  # noqa: E402
 from ember_ros.outputs import JSON_TOPICS, SELECTION  # noqa: E402
 
 RELIABLE = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
@@ -46,7 +46,7 @@ def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 30.0) -> 
 @contextmanager
 def spinning(*nodes: Node):
     """Spin the nodes in a background thread for the duration of the block."""
-    executor = MultiThreadedExecutor(num_threads=2)
+    executor = SelectorExecutor(num_threads=2)
     for node in nodes:
         executor.add_node(node)
     thread = threading.Thread(target=executor.spin, daemon=True)

@@ -16,7 +16,9 @@ from rosutil import (  # noqa: E402
     KEEP_ALL_RELIABLE, connected, hold_frame, make_node, make_probe, ros, send_frame, spinning, wait_for)
 
 from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
+from rclpy.exceptions import InvalidHandle  # noqa: E402
 from rclpy.serialization import serialize_message  # noqa: E402
+from rclpy.waitable import NumberOfEntities, Waitable  # noqa: E402
 from sensor_msgs.msg import CompressedImage  # noqa: E402
 from sensor_msgs.msg import Image as RawImage  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
@@ -78,6 +80,50 @@ def test_a_burst_of_1000_tasks_reaches_a_consumer_that_paused_on_every_result_to
         assert sorted(m["request_id"] for m in probe.outputs[topic]) == sorted(f"burst-{i}" for i in range(BURST))
     statuses = {m["status"] for m in probe.outputs["robot_selection/json"]}
     assert statuses == {"ok", "rejected_busy"} and node.stats.counts["results_published"] == BURST
+
+
+class DestroyedWhileWaiting(Waitable):
+    """A QoS event handler destroyed by a lifecycle transition while the executor built its wait set: rclpy 9
+    adds it anyway, and adding it raises InvalidHandle (once; the next wait set no longer has it)."""
+
+    def __init__(self, callback_group):
+        super().__init__(callback_group)
+        self.raised = 0
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def is_ready(self, wait_set) -> bool:
+        return False
+
+    def take_data(self):
+        return None
+
+    async def execute(self, taken_data) -> None:
+        return None
+
+    def get_num_entities(self) -> NumberOfEntities:
+        return NumberOfEntities()
+
+    def add_to_wait_set(self, wait_set) -> None:
+        if not self.raised:
+            self.raised += 1
+            raise InvalidHandle("cannot use Destroyable because destruction was requested")
+
+
+def test_an_entity_destroyed_while_the_executor_waits_costs_one_turn_and_the_node_answers_on(make_node, make_probe):
+    """With rclpy's own MultiThreadedExecutor this ended spin(): deactivating the node then hung 4 times in 15."""
+    node, probe = make_node(require_image=False, return_reasoning=False), make_probe()
+    destroyed = DestroyedWhileWaiting(node.default_callback_group)
+    node.add_waitable(destroyed)
+    with spinning(node, probe):
+        connected(probe, node)
+        probe.send_task({"task": TASK, "request_id": "after"})
+        answer = wait_for(lambda: probe.result("after"), "the answer after the destroyed entity")
+    assert destroyed.raised == 1 and answer["status"] == "ok"
 
 
 def test_an_exception_anywhere_in_answering_is_an_error_result_and_the_worker_goes_on(make_node, make_probe, monkeypatch):
