@@ -109,7 +109,7 @@ class HeadGraph(nn.Module):
         card_logits, gate = head.card_logits(selection_state, card_embeddings, task_embedding, card_owner,
                                              robot_rows.shape[0], classifier)
         known = (robot_rows >= 0) & head.known[row]
-        vote = head.vote(F.normalize(task_embedding, dim=-1)) if head.text_dim else None
+        vote = head.vote(task_embedding)
         return head.blend(mlp_logits, card_logits, gate, known, None if vote is None else vote[:, row])["robot_logits"]
 
 

@@ -119,14 +119,15 @@ class RobotHead(nn.Module):
         nearest = (task_embedding @ self.task_memory.to(task_embedding.dtype).T).max(1).values
         return torch.sigmoid(self.memory_sharpness * (nearest - self.memory_threshold))
 
-    def vote(self, task_embedding: torch.Tensor) -> torch.Tensor | None:
-        """(B, MLP rows): the memory's vote for unit task embeddings (B, T), to add to the trained robots' logits
-        (module docstring); None in training, without remembered robots, or with gain 0."""
+    def vote(self, task_embedding: torch.Tensor | None) -> torch.Tensor | None:
+        """(B, MLP rows): the memory's vote for task embeddings (B, T), to add to the trained robots' logits
+        (module docstring); None without a sentence encoder, in training, without remembered robots, or with gain 0."""
         vote = self.memory_vote
-        if self.training or not self.text_dim or self.memory_robots.numel() == 0 or vote.gain == 0:
+        if not self.text_dim or self.training or self.memory_robots.numel() == 0 or vote.gain == 0:
             return None
         memory = self.task_memory.to(task_embedding.dtype)
-        nearest, index = (task_embedding @ memory.T).topk(min(vote.neighbours, memory.shape[0]), dim=-1)
+        task = F.normalize(task_embedding, dim=-1)
+        nearest, index = (task @ memory.T).topk(min(vote.neighbours, memory.shape[0]), dim=-1)
         weights = torch.softmax(nearest / vote.temperature, dim=-1)
         shares = (weights.unsqueeze(-1) * self.memory_robots.to(task_embedding.dtype)[index]).sum(1)
         shares = shares.clamp(VOTE_FLOOR, 1 - VOTE_FLOOR)
@@ -155,8 +156,7 @@ class RobotHead(nn.Module):
         mlp_logits = self.mlp_logits(selection_state, task_embedding)
         card_logits, gate = self.card_logits(selection_state, card_embeddings, task_embedding, card_owner, self.num_robots,
                                              card_classifier)
-        vote = self.vote(F.normalize(task_embedding, dim=-1)) if self.text_dim else None
-        return self.blend(mlp_logits, card_logits, gate, self.known, vote)
+        return self.blend(mlp_logits, card_logits, gate, self.known, self.vote(task_embedding))
 
     def mlp_logits(self, selection_state: torch.Tensor, task_embedding: torch.Tensor | None) -> torch.Tensor:
         """(B, rows): the MLP's logit for each robot it has a row for."""
