@@ -89,8 +89,8 @@ class LanguageGraph(nn.Module):
 
 
 class HeadGraph(nn.Module):
-    """The robot head for any fleet: `robot_rows` picks each robot's trained MLP row and memory vote (-1: none, card
-    score alone)."""
+    """The robot head for any fleet: `robot_rows` picks each robot's trained MLP row and memory vote (-1: none, scored
+    as a new robot, `RobotHead.new_robot_logits`)."""
 
     def __init__(self, model: EmberVLM):
         super().__init__()
@@ -110,7 +110,8 @@ class HeadGraph(nn.Module):
                                              robot_rows.shape[0], classifier)
         known = (robot_rows >= 0) & head.known[row]
         vote = head.vote(task_embedding)
-        return head.blend(mlp_logits, card_logits, gate, known, None if vote is None else vote[:, row])["robot_logits"]
+        return head.blend(mlp_logits, card_logits, gate, known, None if vote is None else vote[:, row],
+                          head.new_robot_logits(task_embedding, classifier))["robot_logits"]
 
 
 class ScoresGraph(nn.Module):

@@ -88,6 +88,11 @@ class EmberVLMConfig:
     memory_vote_temperature: float = 0.05
     memory_vote_gain: float = 1.0
     memory_vote_threshold: float = 0.8
+    # With a sentence encoder, a robot without a trained MLP row (added to the fleet after training) gets the
+    # logit `new_robot_scale * z + new_robot_bias`, z its card classifier log-odds standardised over the
+    # training tasks (ember_core.model.heads; chosen on the development sets, README "The model").
+    new_robot_scale: float = 0.7
+    new_robot_bias: float = -1.7
     # Scene tags a head on the pooled visual tokens recognises in the camera image (TaskContext.scene);
     # the Selector hands them to the fleet's scene rules (cards and plugins). Empty: no scene head.
     scene_tags: list[str] = dataclasses.field(default_factory=list)
@@ -153,6 +158,8 @@ class EmberVLMConfig:
         fields.number("memory_vote_temperature", self.memory_vote_temperature, 0.0, 1e4, low_open=True)
         fields.number("memory_vote_gain", self.memory_vote_gain, 0.0, 1e4)
         fields.number("memory_vote_threshold", self.memory_vote_threshold, -1.0, 1.0)  # a cosine similarity
+        fields.number("new_robot_scale", self.new_robot_scale, 0.0, 1e4, low_open=True)
+        fields.number("new_robot_bias", self.new_robot_bias, -1e4, 1e4)
         self.scene_tags = fields.string_list("scene_tags", self.scene_tags)
         for tag in self.scene_tags:
             if tag not in SCENE_TAGS:

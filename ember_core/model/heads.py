@@ -20,7 +20,12 @@ encoder, the task's sentence embedding):
   classifier does not.
 
 For robot i the logit is `g * mlp_i + (1 - g) * card_i` when the MLP has a trained row for it
-(`known[i]`), else `card_i` alone. With a sentence encoder, g says how familiar the task is: the
+(`known[i]`). A robot without one (added to the fleet after training) is scored from its card alone. With a
+sentence encoder and a task memory, its logit is `new_robot_scale * z_i + new_robot_bias`, where z_i is the
+card classifier's log-odds for it standardised by their mean and spread over the training tasks. This puts
+a new robot's score on the trained robots' scale: the raw card score is not, and a robot with few phrases
+rarely led. The two numbers were chosen on the development sets (README, "The model"). Without a sentence
+encoder a new robot's logit is card_i. With a sentence encoder, g says how familiar the task is: the
 head keeps the embeddings of its training tasks (`task_memory`) and
 g = sigmoid(sharpness * (max cosine to a training task - threshold)), so tasks phrased like the
 training data are scored by the MLP that learned them and tasks unlike anything it saw by the cards.
@@ -66,7 +71,7 @@ class RobotHead(nn.Module):
     def __init__(self, state_dim: int, num_robots: int, hidden: int = 384, mid: int = 96,
                  dropout: float = 0.1, card_dim: int = 128, text_dim: int = 0, card_top_k: int = 3,
                  memory_threshold: float = 0.6, memory_sharpness: float = 10.0,
-                 memory_vote: MemoryVote = MemoryVote()):
+                 memory_vote: MemoryVote = MemoryVote(), new_robot: tuple[float, float] = (0.7, -1.7)):
         super().__init__()
         self.mlp = nn.Sequential(
             nn.Linear(state_dim + text_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
@@ -78,6 +83,7 @@ class RobotHead(nn.Module):
         self.memory_threshold = memory_threshold
         self.memory_sharpness = memory_sharpness
         self.memory_vote = memory_vote
+        self.new_robot_scale, self.new_robot_bias = new_robot
         if text_dim:
             self.register_buffer("task_memory", torch.zeros(0, text_dim))
             # Which robots (MLP rows) suit each remembered task, 0/1; empty: no vote (saved before there was one).
@@ -134,6 +140,19 @@ class RobotHead(nn.Module):
         swayed = torch.sigmoid(self.memory_sharpness * (nearest[:, :1] - vote.threshold))
         return vote.gain * swayed * torch.log(shares / (1 - shares))
 
+    def new_robot_logits(self, task_embedding: torch.Tensor | None,
+                         card_classifier: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor | None:
+        """(B, N): each robot's logit as a robot without a trained MLP row (module docstring); None without a
+        sentence encoder or a task memory, where such a robot keeps its card score."""
+        if not self.text_dim or self.task_memory.numel() == 0:
+            return None
+        weight, bias = (part.to(task_embedding.dtype) for part in card_classifier)
+        odds = _log_odds(F.normalize(task_embedding, dim=-1) @ weight.T + bias)
+        background = _log_odds(self.task_memory.to(task_embedding.dtype) @ weight.T + bias)  # (M, N)
+        centre = background.mean(0)
+        spread = ((background - centre) ** 2).mean(0).sqrt().clamp(min=1e-6)
+        return self.new_robot_scale * (odds - centre) / spread + self.new_robot_bias
+
     @contextmanager
     def vote_paused(self) -> Iterator[None]:
         """Score without the memory's vote inside the block (what training learned, e.g. to pick the best epoch)."""
@@ -156,7 +175,8 @@ class RobotHead(nn.Module):
         mlp_logits = self.mlp_logits(selection_state, task_embedding)
         card_logits, gate = self.card_logits(selection_state, card_embeddings, task_embedding, card_owner, self.num_robots,
                                              card_classifier)
-        return self.blend(mlp_logits, card_logits, gate, self.known, self.vote(task_embedding))
+        return self.blend(mlp_logits, card_logits, gate, self.known, self.vote(task_embedding),
+                          self.new_robot_logits(task_embedding, card_classifier))
 
     def mlp_logits(self, selection_state: torch.Tensor, task_embedding: torch.Tensor | None) -> torch.Tensor:
         """(B, rows): the MLP's logit for each robot it has a row for."""
@@ -190,13 +210,14 @@ class RobotHead(nn.Module):
 
     @staticmethod
     def blend(mlp_logits: torch.Tensor, card_logits: torch.Tensor, gate: torch.Tensor,
-              known: torch.Tensor, vote: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """The logits: `g * mlp + (1 - g) * card` (plus the memory's `vote`) for robots the MLP knows, the card
-        score for the others."""
+              known: torch.Tensor, vote: torch.Tensor | None = None,
+              new_robot: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The logits: `g * mlp + (1 - g) * card` (plus the memory's `vote`) for robots the MLP knows; for the
+        others `new_robot` (`new_robot_logits`), or the card score where that is None."""
         blended = gate * mlp_logits + (1 - gate) * card_logits
         if vote is not None:
             blended = blended + vote
-        logits = torch.where(known, blended, card_logits)
+        logits = torch.where(known, blended, card_logits if new_robot is None else new_robot)
         return {"robot_logits": logits, "mlp_logits": mlp_logits, "card_logits": card_logits}
 
 

@@ -77,6 +77,7 @@ class EmberVLM(nn.Module):
             memory_threshold=config.memory_threshold, memory_sharpness=config.memory_sharpness,
             memory_vote=MemoryVote(config.memory_neighbours, config.memory_vote_temperature, config.memory_vote_gain,
                                    config.memory_vote_threshold),
+            new_robot=(config.new_robot_scale, config.new_robot_bias),
         )
         # Card token ids, set by `set_cards`: for the LM, and for the sentence encoder when there is one.
         for name in ("card_input_ids", "card_attention_mask", "card_text_input_ids", "card_text_attention_mask"):
