@@ -18,6 +18,7 @@ from ember_core.limits import MAX_TASK_ECHO, MAX_TOP_K
 from ember_core.clauses import task_parts
 from ember_core.explanation import ExplanationContext, explanation_text
 from ember_core.model.structured import ExplanationTooLong, StructuredDecoder
+from ember_core.part_scorer import load_part_scorer
 from ember_core.processor import Features, select_mask
 from ember_core.reasoning import Plan, Reasoning, Subtask, format_plan, parse_plan, parse_reasoning
 from ember_core.request import DEFAULT_TOP_K, SelectionRequest
@@ -61,6 +62,7 @@ class Selector:
         self.fleet = fleet
         self.scene_vetoes = scene_vetoes
         self.decoder = StructuredDecoder(self.processor.tokenizer, self.backend.config.max_reasoning_tokens)
+        self.part_scorer = load_part_scorer(self.backend.config.text_encoder)
 
     @property
     def model_name(self) -> str:
@@ -167,7 +169,8 @@ class Selector:
         outputs = self._forward([item.features for item in items] + parts)
         model_ms = (time.perf_counter() - start) * 1000 / len(items)
         probabilities, scenes = self._scores(items, outputs)
-        scored = self.processor.probabilities(outputs.robot_logits[len(items):])
+        embedding = None if outputs.task_embedding is None else outputs.task_embedding[len(items):]
+        scored = self._part_scores(outputs.robot_logits[len(items):], embedding)
         selections, offset = [], 0
         for item, probs, scene in zip(items, probabilities, scenes):
             count = len(item.part_features)
@@ -182,7 +185,8 @@ class Selector:
         outputs = self._forward([item.features], use_cache=True)
         scored = np.zeros((0, len(self.fleet)))
         if item.part_features:
-            scored = self.processor.probabilities(self._forward(item.part_features).robot_logits)
+            part_outputs = self._forward(item.part_features)
+            scored = self._part_scores(part_outputs.robot_logits, part_outputs.task_embedding)
         model_ms = (time.perf_counter() - start) * 1000
         probabilities, scenes = self._scores([item], outputs)
         selection = self._selection(item, probabilities[0], scenes[0], model_ms, scored)
@@ -194,6 +198,14 @@ class Selector:
                       for c in selection.candidates]
         latency = {**selection.latency_ms, "reasoning": (time.perf_counter() - began) * 1000}
         return replace(selection, candidates=candidates, reasoning=reasoning, latency_ms=latency)
+
+    def _part_scores(self, robot_logits: np.ndarray, embedding: np.ndarray | None) -> np.ndarray:
+        """The probabilities of part texts for the team rule: calibrated, with the part scorer's mixed in
+        (ember_core.part_scorer) when the model's sentence encoder is the one it reads."""
+        probabilities = self.processor.probabilities(robot_logits)
+        if self.part_scorer is None or embedding is None or not len(probabilities):
+            return probabilities
+        return self.part_scorer.mix(probabilities, embedding, self.fleet.ids)
 
     def _scores(self, items: list[_Prepared], outputs: Outputs) -> tuple[np.ndarray, list[frozenset[str] | None]]:
         """Calibrated per-robot probabilities (B, N) of the items (the first B rows of the outputs), and
