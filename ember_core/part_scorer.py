@@ -2,58 +2,113 @@
 
 The model is trained on whole tasks and misreads the short parts of a task that the team rule
 (`ember_core.teams`) scores: "get an aerial view of the berths" reads as work for the Underwater Robot.
-`assets/part_clauses.jsonl` holds 480 hand-written steps of multi-step jobs, each with every robot of the
-default fleet that could do it alone. `python tools/fit_part_scorer.py` fits one logistic regression per
-robot on their sentence embeddings (L2, inverse strength C) into `assets/part_scorer.json`, and the
-Selector mixes, for each part and each robot the scorer knows, MIX of its probability with 1 - MIX of the
-model's calibrated one; a robot it does not know (a plugin's) keeps the model's. It reads the embeddings
-of one sentence encoder (`encoder`, the model config's `text_encoder`) and is not used with another or
-without one. C and MIX were chosen on the development sets (README, "Teams and plans";
-`benchmarks/part_scorer.py`). Plain numpy, so the torch-free runtime uses it too.
+`assets/part_clauses.jsonl` holds about 1,500 hand-written steps of multi-step jobs, each with every robot
+of the default fleet that could do it alone. `python tools/fit_part_scorer.py` fits one logistic regression
+per robot (L2, inverse strength C) into `assets/part_scorer.json`, on two kinds of features of a step:
+
+- its unit sentence embedding (the model's own encoder), which carries meaning across phrasings;
+- its words and word pairs, TF-IDF weighted (`WordFeatures`), which carry the cues a step names outright
+  ("lake bed", "from the air", "by hand", "rubble"), weighed LEXICAL_WEIGHT against the embedding.
+
+The Selector mixes, for each part and each robot the scorer knows, MIX of its probability with 1 - MIX of
+the model's calibrated one; a robot it does not know (a plugin's) keeps the model's. It reads the
+embeddings of one sentence encoder (`encoder`, the model config's `text_encoder`) and is not used with
+another or without one. C, LEXICAL_WEIGHT and MIX were chosen on the development sets (README, "Teams and
+plans"; `benchmarks/part_scorer.py`). Plain numpy, so the torch-free runtime uses it too.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 PART_CLAUSES_FILE = ASSETS / "part_clauses.jsonl"
 PART_SCORER_FILE = ASSETS / "part_scorer.json"
-MIX = 0.5
+MIX = 0.75
+_WORD = re.compile(r"\b\w\w+\b")
+
+
+def words_and_pairs(text: str) -> list[str]:
+    """The terms of a text: its lower-case words of two or more characters, then each pair of neighbours."""
+    words = _WORD.findall(text.lower())
+    return words + [f"{first} {second}" for first, second in zip(words, words[1:])]
+
+
+@dataclass(frozen=True)
+class WordFeatures:
+    """TF-IDF over a fixed vocabulary: (1 + log count) x idf per term, each row scaled to unit length."""
+
+    vocabulary: tuple[str, ...]
+    idf: np.ndarray  # (V,)
+    index: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "index", {term: column for column, term in enumerate(self.vocabulary)})
+
+    @classmethod
+    def fit(cls, texts: Sequence[str], min_count: int = 2) -> WordFeatures:
+        """The terms found in at least `min_count` texts, with idf = ln((1 + n) / (1 + texts with it)) + 1."""
+        found = Counter(term for text in texts for term in set(words_and_pairs(text)))
+        vocabulary = tuple(sorted(term for term, count in found.items() if count >= min_count))
+        idf = np.array([math.log((1 + len(texts)) / (1 + found[term])) + 1 for term in vocabulary], dtype=np.float32)
+        return cls(vocabulary, idf)
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        """(T, V) features of the texts; terms outside the vocabulary are left out."""
+        index = self.index
+        features = np.zeros((len(texts), len(self.vocabulary)), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for term, count in Counter(words_and_pairs(text)).items():
+                if term in index:
+                    features[row, index[term]] = (1 + math.log(count)) * self.idf[index[term]]
+        return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
 
 
 @dataclass(frozen=True)
 class PartScorer:
-    """One logistic regression per robot id over unit sentence embeddings of the encoder `encoder`."""
+    """One logistic regression per robot id over a step's unit sentence embedding (encoder `encoder`) and
+    its `WordFeatures`."""
 
     encoder: str
     robots: tuple[str, ...]
-    weight: np.ndarray  # (R, D)
+    weight: np.ndarray  # (R, D), on the unit embedding
+    words: WordFeatures
+    word_weight: np.ndarray  # (R, V), on the word features (LEXICAL_WEIGHT folded in)
     bias: np.ndarray  # (R,)
     clauses_sha256: str
 
     @classmethod
     def load(cls, path: Path = PART_SCORER_FILE) -> PartScorer:
         record = json.loads(Path(path).read_text())
+        words = WordFeatures(tuple(record["vocabulary"]), np.asarray(record["idf"], dtype=np.float32))
         return cls(record["encoder"], tuple(record["robots"]), np.asarray(record["weight"], dtype=np.float32),
+                   words, np.asarray(record["word_weight"], dtype=np.float32),
                    np.asarray(record["bias"], dtype=np.float32), record["clauses_sha256"])
 
     def to_record(self) -> dict:
         return {"encoder": self.encoder, "robots": list(self.robots), "clauses_sha256": self.clauses_sha256,
-                "weight": np.round(self.weight, 6).tolist(), "bias": np.round(self.bias, 6).tolist()}
+                "weight": np.round(self.weight, 6).tolist(), "bias": np.round(self.bias, 6).tolist(),
+                "vocabulary": list(self.words.vocabulary), "idf": np.round(self.words.idf, 6).tolist(),
+                "word_weight": np.round(self.word_weight, 6).tolist()}
 
-    def probabilities(self, embedding: np.ndarray) -> np.ndarray:
-        """(T, R): each known robot's probability of doing each of T parts, from their embeddings (T, D)."""
+    def probabilities(self, embedding: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        """(T, R): each known robot's probability of doing each of T steps, from their embeddings (T, D) and texts."""
         unit = embedding / np.maximum(np.linalg.norm(embedding, axis=1, keepdims=True), 1e-12)
-        return 1.0 / (1.0 + np.exp(-(unit @ self.weight.T + self.bias)))
+        logits = unit @ self.weight.T + self.words(texts) @ self.word_weight.T + self.bias
+        return 1.0 / (1.0 + np.exp(-logits))
 
-    def mix(self, probabilities: np.ndarray, embedding: np.ndarray, fleet_ids: tuple[str, ...] | list[str]) -> np.ndarray:
+    def mix(self, probabilities: np.ndarray, embedding: np.ndarray, texts: Sequence[str],
+            fleet_ids: Sequence[str]) -> np.ndarray:
         """The model's part probabilities (T, N) over `fleet_ids` with the scorer's mixed in (module docstring)."""
         mixed = np.array(probabilities, dtype=np.float32)
-        scored = self.probabilities(embedding)
+        scored = self.probabilities(embedding, texts)
         for row, robot in enumerate(self.robots):
             if robot in fleet_ids:
                 column = list(fleet_ids).index(robot)

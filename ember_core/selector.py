@@ -37,6 +37,7 @@ class _Prepared:
     image: ImageInfo | None
     preprocess_ms: float
     part_features: list[Features]  # the part_texts of a multi-part task (text only; see ember_core.teams), else empty
+    part_texts: list[str]  # the texts of part_features
     parts: list[str]
 
 
@@ -144,20 +145,22 @@ class Selector:
         features = self.processor.features(task, pixels, return_tensors="np")
         parts = task_parts(task)
         return _Prepared(request, task, features, info, (time.perf_counter() - start) * 1000,
-                         self._part_features(parts), parts)
+                         *self._part_features(parts), parts)
 
-    def _part_features(self, parts: list[str]) -> list[Features]:
-        """The features of the parts' `part_texts` (none for a task of one part); a part in context that is
-        longer than the model reads is scored alone."""
+    def _part_features(self, parts: list[str]) -> tuple[list[Features], list[str]]:
+        """The features of the parts' `part_texts` and those texts (none for a task of one part); a part in
+        context that is longer than the model reads is scored alone."""
         if len(parts) < 2:
-            return []
-        features = []
+            return [], []
+        features, texts = [], []
         for text, part in zip(part_texts(parts), parts + parts[1:]):
             try:
                 features.append(self.processor.features(text, return_tensors="np"))
             except InvalidInputError:
                 features.append(self.processor.features(part, return_tensors="np"))
-        return features
+                text = part
+            texts.append(text)
+        return features, texts
 
     def _forward(self, features: list[Features], use_cache: bool = False) -> Outputs:
         return self.backend.forward(self.processor.collate(features, return_tensors="np"), use_cache)
@@ -170,7 +173,8 @@ class Selector:
         model_ms = (time.perf_counter() - start) * 1000 / len(items)
         probabilities, scenes = self._scores(items, outputs)
         embedding = None if outputs.task_embedding is None else outputs.task_embedding[len(items):]
-        scored = self._part_scores(outputs.robot_logits[len(items):], embedding)
+        texts = [text for item in items for text in item.part_texts]
+        scored = self._part_scores(outputs.robot_logits[len(items):], embedding, texts)
         selections, offset = [], 0
         for item, probs, scene in zip(items, probabilities, scenes):
             count = len(item.part_features)
@@ -186,7 +190,7 @@ class Selector:
         scored = np.zeros((0, len(self.fleet)))
         if item.part_features:
             part_outputs = self._forward(item.part_features)
-            scored = self._part_scores(part_outputs.robot_logits, part_outputs.task_embedding)
+            scored = self._part_scores(part_outputs.robot_logits, part_outputs.task_embedding, item.part_texts)
         model_ms = (time.perf_counter() - start) * 1000
         probabilities, scenes = self._scores([item], outputs)
         selection = self._selection(item, probabilities[0], scenes[0], model_ms, scored)
@@ -199,13 +203,13 @@ class Selector:
         latency = {**selection.latency_ms, "reasoning": (time.perf_counter() - began) * 1000}
         return replace(selection, candidates=candidates, reasoning=reasoning, latency_ms=latency)
 
-    def _part_scores(self, robot_logits: np.ndarray, embedding: np.ndarray | None) -> np.ndarray:
+    def _part_scores(self, robot_logits: np.ndarray, embedding: np.ndarray | None, texts: list[str]) -> np.ndarray:
         """The probabilities of part texts for the team rule: calibrated, with the part scorer's mixed in
         (ember_core.part_scorer) when the model's sentence encoder is the one it reads."""
         probabilities = self.processor.probabilities(robot_logits)
         if self.part_scorer is None or embedding is None or not len(probabilities):
             return probabilities
-        return self.part_scorer.mix(probabilities, embedding, self.fleet.ids)
+        return self.part_scorer.mix(probabilities, embedding, texts, self.fleet.ids)
 
     def _scores(self, items: list[_Prepared], outputs: Outputs) -> tuple[np.ndarray, list[frozenset[str] | None]]:
         """Calibrated per-robot probabilities (B, N) of the items (the first B rows of the outputs), and

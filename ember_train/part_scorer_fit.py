@@ -7,11 +7,13 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from ember_core.part_scorer import PART_CLAUSES_FILE, PartScorer
+from ember_core.part_scorer import PART_CLAUSES_FILE, PartScorer, WordFeatures
 from ember_core.selector import Selector
 
-# The L2 inverse strength, chosen on the development sets (benchmarks/part_scorer.py).
-C = 16.0
+# The L2 inverse strength and the word features' weight beside the unit embedding, chosen on the development
+# sets (benchmarks/part_scorer.py).
+C = 4.0
+LEXICAL_WEIGHT = 2.0
 
 
 def embed(selector: Selector, texts: list[str]) -> np.ndarray:
@@ -22,15 +24,22 @@ def embed(selector: Selector, texts: list[str]) -> np.ndarray:
     return embedding / np.linalg.norm(embedding, axis=1, keepdims=True)
 
 
-def fit_part_scorer(selector: Selector, clauses: list[dict], c: float = C) -> PartScorer:
-    """One logistic regression per robot of the selector's fleet on the clauses' embeddings."""
-    embedding = embed(selector, [clause["clause"] for clause in clauses])
-    weight, bias = [], []
+def fit_part_scorer(selector: Selector, clauses: list[dict], c: float = C,
+                    lexical_weight: float = LEXICAL_WEIGHT) -> PartScorer:
+    """One logistic regression per robot of the selector's fleet on the clauses' embeddings and, weighed
+    `lexical_weight` (0: embeddings only), their word features."""
+    texts = [clause["clause"] for clause in clauses]
+    embedding = embed(selector, texts)
+    words = WordFeatures.fit(texts)
+    features = np.hstack([embedding, lexical_weight * words(texts)])
+    weight, word_weight, bias = [], [], []
     for robot in selector.fleet.ids:
         labels = np.array([robot in clause["robots"] for clause in clauses])
-        regression = LogisticRegression(C=c, max_iter=2000).fit(embedding, labels)
-        weight.append(regression.coef_[0])
+        regression = LogisticRegression(C=c, max_iter=3000).fit(features, labels)
+        weight.append(regression.coef_[0, :embedding.shape[1]])
+        word_weight.append(lexical_weight * regression.coef_[0, embedding.shape[1]:])
         bias.append(regression.intercept_[0])
     digest = hashlib.sha256(PART_CLAUSES_FILE.read_bytes()).hexdigest()
     return PartScorer(selector.backend.config.text_encoder, tuple(selector.fleet.ids),
-                      np.array(weight, dtype=np.float32), np.array(bias, dtype=np.float32), digest)
+                      np.array(weight, dtype=np.float32), words, np.array(word_weight, dtype=np.float32),
+                      np.array(bias, dtype=np.float32), digest)

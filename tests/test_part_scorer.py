@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import ember_core.part_scorer as part_scorer
-from ember_core.part_scorer import PART_CLAUSES_FILE, PartScorer, load_part_scorer, read_clauses
+from ember_core.part_scorer import PART_CLAUSES_FILE, PartScorer, WordFeatures, load_part_scorer, read_clauses
 from ember_core.request import SelectionRequest
 from ember_core.selector import Selector
 from ember_train.part_scorer_fit import fit_part_scorer
@@ -23,25 +23,44 @@ def test_the_shipped_part_scorer_is_the_fit_of_the_shipped_steps(selector):
     assert shipped.clauses_sha256 == hashlib.sha256(PART_CLAUSES_FILE.read_bytes()).hexdigest()
     assert shipped.encoder == selector.backend.config.text_encoder and shipped.robots == tuple(selector.fleet.ids)
     refitted = fit_part_scorer(selector, read_clauses())
-    np.testing.assert_allclose(refitted.weight, shipped.weight, atol=1e-3)
-    np.testing.assert_allclose(refitted.bias, shipped.bias, atol=1e-3)
+    assert refitted.words.vocabulary == shipped.words.vocabulary
+    np.testing.assert_allclose(refitted.words.idf, shipped.words.idf, atol=1e-5)
+    for fitted, stored in ((refitted.weight, shipped.weight), (refitted.word_weight, shipped.word_weight),
+                           (refitted.bias, shipped.bias)):
+        np.testing.assert_allclose(fitted, stored, atol=1e-3)
 
 
 def test_every_labelled_step_names_robots_of_the_default_fleet(selector):
     clauses = read_clauses()
-    assert len(clauses) == len({clause["clause"] for clause in clauses}) >= 400
+    assert len(clauses) == len({clause["clause"].lower() for clause in clauses}) >= 1400
     assert all(clause["robots"] and set(clause["robots"]) <= set(selector.fleet.ids) for clause in clauses)
 
 
+def test_word_features_are_tf_idf_of_words_and_word_pairs():
+    words = WordFeatures.fit(["dive to the lake bed", "search the lake bed", "fly over the lake", "fly over it"])
+    assert words.vocabulary == ("bed", "fly", "fly over", "lake", "lake bed", "over", "the", "the lake")
+    idf = dict(zip(words.vocabulary, words.idf))
+    assert idf["the"] == pytest.approx(np.log(5 / 4) + 1) and idf["fly"] == pytest.approx(np.log(5 / 3) + 1)
+    row = words(["Fly over the lake, the lake!", "a boat"])
+    raw = {"fly": idf["fly"], "fly over": idf["fly over"], "over": idf["over"], "the": (1 + np.log(2)) * idf["the"],
+           "lake": (1 + np.log(2)) * idf["lake"], "the lake": (1 + np.log(2)) * idf["the lake"], "lake bed": 0.0, "bed": 0.0}
+    expected = np.array([raw[term] for term in words.vocabulary]) / np.linalg.norm(list(raw.values()))
+    np.testing.assert_allclose(row[0], expected, rtol=1e-5)
+    assert not row[1].any()  # no known term: a zero row, not a division by zero
+
+
 def test_the_scorer_mixes_the_robots_it_knows_and_leaves_the_others():
+    words = WordFeatures(("dive",), np.array([1.0], dtype=np.float32))
     scorer = PartScorer("minilm", ("drone", "humanoid"), np.array([[4.0, 0.0], [0.0, 4.0]], dtype=np.float32),
-                        np.array([0.0, -1.0], dtype=np.float32), "")
-    model = np.array([[0.2, 0.3, 0.4]], dtype=np.float32)  # drone, snake_robot, humanoid
-    mixed = scorer.mix(model, np.array([[3.0, 0.0]]), ["drone", "snake_robot", "humanoid"])
+                        words, np.array([[-2.0], [0.0]], dtype=np.float32), np.array([0.0, -1.0], dtype=np.float32), "")
+    model = np.array([[0.2, 0.3, 0.4], [0.2, 0.3, 0.4]], dtype=np.float32)  # drone, snake_robot, humanoid
+    embedding = np.array([[3.0, 0.0], [3.0, 0.0]])
+    mixed = scorer.mix(model, embedding, ["look down", "dive"], ["drone", "snake_robot", "humanoid"])
     mix, sigmoid = part_scorer.MIX, lambda x: 1 / (1 + np.exp(-x))
-    np.testing.assert_allclose(mixed[0], [(1 - mix) * 0.2 + mix * sigmoid(4.0), 0.3, (1 - mix) * 0.4 + mix * sigmoid(-1.0)],
+    np.testing.assert_allclose(mixed[:, 0], [(1 - mix) * 0.2 + mix * sigmoid(4.0), (1 - mix) * 0.2 + mix * sigmoid(2.0)],
                                rtol=1e-6)
-    assert scorer.mix(model[:, :2], np.array([[3.0, 0.0]]), ["drone", "snake_robot"])[0, 1] == pytest.approx(0.3)
+    np.testing.assert_allclose(mixed[:, 1:], [[0.3, (1 - mix) * 0.4 + mix * sigmoid(-1.0)]] * 2, rtol=1e-6)
+    assert scorer.mix(model[:, :2], embedding, ["look down", "dive"], ["drone", "snake_robot"])[0, 1] == pytest.approx(0.3)
 
 
 def test_the_scorer_serves_only_the_encoder_it_reads():

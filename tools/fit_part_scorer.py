@@ -1,8 +1,8 @@
 """Fit the part scorer (ember_core.part_scorer) on the labelled steps and write ember_core/assets/part_scorer.json.
 
 `python tools/fit_part_scorer.py [--model DIR]`: embeds every step of ember_core/assets/part_clauses.jsonl with
-the model's sentence encoder (the shipped model's by default) and fits one L2 logistic regression per robot of
-the default fleet (ember_train.part_scorer_fit). About 25 s on 2 cores.
+the model's sentence encoder (the shipped model's by default), counts its words and word pairs, and fits one L2
+logistic regression per robot of the default fleet on both (ember_train.part_scorer_fit). About 20 s on 2 cores.
 """
 from __future__ import annotations
 
