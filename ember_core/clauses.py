@@ -40,6 +40,9 @@ ACTION_VERBS = frozenset((
     "pour", "copy", "email", "unbox", "unpack", "screw", "seal", "hook", "fit", "roll", "fold", "trundle",
     "tape", "start", "wheel", "ship", "post", "label", "cover", "patch", "lay", "set", "hang", "stow",
     "traverse", "perform", "study", "analyze", "analyse", "evaluate", "ensure", "observe", "travel", "provide",
+    "switch", "turn", "press", "unlock", "type", "flip", "strap", "dress", "wrap", "push", "pull", "shut", "winch",
+    "hoist", "drag", "bandage", "treat", "log", "read", "write", "rinse", "dredge", "refuel", "recharge", "splint",
+    "reset", "restart",
 ))
 # A subordinate part ("once the pallet has been brought in") may have no action verb, only these.
 _AUXILIARIES = frozenset(("is", "are", "was", "were", "has", "have", "had", "been", "be", "gets", "got", "goes"))
@@ -54,7 +57,7 @@ _LEADING = ((re.compile(r"^(?:before)\s+(.+?),\s*(.+)$", re.IGNORECASE), True),
 # him until the boat arrives" one).
 _VERBS, _NEGATION = "verbs", "negation"
 _INSIDE = ((re.compile(r",?\s+and\s+(?=(?:once|after|before|when)\s)", re.IGNORECASE), False, _VERBS),
-           (re.compile(r",?\s+(?:and\s+then|then|after\s+that,?|afterwards,?|followed\s+by|and\s+finally,?|finally,?)\s+",
+           (re.compile(r",?\s+(?:and\s+then|then|after\s+that|afterwards|followed\s+by|and\s+finally|finally),?\s+",
                        re.IGNORECASE), False, None),
            (re.compile(r",?\s+before\s+", re.IGNORECASE), False, _VERBS),
            (re.compile(r",?\s+but\s+first,?\s+", re.IGNORECASE), True, _VERBS),

@@ -36,6 +36,12 @@ IDS = ["drone", "underwater_robot", "humanoid", "robot_with_wheels", "robot_with
     ("Clean the filter after inspecting the pump", ["inspecting the pump", "Clean the filter"]),
     ("Carry the crates from the loading dock to the cold room", ["Carry the crates from the loading dock to the cold room"]),
     ("Fetch my slippers.", ["Fetch my slippers"]),
+    ("Check the pipes on the roof, and then, in the plant room, switch the pump off.",
+     ["Check the pipes on the roof", "in the plant room, switch the pump off"]),
+    ("Before filming the quay from above, unlock the gate to the yard.",
+     ["unlock the gate to the yard", "filming the quay from above"]),
+    ("Map the wreck, after that, winch it up to the barge", ["Map the wreck", "winch it up to the barge"]),
+    ("Inspect the upper and lower decks", ["Inspect the upper and lower decks"]),
 ])
 def test_task_parts_split_at_sequence_words_in_time_order(task, parts):
     assert task_parts(task) == parts
