@@ -70,6 +70,8 @@ _AND_VERB = re.compile(r",?\s+and\s+(?=\w+)", re.IGNORECASE)
 # or an adjective ("the back of the van", "the back door") is not one.
 _RETURN = re.compile(r"\b(?:return(?:s|ed|ing)?|back)\b"
                      r"(?!\s+(?:of|door|doors|yard|garden|wall|room|seat|entrance|gate|end|office|row)\b)", re.IGNORECASE)
+# A comma before a word that may be a verb, not before a conjunction ("..., and", "..., then" split elsewhere).
+_COMMA_VERB = re.compile(r",\s+(?!(?:and|then|but|or)\b)(?=(\w+)\s)", re.IGNORECASE)
 _FILLER = re.compile(r"^(?:first(?:ly)?|then|next|and|finally|afterwards|after that|lastly)[,\s]+", re.IGNORECASE)
 _TRAILING = re.compile(r"[,\s]+(?:and|then|and then|first)$", re.IGNORECASE)
 _WORD = re.compile(r"[a-z]+")
@@ -118,6 +120,20 @@ def _tidy(part: str) -> str:
     while (stripped := _TRAILING.sub("", _FILLER.sub("", part))) != part:
         part = stripped
     return part.rstrip(".!?;, ").strip()
+
+
+def comma_pieces(part: str) -> list[str]:
+    """The steps of a part told as a comma list ("lift the drums off the canal bed, wheel them to the depot"):
+    split before each comma followed by an action verb, where the text before has a verb and the text after
+    more than two words; [part] when there is no such comma or more pieces than MAX_TASK_PARTS. The team
+    rule keeps a part whole unless a piece is clearly another robot's work (`ember_core.teams.expand_pieces`)."""
+    pieces, start = [], 0
+    for match in _COMMA_VERB.finditer(part):
+        if is_action_verb(match[1]) and _has_verb(part[start:match.start()]) and len(part[match.end():].split()) > 2:
+            pieces.append(part[start:match.start()])
+            start = match.end()
+    pieces = [piece for piece in (_tidy(piece) for piece in pieces + [part[start:]]) if piece]
+    return pieces if 1 < len(pieces) <= MAX_TASK_PARTS else [part]
 
 
 def is_return(part: str) -> bool:

@@ -15,7 +15,7 @@ from ember_core.hookspecs import TaskContext
 from ember_core.errors import InvalidInputError
 from ember_core.images import ImageInput
 from ember_core.limits import MAX_TASK_ECHO, MAX_TOP_K
-from ember_core.clauses import task_parts
+from ember_core.clauses import comma_pieces, task_parts
 from ember_core.explanation import ExplanationContext, explanation_text
 from ember_core.model.structured import ExplanationTooLong, StructuredDecoder
 from ember_core.part_scorer import load_part_scorer
@@ -24,7 +24,7 @@ from ember_core.reasoning import Plan, Reasoning, Subtask, format_plan, parse_pl
 from ember_core.request import DEFAULT_TOP_K, SelectionRequest
 from ember_core.robots_file import load_fleet
 from ember_core.selection import Candidate, ImageInfo, Selection
-from ember_core.teams import TeamPlan, part_probabilities, part_texts, plan_team
+from ember_core.teams import TeamPlan, expand_pieces, part_probabilities, part_texts, plan_team
 
 
 @dataclass
@@ -36,9 +36,10 @@ class _Prepared:
     features: Features
     image: ImageInfo | None
     preprocess_ms: float
-    part_features: list[Features]  # the part_texts of a multi-part task (text only; see ember_core.teams), else empty
+    part_features: list[Features]  # the part_texts and comma pieces of a multi-part task (ember_core.teams), else empty
     part_texts: list[str]  # the texts of part_features
     parts: list[str]
+    pieces: list[list[str]]  # each part's comma pieces ([part] for a part without)
 
 
 class Selector:
@@ -144,16 +145,19 @@ class Selector:
             info = ImageInfo(stamp=None, frame_id="", age_ms=None)
         features = self.processor.features(task, pixels, return_tensors="np")
         parts = task_parts(task)
+        pieces = [comma_pieces(part) for part in parts]
         return _Prepared(request, task, features, info, (time.perf_counter() - start) * 1000,
-                         *self._part_features(parts), parts)
+                         *self._part_features(parts, pieces), parts, pieces)
 
-    def _part_features(self, parts: list[str]) -> tuple[list[Features], list[str]]:
-        """The features of the parts' `part_texts` and those texts (none for a task of one part); a part in
-        context that is longer than the model reads is scored alone."""
-        if len(parts) < 2:
+    def _part_features(self, parts: list[str], pieces: list[list[str]]) -> tuple[list[Features], list[str]]:
+        """The features of the parts' `part_texts`, then of the pieces of the parts told as comma lists, and
+        those texts (none for a task of one part without pieces); a part in context that is longer than the
+        model reads is scored alone."""
+        split = [piece for group in pieces if len(group) > 1 for piece in group]
+        if len(parts) < 2 and not split:
             return [], []
         features, texts = [], []
-        for text, part in zip(part_texts(parts), parts + parts[1:]):
+        for text, part in zip(part_texts(parts) + split, parts + parts[1:] + split):
             try:
                 features.append(self.processor.features(text, return_tensors="np"))
             except InvalidInputError:
@@ -232,8 +236,12 @@ class Selector:
         vetoes = self.fleet.infeasible(TaskContext(task=item.task, scene=scene))
         request = item.request
         ranked, eligible = self._rank(probabilities, vetoes, request)
-        team = (plan_team(item.parts, part_probabilities(scored_parts, len(item.parts)), eligible, self.fleet.ids)
-                if item.part_features else TeamPlan())
+        team = TeamPlan()
+        if item.part_features:
+            count = 2 * len(item.parts) - 1
+            parts, part_rows = expand_pieces(item.parts, part_probabilities(scored_parts[:count], len(item.parts)),
+                                             item.pieces, scored_parts[count:])
+            team = plan_team(parts, part_rows, eligible, self.fleet.ids)
         if team.team:  # the robots to dispatch are the team's; the confidences still say who could do it alone
             ranked = [replace(c, selected=c.robot_id in team.team) for c in ranked]
         return Selection(

@@ -16,8 +16,13 @@ probabilities are CONTEXT_WEIGHT of the part in context plus the rest of the par
    and the subtasks are the plan (orders 1..n, each after the one before). Otherwise one robot suffices
    and there is no team.
 
-CONTEXT_WEIGHT and PART_THRESHOLD were chosen on the development sets tests/data/team_dev_tasks.jsonl,
-two_place_dev_tasks.jsonl and steps_dev_tasks.jsonl (see README, "Teams and plans"; `benchmarks/team_rule.py`).
+A part told as a comma list ("lift the drums off the canal bed, wheel them along the towpath to the depot")
+is scored whole and piece by piece (`ember_core.clauses.comma_pieces`); it stays whole unless a piece is
+clearly another robot's work (`expand_pieces`), since one robot's steps are often told that way too ("take
+off, film the quarry face, then land by the gate").
+
+CONTEXT_WEIGHT, PART_THRESHOLD, PIECE_OWN and PIECE_FOREIGN were chosen on the development sets
+tests/data/team_dev_tasks.jsonl, two_place_dev_tasks.jsonl and steps_dev_tasks.jsonl (see README, "Teams and plans"; `benchmarks/team_rule.py`).
 """
 from __future__ import annotations
 
@@ -30,6 +35,10 @@ from ember_core.clauses import is_return
 
 CONTEXT_WEIGHT = 0.5
 PART_THRESHOLD = 0.1
+# A part told as a comma list is split into its pieces only when a piece's own best robot reaches PIECE_OWN and
+# the part's best robot at most PIECE_FOREIGN on it.
+PIECE_OWN = 0.7
+PIECE_FOREIGN = 0.2
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,28 @@ def part_probabilities(scored: np.ndarray, count: int) -> np.ndarray:
     """The (count, N) probabilities of `count` parts from the (2 * count - 1, N) ones of their `part_texts`."""
     alone, in_context = scored[:count], scored[count:]
     return np.concatenate([alone[:1], (1 - CONTEXT_WEIGHT) * alone[1:] + CONTEXT_WEIGHT * in_context])
+
+
+def expand_pieces(parts: Sequence[str], probabilities: np.ndarray, pieces: Sequence[Sequence[str]],
+                  piece_probabilities: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """The parts, with a part replaced by its comma pieces (`ember_core.clauses.comma_pieces`) when one of them
+    is another robot's work (PIECE_OWN, PIECE_FOREIGN), and their (P', N) probabilities. `pieces` holds each
+    part's pieces ([part] for a part without), `piece_probabilities` the rows of the pieces of the parts with
+    several, in order (each piece scored on its own)."""
+    expanded, rows, offset = [], [], 0
+    for part, row, split in zip(parts, probabilities, pieces):
+        if len(split) > 1:
+            scored = piece_probabilities[offset:offset + len(split)]
+            offset += len(split)
+            top = int(row.argmax())
+            if any(int(piece.argmax()) != top and piece.max() >= PIECE_OWN and piece[top] <= PIECE_FOREIGN
+                   for piece in scored):
+                expanded += split
+                rows += list(scored)
+                continue
+        expanded.append(part)
+        rows.append(row)
+    return expanded, np.array(rows).reshape(len(rows), probabilities.shape[1])
 
 
 def plan_team(parts: Sequence[str], probabilities: np.ndarray, eligible: np.ndarray, ids: Sequence[str]) -> TeamPlan:

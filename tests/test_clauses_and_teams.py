@@ -4,9 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ember_core.clauses import is_action_verb, is_return, task_parts
+from ember_core.clauses import comma_pieces, is_action_verb, is_return, task_parts
 from ember_core.limits import MAX_TASK_PARTS
-from ember_core.teams import CONTEXT_WEIGHT, PART_THRESHOLD, part_probabilities, part_texts, plan_team
+from ember_core.teams import (CONTEXT_WEIGHT, PART_THRESHOLD, PIECE_FOREIGN, PIECE_OWN, expand_pieces,
+                               part_probabilities, part_texts, plan_team)
 
 IDS = ["drone", "underwater_robot", "humanoid", "robot_with_wheels", "robot_with_legs"]
 
@@ -121,3 +122,36 @@ def test_each_part_after_the_first_is_also_scored_after_the_part_before_it():
     assert plan_team(parts, alone, np.ones(5, bool), IDS).steps == (
         ("tow", "robot_with_wheels"), ("fetch the empty one, then park", "humanoid"))
     assert CONTEXT_WEIGHT == 0.5 and plan_team(parts, combined, np.ones(5, bool), IDS).team == ()
+
+
+@pytest.mark.parametrize(("part", "pieces"), [
+    ("Lift the drums off the canal bed, wheel them along the towpath to the depot",
+     ["Lift the drums off the canal bed", "wheel them along the towpath to the depot"]),
+    ("Take off, film the quarry face, land by the gate", ["Take off", "film the quarry face", "land by the gate"]),
+    ("Inspect the pumps, valves and pipes", ["Inspect the pumps, valves and pipes"]),  # a list of things, not steps
+    ("Check the roof, then the gutters", ["Check the roof, then the gutters"]),
+    ("Go to the shed, fetch it", ["Go to the shed, fetch it"]),  # too short a piece to stand alone
+    ("The far shore, inspect the pier legs", ["The far shore, inspect the pier legs"]),  # no verb before the comma
+    (", ".join(f"inspect tank {i}" for i in range(MAX_TASK_PARTS + 1)),
+     [", ".join(f"inspect tank {i}" for i in range(MAX_TASK_PARTS + 1))]),
+])
+def test_comma_pieces_are_steps_each_with_a_verb(part, pieces):
+    assert comma_pieces(part) == pieces
+
+
+def test_a_part_splits_into_its_pieces_only_when_a_piece_is_clearly_another_robots_work():
+    parts, pieces = ["lift the drums off the bed, wheel them to the depot", "open them"], [
+        ["lift the drums off the bed", "wheel them to the depot"], ["open them"]]
+    rows = probabilities([0.1, 0.5, 0.1, 0.6, 0.1], [0, 0, 0.9, 0.1, 0])
+    clear = probabilities([0, PIECE_OWN, 0, PIECE_FOREIGN, 0], [0, 0.1, 0.1, 0.9, 0.2])
+    expanded, expanded_rows = expand_pieces(parts, rows, pieces, clear)
+    assert expanded == pieces[0] + ["open them"]
+    np.testing.assert_allclose(expanded_rows, np.concatenate([clear, rows[1:]]))
+    assert plan_team(expanded, expanded_rows, np.ones(5, bool), IDS).team == (
+        "underwater_robot", "robot_with_wheels", "humanoid")
+    for unclear in (probabilities([0, PIECE_OWN - 0.01, 0, 0.1, 0], [0, 0.1, 0.1, 0.9, 0.2]),  # not sure enough
+                    probabilities([0, 0.9, 0, PIECE_FOREIGN + 0.01, 0], [0, 0.1, 0.1, 0.9, 0.2])):  # part's robot can
+        kept, kept_rows = expand_pieces(parts, rows, pieces, unclear)
+        assert kept == parts and np.array_equal(kept_rows, rows)
+    one, one_rows = expand_pieces(["park it"], rows[1:], [["park it"]], np.zeros((0, 5)))
+    assert one == ["park it"] and one_rows.shape == (1, 5)

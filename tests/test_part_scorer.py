@@ -75,3 +75,15 @@ def test_the_selector_mixes_the_part_scorer_into_each_part(selector, monkeypatch
     without = selector.select(SelectionRequest(task)).to_document()
     assert with_scorer["team"] == ["drone", "underwater_robot"] and without["team"] == []  # "harbour": under water
     assert [c["confidence"] for c in with_scorer["candidates"]] == [c["confidence"] for c in without["candidates"]]
+
+
+def test_the_selector_splits_a_comma_list_whose_pieces_are_other_robots_work(selector, monkeypatch):
+    task = ("Lift the rusted drums off the canal bed, wheel them along the paved towpath to the depot, "
+            "and then unscrew their lids by hand.")
+    document = selector.select(SelectionRequest(task)).to_document()
+    assert document["team"] == ["underwater_robot", "robot_with_wheels", "humanoid"]
+    assert [step["description"] for step in document["plan"]["subtasks"]] == [
+        "Lift the rusted drums off the canal bed", "wheel them along the paved towpath to the depot",
+        "unscrew their lids by hand"]
+    monkeypatch.setattr("ember_core.teams.PIECE_OWN", 2.0)  # no piece can reach it: the comma list stays one part
+    assert selector.select(SelectionRequest(task)).to_document()["team"] == ["robot_with_wheels", "humanoid"]
