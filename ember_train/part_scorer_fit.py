@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
-import torch
 from sklearn.linear_model import LogisticRegression
 
 from ember_core.part_scorer import PART_CLAUSES_FILE, PartScorer, WordFeatures
@@ -16,20 +15,13 @@ C = 4.0
 LEXICAL_WEIGHT = 2.0
 
 
-def embed(selector: Selector, texts: list[str]) -> np.ndarray:
-    """Unit sentence embeddings (T, D) of texts with the model's own encoder (torch backend)."""
-    encoded = selector.processor.encode_tasks(texts, "pt")
-    with torch.no_grad():
-        embedding = selector.model.text_encoder(encoded["input_ids"], encoded["attention_mask"]).float().numpy()
-    return embedding / np.linalg.norm(embedding, axis=1, keepdims=True)
-
-
 def fit_part_scorer(selector: Selector, clauses: list[dict], c: float = C,
                     lexical_weight: float = LEXICAL_WEIGHT) -> PartScorer:
     """One logistic regression per robot of the selector's fleet on the clauses' embeddings and, weighed
     `lexical_weight` (0: embeddings only), their word features."""
     texts = [clause["clause"] for clause in clauses]
-    embedding = embed(selector, texts)
+    embedding = selector.backend.relevance.embed(texts)  # the model's own sentence encoder, as for card phrases
+    embedding = embedding / np.linalg.norm(embedding, axis=1, keepdims=True)
     words = WordFeatures.fit(texts)
     features = np.hstack([embedding, lexical_weight * words(texts)])
     weight, word_weight, bias = [], [], []

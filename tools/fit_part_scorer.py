@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ember_core.atomic import write_text_atomic
 from ember_core.part_scorer import PART_SCORER_FILE, read_clauses
 from ember_core.selector import Selector
 from ember_train.part_scorer_fit import fit_part_scorer
@@ -19,7 +20,7 @@ def main() -> int:
     parser.add_argument("--model", default=None, help="model directory (default: the shipped model)")
     args = parser.parse_args()
     scorer = fit_part_scorer(Selector(args.model, device="cpu"), read_clauses())
-    PART_SCORER_FILE.write_text(json.dumps(scorer.to_record()) + "\n")
+    write_text_atomic(PART_SCORER_FILE, json.dumps(scorer.to_record()) + "\n")
     print(f"wrote {PART_SCORER_FILE} ({len(scorer.robots)} robots, encoder {scorer.encoder})")
     return 0
 
