@@ -3,9 +3,10 @@
 A team needs a task with parts that different robots do; the Selector scores each part (see
 `ember_core.teams`). The split is by rule, for the English of fleet operators:
 
-- sentences (". ", "; ") are parts in the order written;
+- sentences (". ", "; ") are parts in the order written, except a statement that only informs ("The
+  harbour master says one of them is flickering."), which joins the part before it (the next, when first);
 - inside a sentence, sequence words split it: "then", "and then", "after that", "afterwards",
-  "followed by", "finally", "once ... ,", "before", "after", ", but first", "not ... until"; a sentence
+  "followed by", "finally", "and from there", "once ... ,", "before", "after", ", but first", "not ... until"; a sentence
   without any of them splits at "and" followed by a verb ("map the reef and send the ROV down");
 - "A before B" and "After A, B" keep the written order; "Before A, B", "A after B", "A, but first B" and
   "not A until B" swap it, so the parts follow time, not mention ("Before the divers go in, map the site
@@ -13,9 +14,9 @@ A team needs a task with parts that different robots do; the Selector scores eac
 - a split at "before", "after", "once", "but first", "until" or "and" is kept only when both sides have a
   verb ("inspect the roof after the storm" stays whole), and one at "until" only after a negation ("hover
   above him until the boat arrives" stays whole: the boat is not a job); the other sequence words always
-  split. The side such a word opens needs a verb of its own: one after "to" or an article is not
-  ("search the ruins after an earthquake to find survivors", "inspect the fields after a harvest" stay
-  whole).
+  split. The side such a word opens needs a verb of its own before its first "and" or comma: one after
+  "to" or an article is not ("search the ruins after an earthquake to find survivors", "inspect the fields
+  after a harvest" stay whole), and a leading "once it's up," with no action verb stays with its clause.
 """
 from __future__ import annotations
 
@@ -42,8 +43,14 @@ ACTION_VERBS = frozenset((
     "traverse", "perform", "study", "analyze", "analyse", "evaluate", "ensure", "observe", "travel", "provide",
     "switch", "turn", "press", "unlock", "type", "flip", "strap", "dress", "wrap", "push", "pull", "shut", "winch",
     "hoist", "drag", "bandage", "treat", "log", "read", "write", "rinse", "dredge", "refuel", "recharge", "splint",
-    "reset", "restart",
+    "reset", "restart", "follow", "strip", "bag", "run",
 ))
+# Past forms of ACTION_VERBS that the suffix rules of `is_action_verb` miss ("once the crate is brought in").
+_IRREGULAR = {"took": "take", "taken": "take", "brought": "bring", "flew": "fly", "flown": "fly", "drove": "drive",
+              "driven": "drive", "swam": "swim", "swum": "swim", "went": "go", "gone": "go", "came": "come",
+              "got": "get", "gotten": "get", "gave": "give", "given": "give", "sent": "send", "dug": "dig",
+              "fed": "feed", "found": "find", "laid": "lay", "hung": "hang", "swept": "sweep", "wrote": "write",
+              "written": "write", "ran": "run"}
 # A subordinate part ("once the pallet has been brought in") may have no action verb, only these.
 _AUXILIARIES = frozenset(("is", "are", "was", "were", "has", "have", "had", "been", "be", "gets", "got", "goes"))
 # A verb after these is an infinitive of purpose or a noun ("after an earthquake to find survivors", "a harvest").
@@ -56,9 +63,10 @@ _LEADING = ((re.compile(r"^(?:before)\s+(.+?),\s*(.+)$", re.IGNORECASE), True),
 # a negated left side: "we can't sort the clothes until the bags are brought" is two parts, "hover above
 # him until the boat arrives" one).
 _VERBS, _NEGATION = "verbs", "negation"
-_INSIDE = ((re.compile(r",?\s+and\s+(?=(?:once|after|before|when)\s)", re.IGNORECASE), False, _VERBS),
+_INSIDE = ((re.compile(r",?\s+and,?\s+(?=(?:once|after|before|when)\s)", re.IGNORECASE), False, _VERBS),
            (re.compile(r",?\s+(?:and\s+then|then|after\s+that|afterwards|followed\s+by|and\s+finally|finally),?\s+",
                        re.IGNORECASE), False, None),
+           (re.compile(r",?\s+and\s+from\s+there,?\s+", re.IGNORECASE), False, _VERBS),
            (re.compile(r",?\s+before\s+", re.IGNORECASE), False, _VERBS),
            (re.compile(r",?\s+but\s+first,?\s+", re.IGNORECASE), True, _VERBS),
            (re.compile(r",?\s+(?:after|once)\s+", re.IGNORECASE), True, _VERBS),
@@ -69,12 +77,28 @@ _AND_VERB = re.compile(r",?\s+and\s+(?=\w+)", re.IGNORECASE)
 # A part that goes back ("come back", "bring the empty one back", "return to the lift"); "back" as a noun
 # or an adjective ("the back of the van", "the back door") is not one.
 _RETURN = re.compile(r"\b(?:return(?:s|ed|ing)?|back)\b"
-                     r"(?!\s+(?:of|door|doors|yard|garden|wall|room|seat|entrance|gate|end|office|row)\b)", re.IGNORECASE)
+                     r"(?!\s+(?:of|door|doors|yard|garden|wall|room|seat|entrance|gate|end|office|row|on)\b)", re.IGNORECASE)
 # A comma before a word that may be a verb, not before a conjunction ("..., and", "..., then" split elsewhere).
 _COMMA_VERB = re.compile(r",\s+(?!(?:and|then|but|or)\b)(?=(\w+)\s)", re.IGNORECASE)
 _FILLER = re.compile(r"^(?:first(?:ly)?|then|next|and|finally|afterwards|after that|lastly)[,\s]+", re.IGNORECASE)
 _TRAILING = re.compile(r"[,\s]+(?:and|then|and then|first)$", re.IGNORECASE)
 _WORD = re.compile(r"[a-z]+")
+_LEADING_FILLERS = frozenset(("then", "next", "first", "firstly", "please", "now", "also", "finally", "and", "lastly",
+                              "afterwards", "so"))
+# Words that open an instruction's sentence before its verb ("Once the tide is out, ...", "At the dock, ...").
+_INSTRUCTION_OPENERS = frozenset((
+    "before", "after", "once", "when", "whenever", "while", "where", "wherever", "if", "as", "until", "having",
+    "to", "in", "at", "on", "from", "with", "using", "for", "by", "during", "without", "inside", "outside", "near",
+    "along", "across", "under", "over", "between", "through", "into", "onto", "up", "down", "around", "there",
+    "here", "i", "we", "you", "let", "lets"))
+# A sentence that asks for something or addresses a robot ("Then the drone films the roof.") is an instruction.
+_REQUEST = re.compile(r"\b(?:should|must|needs?|has\s+to|have\s+to|will|can|could|would|shall|please|wants?|wanted|"
+                      r"like|ensure|make\s+sure|robots?|drones?|rovs?|auvs?|uavs?|humanoids?|you|your)\b", re.IGNORECASE)
+_COMMA_WORD = re.compile(r",\s+(\w+)")
+_CONTINUES = re.compile(r"^(?:(?:then|and|next|now)\s+)*(?:do\s+the\s+same|repeat|same\s+again|carry\s+on|continue|keep\s+going|"
+                        r"likewise)\b|\b(?:too|as\s+well|again)$", re.IGNORECASE)
+_CONTRACTED_IS = re.compile(r"\b(it|that|he|she|there|what|who)['’]s\b")
+_OPENED_CLAUSE_END = re.compile(r",|\s+and\s+")
 
 
 def task_parts(task: str) -> list[str]:
@@ -83,8 +107,18 @@ def task_parts(task: str) -> list[str]:
     At most MAX_TASK_PARTS: the parts past the last one allowed join it.
     """
     parts: list[str] = []
-    for sentence in _SENTENCES.split(task.strip()):
-        parts += _split(sentence)
+    sentences = _SENTENCES.split(task.strip())
+    context = ""  # statements before the first instruction
+    for sentence in sentences:
+        if len(sentences) > 1 and _is_statement(sentence):
+            if parts:
+                parts[-1] = f"{parts[-1].rstrip()} {sentence}"
+            else:
+                context += sentence + " "
+            continue
+        split = _split(sentence)
+        parts += [context + split[0]] + split[1:]
+        context = ""
     parts = [part for part in (_tidy(part) for part in parts) if part] or [_tidy(task) or task]
     if len(parts) > MAX_TASK_PARTS:
         parts[MAX_TASK_PARTS - 1:] = [", then ".join(parts[MAX_TASK_PARTS - 1:])]
@@ -94,14 +128,12 @@ def task_parts(task: str) -> list[str]:
 def _split(text: str, and_verb: bool = True) -> list[str]:
     for pattern, swap in _LEADING:
         match = pattern.match(text.strip())
-        if match and _has_verb(match[1], opened=True) and _has_verb(match[2]):
+        if match and _has_verb(match[1], opened=True) and not is_continuation(match[1]) and _has_verb(match[2]):
             first, second = _split(match[1], False), _split(match[2], False)
             return second + first if swap else first + second
     for pattern, swap, needs in _INSIDE:
         for match in pattern.finditer(text):
             left, right = text[: match.start()], text[match.end():]
-            if pattern is _INSIDE[0][0]:
-                right = match[0].strip(" ,").split()[-1] + " " + right  # keep "once" for the leading rule
             if len(_WORD.findall(left)) > 1 and len(_WORD.findall(right)) > 1 and (
                     needs is None or (_has_verb(left) and _has_verb(right, opened=True)
                                       and (needs == _VERBS or bool(_NEGATED.search(left))))):
@@ -120,6 +152,27 @@ def _tidy(part: str) -> str:
     while (stripped := _TRAILING.sub("", _FILLER.sub("", part))) != part:
         part = stripped
     return part.rstrip(".!?;, ").strip()
+
+
+def _is_statement(sentence: str) -> bool:
+    """Whether a sentence only informs ("The harbour master says one of them is flickering"): it opens with
+    neither an action verb nor a subordinating word or preposition, asks nothing ("should", "need to",
+    "please"), names no robot, and has no comma followed by an action verb ("At the dock, unload the pallets").
+    `task_parts` joins it to the part before (or after, for a first sentence)."""
+    words = _WORD.findall(sentence.lower())
+    while len(words) > 1 and words[0] in _LEADING_FILLERS:
+        words = words[1:]
+    return bool(words) and not (is_action_verb(words[0]) or words[0] in _INSTRUCTION_OPENERS
+                                or _REQUEST.search(sentence)
+                                or any(is_action_verb(match[1]) for match in _COMMA_WORD.finditer(sentence)))
+
+
+def is_continuation(part: str) -> bool:
+    """Whether a part does the step before again elsewhere ("do the same at the sand pit", "repeat it at the
+    south transect", "carry on to the second valve", "check the next mast too") or has no action verb of its
+    own ("cages 4 and 5", "once it's up")."""
+    words = _WORD.findall(part.lower())
+    return bool(_CONTINUES.search(part)) or not any(is_action_verb(word) for word in words)
 
 
 def comma_pieces(part: str) -> list[str]:
@@ -144,17 +197,22 @@ def is_return(part: str) -> bool:
 def is_action_verb(word: str) -> bool:
     """Whether `word` (any case) is an ACTION_VERBS verb, bare or with -s, -es, -ed or -ing."""
     word = word.lower().strip(".,;:!?\"'()")
-    forms = {word}
-    for suffix, replacements in (("ing", ("", "e")), ("ed", ("", "e")), ("es", ("", "e")), ("s", ("",))):
+    forms = {word, _IRREGULAR.get(word, word)}
+    for suffix, replacements in (("ing", ("", "e")), ("ied", ("y",)), ("ies", ("y",)), ("ed", ("", "e")),
+                                 ("es", ("", "e")), ("s", ("",))):
         if word.endswith(suffix) and len(word) > len(suffix) + 2:
-            forms |= {word[: -len(suffix)] + extra for extra in replacements}
+            stem = word[: -len(suffix)]
+            forms |= {stem + extra for extra in replacements}
+            if suffix in ("ing", "ed") and stem[-1] == stem[-2]:  # "mapping", "dropped"
+                forms.add(stem[:-1])
     return bool(forms & ACTION_VERBS)
 
 
 def _has_verb(text: str, opened: bool = False) -> bool:
     """Whether `text` has an action verb or an auxiliary; in a side a sequence word `opened`, not one after "to" or
-    an article."""
-    words = _WORD.findall(text.lower())
+    an article, and before its first "and" or comma ("after the hailstorm and report the damage" has none)."""
+    text = _CONTRACTED_IS.sub(r"\1 is", text.lower())
+    words = _WORD.findall(_OPENED_CLAUSE_END.split(text, 1)[0] if opened else text)
     return any((is_action_verb(word) or word in _AUXILIARIES) and not (opened and before in _NOT_BEFORE_VERB)
                for before, word in zip([""] + words, words))
 

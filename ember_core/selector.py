@@ -150,14 +150,16 @@ class Selector:
                          *self._part_features(parts, pieces), parts, pieces)
 
     def _part_features(self, parts: list[str], pieces: list[list[str]]) -> tuple[list[Features], list[str]]:
-        """The features of the parts' `part_texts`, then of the pieces of the parts told as comma lists, and
-        those texts (none for a task of one part without pieces); a part in context that is longer than the
+        """The features of the parts' `part_texts`, then of the `part_texts` of each part told as a comma list's
+        pieces, and those texts (none for a task of one part without pieces); a part in context that is longer than the
         model reads is scored alone."""
-        split = [piece for group in pieces if len(group) > 1 for piece in group]
-        if len(parts) < 2 and not split:
+        groups = [group for group in pieces if len(group) > 1]
+        if len(parts) < 2 and not groups:
             return [], []
         features, texts = [], []
-        for text, part in zip(part_texts(parts) + split, parts + parts[1:] + split):
+        scored = part_texts(parts) + [text for group in groups for text in part_texts(group)]
+        alone = parts + parts[1:] + [piece for group in groups for piece in group + group[1:]]
+        for text, part in zip(scored, alone):
             try:
                 features.append(self.processor.features(text, return_tensors="np"))
             except InvalidInputError:

@@ -9,7 +9,8 @@ probabilities are CONTEXT_WEIGHT of the part in context plus the rest of the par
 
 1. a part is a job when a free, feasible robot reaches PART_THRESHOLD on it, unless it goes back
    (`ember_core.clauses.is_return`: "come back down", "bring the empty ones back"; whoever went
-   there comes back); other parts ("the south field") go with the job before them (or after, for
+   there comes back) or continues the step before (`ember_core.clauses.is_continuation`: "do the same
+   at the sand pit", "then cages 4 and 5"); other parts go with the job before them (or after, for
    a first part);
 2. each job goes to its most probable free, feasible robot; consecutive parts of one robot merge into one
    subtask; if that leaves two or more robots, they are the team, in the order of their first subtask,
@@ -31,14 +32,14 @@ from typing import Sequence
 
 import numpy as np
 
-from ember_core.clauses import is_return
+from ember_core.clauses import is_continuation, is_return
 
 CONTEXT_WEIGHT = 0.5
 PART_THRESHOLD = 0.1
 # A part told as a comma list is split into its pieces only when a piece's own best robot reaches PIECE_OWN and
 # the part's best robot at most PIECE_FOREIGN on it.
-PIECE_OWN = 0.7
-PIECE_FOREIGN = 0.2
+PIECE_OWN = 0.55
+PIECE_FOREIGN = 0.35
 
 
 @dataclass(frozen=True)
@@ -65,13 +66,13 @@ def expand_pieces(parts: Sequence[str], probabilities: np.ndarray, pieces: Seque
                   piece_probabilities: np.ndarray) -> tuple[list[str], np.ndarray]:
     """The parts, with a part replaced by its comma pieces (`ember_core.clauses.comma_pieces`) when one of them
     is another robot's work (PIECE_OWN, PIECE_FOREIGN), and their (P', N) probabilities. `pieces` holds each
-    part's pieces ([part] for a part without), `piece_probabilities` the rows of the pieces of the parts with
-    several, in order (each piece scored on its own)."""
+    part's pieces ([part] for a part without), `piece_probabilities` the rows of the `part_texts` of the pieces
+    of each part with several, in order (a piece is read in context, as a part is: `part_probabilities`)."""
     expanded, rows, offset = [], [], 0
     for part, row, split in zip(parts, probabilities, pieces):
         if len(split) > 1:
-            scored = piece_probabilities[offset:offset + len(split)]
-            offset += len(split)
+            scored = part_probabilities(piece_probabilities[offset:offset + 2 * len(split) - 1], len(split))
+            offset += 2 * len(split) - 1
             top = int(row.argmax())
             if any(int(piece.argmax()) != top and piece.max() >= PIECE_OWN and piece[top] <= PIECE_FOREIGN
                    for piece in scored):
@@ -91,7 +92,7 @@ def plan_team(parts: Sequence[str], probabilities: np.ndarray, eligible: np.ndar
     masked = np.where(eligible[None], probabilities, -1.0)
     steps: list[list] = []
     for index, (part, row) in enumerate(zip(parts, masked)):
-        job = row.max() >= PART_THRESHOLD and not (index and is_return(part))
+        job = row.max() >= PART_THRESHOLD and not (index and (is_return(part) or is_continuation(part)))
         robot = ids[int(row.argmax())] if job else None
         if steps and robot in (None, steps[-1][1]):
             steps[-1][0].append(part)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ember_core.clauses import comma_pieces, is_action_verb, is_return, task_parts
+from ember_core.clauses import comma_pieces, is_action_verb, is_continuation, is_return, task_parts
 from ember_core.limits import MAX_TASK_PARTS
 from ember_core.teams import (CONTEXT_WEIGHT, PART_THRESHOLD, PIECE_FOREIGN, PIECE_OWN, expand_pieces,
                                part_probabilities, part_texts, plan_team)
@@ -22,6 +22,21 @@ IDS = ["drone", "underwater_robot", "humanoid", "robot_with_wheels", "robot_with
     ("First fly over the field. Then check the culvert.", ["fly over the field", "check the culvert"]),
     ("Bring the pallet to bathroom 3, and once it's there, stack the tiles", ["Bring the pallet to bathroom 3",
                                                                               "once it's there, stack the tiles"]),
+    ("Search the pit for the pump and, once it's up, carry it over the rocks to the workshop",
+     ["Search the pit for the pump", "once it's up, carry it over the rocks to the workshop"]),
+    ("After mapping the riverbed, walk the muddy bank", ["mapping the riverbed", "walk the muddy bank"]),
+    ("Before the drums are taken up the stairs, run them across the car park",
+     ["run them across the car park", "the drums are taken up the stairs"]),
+    ("Walk the rows after the hailstorm and report broken posts", ["Walk the rows after the hailstorm and report broken posts"]),
+    ("Drive the tanks to the trailhead, and from there carry the hoses up the hill",
+     ["Drive the tanks to the trailhead", "carry the hoses up the hill"]),
+    ("The fish farm manager saw seals at cage 3. Inspect its nets, then cages 4 and 5.",
+     ["The fish farm manager saw seals at cage 3. Inspect its nets", "cages 4 and 5"]),
+    ("Film the light on the mast; the harbour master says it is flickering. Then check the next mast too.",
+     ["Film the light on the mast; the harbour master says it is flickering", "check the next mast too"]),
+    ("Fly the crate to the hut. Then the humanoid opens it. At the door, greet the warden.",
+     ["Fly the crate to the hut", "the humanoid opens it", "At the door, greet the warden"]),
+    ("The roof leaks. The gutters are blocked.", ["The roof leaks. The gutters are blocked"]),
     ("We can't sort the clothes until the bags have been brought in",
      ["the bags have been brought in", "We can't sort the clothes"]),
     ("We don’t start sorting until the bags have been brought in",
@@ -56,8 +71,9 @@ def test_a_task_of_many_steps_keeps_its_first_parts_and_joins_the_rest():
 
 
 def test_action_verbs_are_recognised_with_their_endings_only():
-    assert [word for word in "inspects delivered carrying Fly rocky mountain flies".split() if is_action_verb(word)] == [
-        "inspects", "delivered", "carrying", "Fly"]
+    words = "inspects delivered carrying Fly mapping dropped carries ferried taken brought rocky mountain ladder bed"
+    assert [word for word in words.split() if is_action_verb(word)] == [
+        "inspects", "delivered", "carrying", "Fly", "mapping", "dropped", "carries", "ferried", "taken", "brought"]
 
 
 def test_parts_that_go_back_are_told_from_a_back_door():
@@ -87,13 +103,31 @@ def test_parts_best_done_by_different_top_robots_are_a_team_in_part_order():
 
 
 def test_one_robot_best_at_every_part_is_no_team_and_weak_parts_follow_the_job_before():
-    parts = ["pick up the parcel at reception", "take it to office 12", "the south wing"]
+    parts = ["pick up the parcel at reception", "take it to office 12", "patrol the south wing"]
     same = probabilities([0, 0, 0.7, 0.4, 0], [0, 0, 0.6, 0.5, 0], [0, 0, 0.9, 0.2, 0])
     assert plan_team(parts, same, np.ones(5, bool), IDS).team == ()
     weak = probabilities([0, 0, 0.7, 0.1, 0], [0, 0, 0.05, PART_THRESHOLD / 2, 0], [0, 0, 0.1, 0.6, 0])
     plan = plan_team(parts, weak, np.ones(5, bool), IDS)
     assert plan.steps == (("pick up the parcel at reception, then take it to office 12", "humanoid"),
-                          ("the south wing", "robot_with_wheels"))
+                          ("patrol the south wing", "robot_with_wheels"))
+
+
+@pytest.mark.parametrize(("part", "continues"), [
+    ("do the same at the sand pit across the road", True), ("then repeat it at the south transect", True),
+    ("carry on to the second valve", True), ("check the next mast too", True), ("cages 4 and 5", True),
+    ("once it's up", True), ("carry the crates to the van", False), ("walk the ridge", False),
+    ("the drums are taken up the stairs", False), ("tow the trailer to the gate as before", False),
+])
+def test_a_part_that_repeats_the_step_before_or_has_no_verb_is_a_continuation(part, continues):
+    assert is_continuation(part) is continues
+
+
+def test_a_continuation_is_done_by_whoever_did_the_step_before():
+    parts = ["measure the stockpiles from above", "do the same at the sand pit"]
+    rows = probabilities([0.9, 0, 0, 0, 0.2], [0.4, 0, 0, 0, 0.8])
+    assert plan_team(parts, rows, np.ones(5, bool), IDS).team == ()
+    assert plan_team([parts[0], "walk the sand pit"], rows, np.ones(5, bool), IDS).team == ("drone", "robot_with_legs")
+    assert plan_team(list(reversed(parts)), rows, np.ones(5, bool), IDS).team == ("drone", "robot_with_legs")
 
 
 def test_any_free_feasible_robot_can_be_in_a_team_and_no_other():
@@ -143,14 +177,16 @@ def test_a_part_splits_into_its_pieces_only_when_a_piece_is_clearly_another_robo
     parts, pieces = ["lift the drums off the bed, wheel them to the depot", "open them"], [
         ["lift the drums off the bed", "wheel them to the depot"], ["open them"]]
     rows = probabilities([0.1, 0.5, 0.1, 0.6, 0.1], [0, 0, 0.9, 0.1, 0])
-    clear = probabilities([0, PIECE_OWN, 0, PIECE_FOREIGN, 0], [0, 0.1, 0.1, 0.9, 0.2])
+    # the pieces' part_texts: each piece alone, then the second after the first
+    clear = probabilities([0, PIECE_OWN, 0, PIECE_FOREIGN, 0], [0, 0.1, 0.1, 0.9, 0.2], [0, 0.3, 0.1, 0.7, 0.2])
     expanded, expanded_rows = expand_pieces(parts, rows, pieces, clear)
     assert expanded == pieces[0] + ["open them"]
-    np.testing.assert_allclose(expanded_rows, np.concatenate([clear, rows[1:]]))
+    np.testing.assert_allclose(expanded_rows, np.concatenate([part_probabilities(clear, 2), rows[1:]]))
     assert plan_team(expanded, expanded_rows, np.ones(5, bool), IDS).team == (
         "underwater_robot", "robot_with_wheels", "humanoid")
-    for unclear in (probabilities([0, PIECE_OWN - 0.01, 0, 0.1, 0], [0, 0.1, 0.1, 0.9, 0.2]),  # not sure enough
-                    probabilities([0, 0.9, 0, PIECE_FOREIGN + 0.01, 0], [0, 0.1, 0.1, 0.9, 0.2])):  # part's robot can
+    second = [[0, 0.1, 0.1, 0.9, 0.2], [0, 0.3, 0.1, 0.7, 0.2]]
+    for unclear in (probabilities([0, PIECE_OWN - 0.01, 0, 0.1, 0], *second),  # not sure enough
+                    probabilities([0, 0.9, 0, PIECE_FOREIGN + 0.01, 0], *second)):  # the part's robot can do it
         kept, kept_rows = expand_pieces(parts, rows, pieces, unclear)
         assert kept == parts and np.array_equal(kept_rows, rows)
     one, one_rows = expand_pieces(["park it"], rows[1:], [["park it"]], np.zeros((0, 5)))
