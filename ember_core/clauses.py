@@ -6,8 +6,9 @@ A team needs a task with parts that different robots do; the Selector scores eac
 - sentences (". ", "; ") are parts in the order written, except a statement that only informs ("The
   harbour master says one of them is flickering."), which joins the part before it (the next, when first);
 - inside a sentence, sequence words split it: "then", "and then", "after that", "afterwards",
-  "followed by", "finally", "and from there", "once ... ,", "before", "after", ", but first", "not ... until"; a sentence
-  without any of them splits at "and" followed by a verb ("map the reef and send the ROV down");
+  "followed by", "finally", "and from there", "once ... ,", "before", "after", ", but first",
+  "not ... until"; a sentence without any of them splits at "and" followed by a verb ("map the reef and
+  send the ROV down");
 - "A before B" and "After A, B" keep the written order; "Before A, B", "A after B", "A, but first B" and
   "not A until B" swap it, so the parts follow time, not mention ("Before the divers go in, map the site
   from the air": map first);
@@ -43,7 +44,7 @@ ACTION_VERBS = frozenset((
     "traverse", "perform", "study", "analyze", "analyse", "evaluate", "ensure", "observe", "travel", "provide",
     "switch", "turn", "press", "unlock", "type", "flip", "strap", "dress", "wrap", "push", "pull", "shut", "winch",
     "hoist", "drag", "bandage", "treat", "log", "read", "write", "rinse", "dredge", "refuel", "recharge", "splint",
-    "reset", "restart", "follow", "strip", "bag", "run",
+    "reset", "restart", "follow", "strip", "bag", "run", "park", "change", "tidy", "circle",
 ))
 # Past forms of ACTION_VERBS that the suffix rules of `is_action_verb` miss ("once the crate is brought in").
 _IRREGULAR = {"took": "take", "taken": "take", "brought": "bring", "flew": "fly", "flown": "fly", "drove": "drive",
@@ -77,7 +78,8 @@ _AND_VERB = re.compile(r",?\s+and\s+(?=\w+)", re.IGNORECASE)
 # A part that goes back ("come back", "bring the empty one back", "return to the lift"); "back" as a noun
 # or an adjective ("the back of the van", "the back door") is not one.
 _RETURN = re.compile(r"\b(?:return(?:s|ed|ing)?|back)\b"
-                     r"(?!\s+(?:of|door|doors|yard|garden|wall|room|seat|entrance|gate|end|office|row|on)\b)", re.IGNORECASE)
+                     r"(?!\s+(?:of|door|doors|yard|garden|wall|room|seat|entrance|gate|end|office|row|on)\b)",
+                     re.IGNORECASE)
 # A comma before a word that may be a verb, not before a conjunction ("..., and", "..., then" split elsewhere).
 _COMMA_VERB = re.compile(r",\s+(?!(?:and|then|but|or)\b)(?=(\w+)\s)", re.IGNORECASE)
 _FILLER = re.compile(r"^(?:first(?:ly)?|then|next|and|finally|afterwards|after that|lastly)[,\s]+", re.IGNORECASE)
@@ -92,11 +94,12 @@ _INSTRUCTION_OPENERS = frozenset((
     "along", "across", "under", "over", "between", "through", "into", "onto", "up", "down", "around", "there",
     "here", "i", "we", "you", "let", "lets"))
 # A sentence that asks for something or addresses a robot ("Then the drone films the roof.") is an instruction.
-_REQUEST = re.compile(r"\b(?:should|must|needs?|has\s+to|have\s+to|will|can|could|would|shall|please|wants?|wanted|"
-                      r"like|ensure|make\s+sure|robots?|drones?|rovs?|auvs?|uavs?|humanoids?|you|your)\b", re.IGNORECASE)
+_REQUEST = re.compile(r"\b(?:should|must|needs?|has\s+to|have\s+to|will|can|could|would|shall|please|wants?|"
+                      r"wanted|like|ensure|make\s+sure|robots?|drones?|rovs?|auvs?|uavs?|humanoids?|you|your)\b",
+                      re.IGNORECASE)
 _COMMA_WORD = re.compile(r",\s+(\w+)")
-_CONTINUES = re.compile(r"^(?:(?:then|and|next|now)\s+)*(?:do\s+the\s+same|repeat|same\s+again|carry\s+on|continue|keep\s+going|"
-                        r"likewise)\b|\b(?:too|as\s+well|again)$", re.IGNORECASE)
+_CONTINUES = re.compile(r"^(?:(?:then|and|next|now)\s+)*(?:do\s+the\s+same|repeat|same\s+again|carry\s+on|continue|"
+                        r"keep\s+going|likewise)\b|\b(?:too|as\s+well)$", re.IGNORECASE)
 _CONTRACTED_IS = re.compile(r"\b(it|that|he|she|there|what|who)['’]s\b")
 _OPENED_CLAUSE_END = re.compile(r",|\s+and\s+")
 

@@ -9,8 +9,9 @@ probabilities are CONTEXT_WEIGHT of the part in context plus the rest of the par
 
 1. a part is a job when a free, feasible robot reaches PART_THRESHOLD on it, unless it goes back
    (`ember_core.clauses.is_return`: "come back down", "bring the empty ones back"; whoever went
-   there comes back) or continues the step before (`ember_core.clauses.is_continuation`: "do the same
-   at the sand pit", "then cages 4 and 5"); other parts go with the job before them (or after, for
+   there comes back); a part that continues the step before (`ember_core.clauses.is_continuation`:
+   "do the same at the sand pit", "then cages 4 and 5") is a job only when its best robot leads the
+   robot of that step by CONTINUATION_MARGIN; other parts go with the job before them (or after, for
    a first part);
 2. each job goes to its most probable free, feasible robot; consecutive parts of one robot merge into one
    subtask; if that leaves two or more robots, they are the team, in the order of their first subtask,
@@ -22,7 +23,7 @@ is scored whole and piece by piece (`ember_core.clauses.comma_pieces`); it stays
 clearly another robot's work (`expand_pieces`), since one robot's steps are often told that way too ("take
 off, film the quarry face, then land by the gate").
 
-CONTEXT_WEIGHT, PART_THRESHOLD, PIECE_OWN and PIECE_FOREIGN were chosen on the development sets
+CONTEXT_WEIGHT, PART_THRESHOLD, PIECE_OWN, PIECE_FOREIGN and CONTINUATION_MARGIN were chosen on the development sets
 tests/data/team_dev_tasks.jsonl, two_place_dev_tasks.jsonl and steps_dev_tasks.jsonl (see README, "Teams and plans"; `benchmarks/team_rule.py`).
 """
 from __future__ import annotations
@@ -40,6 +41,9 @@ PART_THRESHOLD = 0.1
 # the part's best robot at most PIECE_FOREIGN on it.
 PIECE_OWN = 0.55
 PIECE_FOREIGN = 0.35
+# A continuation ("do the same at the sand pit", "and after that up the rocky trail") is another robot's job only
+# when that robot leads the robot of the step before by CONTINUATION_MARGIN on it.
+CONTINUATION_MARGIN = 0.5
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,10 @@ def plan_team(parts: Sequence[str], probabilities: np.ndarray, eligible: np.ndar
     masked = np.where(eligible[None], probabilities, -1.0)
     steps: list[list] = []
     for index, (part, row) in enumerate(zip(parts, masked)):
-        job = row.max() >= PART_THRESHOLD and not (index and (is_return(part) or is_continuation(part)))
+        job = row.max() >= PART_THRESHOLD and not (index and is_return(part))
+        if job and index and is_continuation(part):
+            before = steps[-1][1]
+            job = before is not None and row.max() - row[ids.index(before)] >= CONTINUATION_MARGIN
         robot = ids[int(row.argmax())] if job else None
         if steps and robot in (None, steps[-1][1]):
             steps[-1][0].append(part)

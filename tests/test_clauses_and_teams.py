@@ -6,8 +6,8 @@ import pytest
 
 from ember_core.clauses import comma_pieces, is_action_verb, is_continuation, is_return, task_parts
 from ember_core.limits import MAX_TASK_PARTS
-from ember_core.teams import (CONTEXT_WEIGHT, PART_THRESHOLD, PIECE_FOREIGN, PIECE_OWN, expand_pieces,
-                               part_probabilities, part_texts, plan_team)
+from ember_core.teams import (CONTEXT_WEIGHT, CONTINUATION_MARGIN, PART_THRESHOLD, PIECE_FOREIGN, PIECE_OWN,
+                               expand_pieces, part_probabilities, part_texts, plan_team)
 
 IDS = ["drone", "underwater_robot", "humanoid", "robot_with_wheels", "robot_with_legs"]
 
@@ -117,15 +117,18 @@ def test_one_robot_best_at_every_part_is_no_team_and_weak_parts_follow_the_job_b
     ("carry on to the second valve", True), ("check the next mast too", True), ("cages 4 and 5", True),
     ("once it's up", True), ("carry the crates to the van", False), ("walk the ridge", False),
     ("the drums are taken up the stairs", False), ("tow the trailer to the gate as before", False),
+    ("confirm the beacons are lit again", False),
 ])
 def test_a_part_that_repeats_the_step_before_or_has_no_verb_is_a_continuation(part, continues):
     assert is_continuation(part) is continues
 
 
-def test_a_continuation_is_done_by_whoever_did_the_step_before():
+def test_a_continuation_is_done_by_whoever_did_the_step_before_unless_another_robot_clearly_leads():
     parts = ["measure the stockpiles from above", "do the same at the sand pit"]
     rows = probabilities([0.9, 0, 0, 0, 0.2], [0.4, 0, 0, 0, 0.8])
     assert plan_team(parts, rows, np.ones(5, bool), IDS).team == ()
+    lead = probabilities([0.9, 0, 0, 0, 0.2], [0.4, 0, 0, 0, 0.4 + CONTINUATION_MARGIN])
+    assert plan_team(parts, lead, np.ones(5, bool), IDS).team == ("drone", "robot_with_legs")
     assert plan_team([parts[0], "walk the sand pit"], rows, np.ones(5, bool), IDS).team == ("drone", "robot_with_legs")
     assert plan_team(list(reversed(parts)), rows, np.ones(5, bool), IDS).team == ("drone", "robot_with_legs")
 
