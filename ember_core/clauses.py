@@ -4,9 +4,9 @@ A team needs a task with parts that different robots do; the Selector scores eac
 `ember_core.teams`). The split is by rule, for the English of fleet operators:
 
 - sentences (". ", "; ") are parts in the order written, except a statement that only informs ("The
-  harbour master says one of them is flickering."), which joins the part before it (the next, when first);
+  harbour master says one of them is flickering."), which is no step;
 - inside a sentence, sequence words split it: "then", "and then", "after that", "afterwards",
-  "followed by", "finally", "and from there", "once ... ,", "before", "after", ", but first",
+  "followed by", "finally", "and (from) there", "once ... ,", "before", "after", ", but first",
   "not ... until"; a sentence without any of them splits at "and" followed by a verb ("map the reef and
   send the ROV down");
 - "A before B" and "After A, B" keep the written order; "Before A, B", "A after B", "A, but first B" and
@@ -48,10 +48,10 @@ ACTION_VERBS = frozenset((
 ))
 # Past forms of ACTION_VERBS that the suffix rules of `is_action_verb` miss ("once the crate is brought in").
 _IRREGULAR = {"took": "take", "taken": "take", "brought": "bring", "flew": "fly", "flown": "fly", "drove": "drive",
-              "driven": "drive", "swam": "swim", "swum": "swim", "went": "go", "gone": "go", "came": "come",
-              "got": "get", "gotten": "get", "gave": "give", "given": "give", "sent": "send", "dug": "dig",
-              "fed": "feed", "found": "find", "laid": "lay", "hung": "hang", "swept": "sweep", "wrote": "write",
-              "written": "write", "ran": "run"}
+              "driven": "drive", "swam": "swim", "swum": "swim", "goes": "go", "went": "go", "gone": "go",
+              "came": "come", "got": "get", "gotten": "get", "gave": "give", "given": "give", "sent": "send",
+              "dug": "dig", "fed": "feed", "found": "find", "laid": "lay", "hung": "hang", "swept": "sweep",
+              "wrote": "write", "written": "write", "ran": "run"}
 # A subordinate part ("once the pallet has been brought in") may have no action verb, only these.
 _AUXILIARIES = frozenset(("is", "are", "was", "were", "has", "have", "had", "been", "be", "gets", "got", "goes"))
 # A verb after these is an infinitive of purpose or a noun ("after an earthquake to find survivors", "a harvest").
@@ -67,7 +67,7 @@ _VERBS, _NEGATION = "verbs", "negation"
 _INSIDE = ((re.compile(r",?\s+and,?\s+(?=(?:once|after|before|when)\s)", re.IGNORECASE), False, _VERBS),
            (re.compile(r",?\s+(?:and\s+then|then|after\s+that|afterwards|followed\s+by|and\s+finally|finally),?\s+",
                        re.IGNORECASE), False, None),
-           (re.compile(r",?\s+and\s+from\s+there,?\s+", re.IGNORECASE), False, _VERBS),
+           (re.compile(r",?\s+and\s+(?:from\s+)?there,?\s+", re.IGNORECASE), False, _VERBS),
            (re.compile(r",?\s+before\s+", re.IGNORECASE), False, _VERBS),
            (re.compile(r",?\s+but\s+first,?\s+", re.IGNORECASE), True, _VERBS),
            (re.compile(r",?\s+(?:after|once)\s+", re.IGNORECASE), True, _VERBS),
@@ -80,6 +80,8 @@ _AND_VERB = re.compile(r",?\s+and\s+(?=\w+)", re.IGNORECASE)
 _RETURN = re.compile(r"\b(?:return(?:s|ed|ing)?|back)\b"
                      r"(?!\s+(?:of|door|doors|yard|garden|wall|room|seat|entrance|gate|end|office|row|on)\b)",
                      re.IGNORECASE)
+# "back in the lab, split the cores open" says where a job is done, not that someone goes back.
+_BACK_AT = re.compile(r"^back\s+(?:in|at)\s", re.IGNORECASE)
 # A comma before a word that may be a verb, not before a conjunction ("..., and", "..., then" split elsewhere).
 _COMMA_VERB = re.compile(r",\s+(?!(?:and|then|but|or)\b)(?=(\w+)\s)", re.IGNORECASE)
 _FILLER = re.compile(r"^(?:first(?:ly)?|then|next|and|finally|afterwards|after that|lastly)[,\s]+", re.IGNORECASE)
@@ -111,17 +113,9 @@ def task_parts(task: str) -> list[str]:
     """
     parts: list[str] = []
     sentences = _SENTENCES.split(task.strip())
-    context = ""  # statements before the first instruction
     for sentence in sentences:
-        if len(sentences) > 1 and _is_statement(sentence):
-            if parts:
-                parts[-1] = f"{parts[-1].rstrip()} {sentence}"
-            else:
-                context += sentence + " "
-            continue
-        split = _split(sentence)
-        parts += [context + split[0]] + split[1:]
-        context = ""
+        if len(sentences) == 1 or not _is_statement(sentence):
+            parts += _split(sentence)
     parts = [part for part in (_tidy(part) for part in parts) if part] or [_tidy(task) or task]
     if len(parts) > MAX_TASK_PARTS:
         parts[MAX_TASK_PARTS - 1:] = [", then ".join(parts[MAX_TASK_PARTS - 1:])]
@@ -161,7 +155,7 @@ def _is_statement(sentence: str) -> bool:
     """Whether a sentence only informs ("The harbour master says one of them is flickering"): it opens with
     neither an action verb nor a subordinating word or preposition, asks nothing ("should", "need to",
     "please"), names no robot, and has no comma followed by an action verb ("At the dock, unload the pallets").
-    `task_parts` joins it to the part before (or after, for a first sentence)."""
+    `task_parts` leaves it out: it is no step of the job (the whole task is still read with it)."""
     words = _WORD.findall(sentence.lower())
     while len(words) > 1 and words[0] in _LEADING_FILLERS:
         words = words[1:]
@@ -173,9 +167,8 @@ def _is_statement(sentence: str) -> bool:
 def is_continuation(part: str) -> bool:
     """Whether a part does the step before again elsewhere ("do the same at the sand pit", "repeat it at the
     south transect", "carry on to the second valve", "check the next mast too") or has no action verb of its
-    own ("cages 4 and 5", "once it's up")."""
-    words = _WORD.findall(part.lower())
-    return bool(_CONTINUES.search(part)) or not any(is_action_verb(word) for word in words)
+    own ("cages 4 and 5", "once it's up", "where the scan shows silt")."""
+    return bool(_CONTINUES.search(part)) or not _has_action_verb(part)
 
 
 def comma_pieces(part: str) -> list[str]:
@@ -185,7 +178,8 @@ def comma_pieces(part: str) -> list[str]:
     rule keeps a part whole unless a piece is clearly another robot's work (`ember_core.teams.expand_pieces`)."""
     pieces, start = [], 0
     for match in _COMMA_VERB.finditer(part):
-        if is_action_verb(match[1]) and _has_verb(part[start:match.start()]) and len(part[match.end():].split()) > 2:
+        if (is_action_verb(match[1]) and _has_action_verb(part[start:match.start()])
+                and len(part[match.end():].split()) > 2):
             pieces.append(part[start:match.start()])
             start = match.end()
     pieces = [piece for piece in (_tidy(piece) for piece in pieces + [part[start:]]) if piece]
@@ -194,7 +188,7 @@ def comma_pieces(part: str) -> list[str]:
 
 def is_return(part: str) -> bool:
     """Whether a part goes back ("come back down", "bring the empty ones back", "return to the lift")."""
-    return bool(_RETURN.search(part))
+    return bool(_RETURN.search(part)) and not _BACK_AT.match(part)
 
 
 def is_action_verb(word: str) -> bool:
@@ -217,6 +211,13 @@ def _has_verb(text: str, opened: bool = False) -> bool:
     text = _CONTRACTED_IS.sub(r"\1 is", text.lower())
     words = _WORD.findall(_OPENED_CLAUSE_END.split(text, 1)[0] if opened else text)
     return any((is_action_verb(word) or word in _AUXILIARIES) and not (opened and before in _NOT_BEFORE_VERB)
+               for before, word in zip([""] + words, words))
+
+
+def _has_action_verb(text: str) -> bool:
+    """Whether `text` has an action verb that is no auxiliary ("have") and follows no "to" or article ("the scan")."""
+    words = _WORD.findall(text.lower())
+    return any(is_action_verb(word) and word != "have" and before not in _NOT_BEFORE_VERB
                for before, word in zip([""] + words, words))
 
 

@@ -43,7 +43,7 @@ PIECE_OWN = 0.55
 PIECE_FOREIGN = 0.35
 # A continuation ("do the same at the sand pit", "and after that up the rocky trail") is another robot's job only
 # when that robot leads the robot of the step before by CONTINUATION_MARGIN on it.
-CONTINUATION_MARGIN = 0.5
+CONTINUATION_MARGIN = 0.3
 
 
 @dataclass(frozen=True)
