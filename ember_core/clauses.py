@@ -44,7 +44,9 @@ ACTION_VERBS = frozenset((
     "traverse", "perform", "study", "analyze", "analyse", "evaluate", "ensure", "observe", "travel", "provide",
     "switch", "turn", "press", "unlock", "type", "flip", "strap", "dress", "wrap", "push", "pull", "shut", "winch",
     "hoist", "drag", "bandage", "treat", "log", "read", "write", "rinse", "dredge", "refuel", "recharge", "splint",
-    "reset", "restart", "follow", "strip", "bag", "run", "park", "change", "tidy", "circle",
+    "reset", "restart", "follow", "strip", "bag", "run", "park", "change", "tidy", "circle", "shift", "light",
+    "weigh", "mop", "bolt", "launch", "polish", "vacuum", "prune", "unscrew", "drain", "pitch", "drill",
+    "refill", "wipe", "splice", "calibrate", "adjust", "gather", "dump", "hose", "rig",
 ))
 # Past forms of ACTION_VERBS that the suffix rules of `is_action_verb` miss ("once the crate is brought in").
 _IRREGULAR = {"took": "take", "taken": "take", "brought": "bring", "flew": "fly", "flown": "fly", "drove": "drive",
@@ -82,6 +84,8 @@ _RETURN = re.compile(r"\b(?:return(?:s|ed|ing)?|back)\b"
                      re.IGNORECASE)
 # "back in the lab, split the cores open" says where a job is done, not that someone goes back.
 _BACK_AT = re.compile(r"^back\s+(?:in|at)\s", re.IGNORECASE)
+# "hand it back to her" gives something to someone; it is a job, not going back.
+_GIVE_BACK = re.compile(r"\b(?:hand|give|gave|pass)(?:s|ed|ing)?\s+(?:\w+\s+){0,3}?back\b", re.IGNORECASE)
 # A comma before a word that may be a verb, not before a conjunction ("..., and", "..., then" split elsewhere).
 _COMMA_VERB = re.compile(r",\s+(?!(?:and|then|but|or)\b)(?=(\w+)\s)", re.IGNORECASE)
 _FILLER = re.compile(r"^(?:first(?:ly)?|then|next|and|finally|afterwards|after that|lastly)[,\s]+", re.IGNORECASE)
@@ -95,6 +99,8 @@ _INSTRUCTION_OPENERS = frozenset((
     "to", "in", "at", "on", "from", "with", "using", "for", "by", "during", "without", "inside", "outside", "near",
     "along", "across", "under", "over", "between", "through", "into", "onto", "up", "down", "around", "there",
     "here", "i", "we", "you", "let", "lets"))
+# A sentence with a sequence word is a step ("the hay bales go down the lane to the barn afterwards").
+_SEQUENCE = re.compile(r"\b(?:then|afterwards|after\s+that|next|first|finally|later)\b", re.IGNORECASE)
 # A sentence that asks for something or addresses a robot ("Then the drone films the roof.") is an instruction.
 _REQUEST = re.compile(r"\b(?:should|must|needs?|has\s+to|have\s+to|will|can|could|would|shall|please|wants?|"
                       r"wanted|like|ensure|make\s+sure|robots?|drones?|rovs?|auvs?|uavs?|humanoids?|you|your)\b",
@@ -154,13 +160,13 @@ def _tidy(part: str) -> str:
 def _is_statement(sentence: str) -> bool:
     """Whether a sentence only informs ("The harbour master says one of them is flickering"): it opens with
     neither an action verb nor a subordinating word or preposition, asks nothing ("should", "need to",
-    "please"), names no robot, and has no comma followed by an action verb ("At the dock, unload the pallets").
+    "please"), names no robot and no sequence word ("afterwards"), and has no comma followed by an action verb ("At the dock, unload the pallets").
     `task_parts` leaves it out: it is no step of the job (the whole task is still read with it)."""
     words = _WORD.findall(sentence.lower())
     while len(words) > 1 and words[0] in _LEADING_FILLERS:
         words = words[1:]
     return bool(words) and not (is_action_verb(words[0]) or words[0] in _INSTRUCTION_OPENERS
-                                or _REQUEST.search(sentence)
+                                or _REQUEST.search(sentence) or _SEQUENCE.search(sentence)
                                 or any(is_action_verb(match[1]) for match in _COMMA_WORD.finditer(sentence)))
 
 
@@ -188,7 +194,7 @@ def comma_pieces(part: str) -> list[str]:
 
 def is_return(part: str) -> bool:
     """Whether a part goes back ("come back down", "bring the empty ones back", "return to the lift")."""
-    return bool(_RETURN.search(part)) and not _BACK_AT.match(part)
+    return bool(_RETURN.search(part)) and not (_BACK_AT.match(part) or _GIVE_BACK.search(part))
 
 
 def is_action_verb(word: str) -> bool:
@@ -207,9 +213,12 @@ def is_action_verb(word: str) -> bool:
 
 def _has_verb(text: str, opened: bool = False) -> bool:
     """Whether `text` has an action verb or an auxiliary; in a side a sequence word `opened`, not one after "to" or
-    an article, and before its first "and" or comma ("after the hailstorm and report the damage" has none)."""
+    an article, and, unless it has an auxiliary, before its first "and" or comma ("after the hailstorm and report
+    the damage" has none; "once the drums and crates are lifted" has one)."""
     text = _CONTRACTED_IS.sub(r"\1 is", text.lower())
-    words = _WORD.findall(_OPENED_CLAUSE_END.split(text, 1)[0] if opened else text)
+    if opened and not _AUXILIARIES.intersection(_WORD.findall(text)):
+        text = _OPENED_CLAUSE_END.split(text, 1)[0]
+    words = _WORD.findall(text)
     return any((is_action_verb(word) or word in _AUXILIARIES) and not (opened and before in _NOT_BEFORE_VERB)
                for before, word in zip([""] + words, words))
 

@@ -38,6 +38,12 @@ IDS = ["drone", "underwater_robot", "humanoid", "robot_with_wheels", "robot_with
     ("Fly the crate to the hut. Then the humanoid opens it. At the door, greet the warden.",
      ["Fly the crate to the hut", "the humanoid opens it", "At the door, greet the warden"]),
     ("The roof leaks. The gutters are blocked.", ["The roof leaks. The gutters are blocked"]),  # nothing asked
+    ("Carry the posts to the fence; the hay bales go down the lane to the barn afterwards.",
+     ["Carry the posts to the fence", "the hay bales go down the lane to the barn afterwards"]),
+    ("Before the sleepers and ballast at the slip are inspected, survey the cutting",
+     ["survey the cutting", "the sleepers and ballast at the slip are inspected"]),
+    ("Once the anodes have been checked, shift the pallets to the berth",
+     ["the anodes have been checked", "shift the pallets to the berth"]),
     ("We can't sort the clothes until the bags have been brought in",
      ["the bags have been brought in", "We can't sort the clothes"]),
     ("We don’t start sorting until the bags have been brought in",
@@ -80,8 +86,9 @@ def test_action_verbs_are_recognised_with_their_endings_only():
 def test_parts_that_go_back_are_told_from_a_back_door():
     assert [is_return(part) for part in ("come back down the ridge", "bring the empty ones back", "return to the lift",
                                          "walk back up the slope", "unload at the back door", "open the back of the van",
-                                         "pack the backpack", "back in the lab, split the cores open")] == [
-        True, True, True, True, False, False, False, False]
+                                         "pack the backpack", "back in the lab, split the cores open",
+                                         "hand the ring back to her at the desk")] == [
+        True, True, True, True, False, False, False, False, False]
 
 
 def test_a_part_that_goes_back_is_done_by_whoever_went_there():
