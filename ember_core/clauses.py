@@ -15,9 +15,10 @@ A team needs a task with parts that different robots do; the Selector scores eac
 - a split at "before", "after", "once", "but first", "until" or "and" is kept only when both sides have a
   verb ("inspect the roof after the storm" stays whole), and one at "until" only after a negation ("hover
   above him until the boat arrives" stays whole: the boat is not a job); the other sequence words always
-  split. The side such a word opens needs a verb of its own before its first "and" or comma: one after
-  "to" or an article is not ("search the ruins after an earthquake to find survivors", "inspect the fields
-  after a harvest" stay whole), and a leading "once it's up," with no action verb stays with its clause.
+  split. The side such a word opens needs a verb of its own, before its first "and" or comma unless it
+  has an auxiliary: one after "to" or an article is not ("search the ruins after an earthquake to find
+  survivors", "inspect the fields after a harvest", "after the hailstorm and report the posts" stay whole),
+  and a leading "once it's up," with no action verb stays with its clause.
 """
 from __future__ import annotations
 
@@ -160,8 +161,9 @@ def _tidy(part: str) -> str:
 def _is_statement(sentence: str) -> bool:
     """Whether a sentence only informs ("The harbour master says one of them is flickering"): it opens with
     neither an action verb nor a subordinating word or preposition, asks nothing ("should", "need to",
-    "please"), names no robot and no sequence word ("afterwards"), and has no comma followed by an action verb ("At the dock, unload the pallets").
-    `task_parts` leaves it out: it is no step of the job (the whole task is still read with it)."""
+    "please"), names no robot and no sequence word ("afterwards"), and has no comma followed by an action
+    verb ("At the dock, unload the pallets"). `task_parts` leaves it out: it is no step of the job (the whole
+    task is still read with it)."""
     words = _WORD.findall(sentence.lower())
     while len(words) > 1 and words[0] in _LEADING_FILLERS:
         words = words[1:]

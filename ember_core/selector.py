@@ -150,9 +150,9 @@ class Selector:
                          *self._part_features(parts, pieces), parts, pieces)
 
     def _part_features(self, parts: list[str], pieces: list[list[str]]) -> tuple[list[Features], list[str]]:
-        """The features of the parts' `part_texts`, then of the `part_texts` of each part told as a comma list's
-        pieces, and those texts (none for a task of one part without pieces); a part in context that is longer than the
-        model reads is scored alone."""
+        """The features of the parts' `part_texts`, then of the `part_texts` of the pieces of each part told as a
+        comma list, and those texts (none for a task of one part without pieces); a text in context that is
+        longer than the model reads is scored alone."""
         groups = [group for group in pieces if len(group) > 1]
         if len(parts) < 2 and not groups:
             return [], []

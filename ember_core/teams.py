@@ -23,8 +23,9 @@ is scored whole and piece by piece (`ember_core.clauses.comma_pieces`); it stays
 clearly another robot's work (`expand_pieces`), since one robot's steps are often told that way too ("take
 off, film the quarry face, then land by the gate").
 
-CONTEXT_WEIGHT, PART_THRESHOLD, PIECE_OWN, PIECE_FOREIGN and CONTINUATION_MARGIN were chosen on the development sets
-tests/data/team_dev_tasks.jsonl, two_place_dev_tasks.jsonl and steps_dev_tasks.jsonl (see README, "Teams and plans"; `benchmarks/team_rule.py`).
+CONTEXT_WEIGHT, PART_THRESHOLD, PIECE_OWN, PIECE_FOREIGN and CONTINUATION_MARGIN were chosen on the
+development sets tests/data/team_dev_tasks.jsonl, two_place_dev_tasks.jsonl and steps_dev_tasks.jsonl (see
+README, "Teams and plans"; `benchmarks/team_rule.py`).
 """
 from __future__ import annotations
 
@@ -39,11 +40,11 @@ CONTEXT_WEIGHT = 0.5
 PART_THRESHOLD = 0.1
 # A part told as a comma list is split into its pieces only when a piece's own best robot reaches PIECE_OWN and
 # the part's best robot at most PIECE_FOREIGN on it.
-PIECE_OWN = 0.55
-PIECE_FOREIGN = 0.35
+PIECE_OWN = 0.6
+PIECE_FOREIGN = 0.4
 # A continuation ("do the same at the sand pit", "and after that up the rocky trail") is another robot's job only
 # when that robot leads the robot of the step before by CONTINUATION_MARGIN on it.
-CONTINUATION_MARGIN = 0.3
+CONTINUATION_MARGIN = 0.4
 
 
 @dataclass(frozen=True)
