@@ -44,7 +44,7 @@ PIECE_OWN = 0.6
 PIECE_FOREIGN = 0.4
 # A continuation ("do the same at the sand pit", "and after that up the rocky trail") is another robot's job only
 # when that robot leads the robot of the step before by CONTINUATION_MARGIN on it.
-CONTINUATION_MARGIN = 0.4
+CONTINUATION_MARGIN = 0.2
 
 
 @dataclass(frozen=True)
