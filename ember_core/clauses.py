@@ -106,7 +106,6 @@ _SEQUENCE = re.compile(r"\b(?:then|afterwards|after\s+that|next|first|finally|la
 _REQUEST = re.compile(r"\b(?:should|must|needs?|has\s+to|have\s+to|will|can|could|would|shall|please|wants?|"
                       r"wanted|like|ensure|make\s+sure|robots?|drones?|rovs?|auvs?|uavs?|humanoids?|you|your)\b",
                       re.IGNORECASE)
-_COMMA_WORD = re.compile(r",\s+(\w+)")
 _CONTINUES = re.compile(r"^(?:(?:then|and|next|now)\s+)*(?:do\s+the\s+same|repeat|same\s+again|carry\s+on|continue|"
                         r"keep\s+going|likewise)\b|\b(?:too|as\s+well)$", re.IGNORECASE)
 _CONTRACTED_IS = re.compile(r"\b(it|that|he|she|there|what|who)['’]s\b")
@@ -169,7 +168,7 @@ def _is_statement(sentence: str) -> bool:
         words = words[1:]
     return bool(words) and not (is_action_verb(words[0]) or words[0] in _INSTRUCTION_OPENERS
                                 or _REQUEST.search(sentence) or _SEQUENCE.search(sentence)
-                                or any(is_action_verb(match[1]) for match in _COMMA_WORD.finditer(sentence)))
+                                or any(is_action_verb(match[1]) for match in _COMMA_VERB.finditer(sentence)))
 
 
 def is_continuation(part: str) -> bool:

@@ -24,7 +24,7 @@ from ember_core.reasoning import Plan, Reasoning, Subtask, format_plan, parse_pl
 from ember_core.request import DEFAULT_TOP_K, SelectionRequest
 from ember_core.robots_file import load_fleet
 from ember_core.selection import Candidate, ImageInfo, Selection
-from ember_core.teams import TeamPlan, expand_pieces, part_probabilities, part_texts, plan_team
+from ember_core.teams import TeamPlan, expand_pieces, part_probabilities, part_texts, plan_team, text_count
 
 
 @dataclass
@@ -36,7 +36,7 @@ class _Prepared:
     features: Features
     image: ImageInfo | None
     preprocess_ms: float
-    part_features: list[Features]  # the part_texts and comma pieces of a multi-part task (ember_core.teams), else empty
+    part_features: list[Features]  # the part_texts of the parts, then of comma pieces (ember_core.teams), or empty
     part_texts: list[str]  # the texts of part_features
     parts: list[str]
     pieces: list[list[str]]  # each part's comma pieces ([part] for a part without)
@@ -240,7 +240,7 @@ class Selector:
         ranked, eligible = self._rank(probabilities, vetoes, request)
         team = TeamPlan()
         if item.part_features:
-            count = 2 * len(item.parts) - 1
+            count = text_count(len(item.parts))
             parts, part_rows = expand_pieces(item.parts, part_probabilities(scored_parts[:count], len(item.parts)),
                                              item.pieces, scored_parts[count:])
             team = plan_team(parts, part_rows, eligible, self.fleet.ids)

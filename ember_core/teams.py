@@ -61,8 +61,13 @@ def part_texts(parts: Sequence[str]) -> list[str]:
     return list(parts) + [f"{part} ({before})" for before, part in zip(parts, parts[1:])]
 
 
+def text_count(count: int) -> int:
+    """How many `part_texts` `count` parts have (each alone, and each after the first also in context)."""
+    return 2 * count - 1
+
+
 def part_probabilities(scored: np.ndarray, count: int) -> np.ndarray:
-    """The (count, N) probabilities of `count` parts from the (2 * count - 1, N) ones of their `part_texts`."""
+    """The (count, N) probabilities of `count` parts from the (text_count(count), N) ones of their `part_texts`."""
     alone, in_context = scored[:count], scored[count:]
     return np.concatenate([alone[:1], (1 - CONTEXT_WEIGHT) * alone[1:] + CONTEXT_WEIGHT * in_context])
 
@@ -76,8 +81,8 @@ def expand_pieces(parts: Sequence[str], probabilities: np.ndarray, pieces: Seque
     expanded, rows, offset = [], [], 0
     for part, row, split in zip(parts, probabilities, pieces):
         if len(split) > 1:
-            scored = part_probabilities(piece_probabilities[offset:offset + 2 * len(split) - 1], len(split))
-            offset += 2 * len(split) - 1
+            scored = part_probabilities(piece_probabilities[offset:offset + text_count(len(split))], len(split))
+            offset += text_count(len(split))
             top = int(row.argmax())
             if any(int(piece.argmax()) != top and piece.max() >= PIECE_OWN and piece[top] <= PIECE_FOREIGN
                    for piece in scored):
