@@ -152,3 +152,19 @@ def test_the_fresh_snake_report_set_is_new_and_names_the_snake_in_every_task(sna
     older = {task_key(record.task) for name in ("snake_tasks.jsonl", "snake_dev_tasks.jsonl")
              for record in load_jsonl(DATA / name, snake_fleet)}
     assert not {task_key(record.task) for record in fresh} & older
+
+
+def test_the_snake_development_sets_say_what_they_are_and_share_no_task_with_a_report_set(snake_fleet):
+    """snake_dev_tasks.jsonl: the snake is acceptable in every task; near_snake_dev_tasks.jsonl: tasks that sound
+    like its work but are another robot's, so it is in none; neither shares a task with a report or public set."""
+    sets = {name: load_jsonl(DATA / name, snake_fleet) for name in ("snake_dev_tasks.jsonl", "near_snake_dev_tasks.jsonl")}
+    for name, records in sets.items():
+        assert (DATA / name).read_text(encoding="utf-8").startswith("#") and len(records) == _data_lines(DATA / name)
+    assert len(sets["snake_dev_tasks.jsonl"]) == 72 and len(sets["near_snake_dev_tasks.jsonl"]) == 60
+    assert all("snake_robot" in record.robots for record in sets["snake_dev_tasks.jsonl"])
+    assert not any("snake_robot" in record.robots for record in sets["near_snake_dev_tasks.jsonl"])
+    report = {task_key(record.task) for name in ("snake_tasks.jsonl", "snake_fresh_tasks.jsonl", "novel_tasks.jsonl")
+              for record in load_jsonl(DATA / name, snake_fleet)}
+    if PUBLIC_DATA.is_dir():
+        report |= {task_key(record.task) for record in load_public(PUBLIC_DATA, snake_fleet)}
+    assert not {task_key(record.task) for records in sets.values() for record in records} & report
