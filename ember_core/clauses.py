@@ -4,11 +4,14 @@ A team needs a task with parts that different robots do; the Selector scores eac
 `ember_core.teams`). The split is by rule, for the English of fleet operators:
 
 - sentences (". ", "; ") are parts in the order written, except a statement that only informs ("The
-  harbour master says one of them is flickering."), which is no step;
+  harbour master says one of them is flickering.", "We heard tapping under the slab."), which is no step,
+  and a sentence opened by "before that" or "but first", which happens before the sentence written
+  before it (then a step, even if it reads like a statement);
 - inside a sentence, sequence words split it: "then", "and then", "after that", "afterwards",
   "followed by", "finally", "and (from) there", "once ... ,", "before", "after", ", but first",
-  "not ... until"; a sentence without any of them splits at "and" followed by a verb ("map the reef and
-  send the ROV down");
+  "not ... until" ("nothing", "nobody" negate too); a sentence without any of them splits at "and"
+  followed by a verb ("map the reef and send the ROV down"), unless what comes before only gets to the
+  job ("go in through the hatch and find the plug");
 - "A before B" and "After A, B" keep the written order; "Before A, B", "A after B", "A, but first B" and
   "not A until B" swap it, so the parts follow time, not mention ("Before the divers go in, map the site
   from the air": map first);
@@ -18,7 +21,8 @@ A team needs a task with parts that different robots do; the Selector scores eac
   split. The side such a word opens needs a verb of its own, before its first "and" or comma unless it
   has an auxiliary: one after "to" or an article is not ("search the ruins after an earthquake to find
   survivors", "inspect the fields after a harvest", "after the hailstorm and report the posts" stay whole),
-  and a leading "once it's up," with no action verb stays with its clause.
+  a leading "once it's up," with no action verb stays with its clause, and so does what the operator
+  does ("before we light the burner, check the flue" is one part).
 """
 from __future__ import annotations
 
@@ -72,12 +76,19 @@ _INSIDE = ((re.compile(r",?\s+and,?\s+(?=(?:once|after|before|when)\s)", re.IGNO
                        re.IGNORECASE), False, None),
            (re.compile(r",?\s+and\s+(?:from\s+)?there,?\s+", re.IGNORECASE), False, _VERBS),
            (re.compile(r",?\s+before\s+", re.IGNORECASE), False, _VERBS),
-           (re.compile(r",?\s+but\s+first,?\s+", re.IGNORECASE), True, _VERBS),
+           (re.compile(r",?\s+(?:but|and)\s+first,?\s+", re.IGNORECASE), True, _VERBS),
            (re.compile(r",?\s+(?:after|once)\s+", re.IGNORECASE), True, _VERBS),
            (re.compile(r",?\s+until\s+", re.IGNORECASE), True, _NEGATION))
-_NEGATED = re.compile(r"\b(?:not|never|cannot|(?:can|won|don|doesn|didn|mustn|shouldn|isn|aren)['’]t)\b", re.IGNORECASE)
+_NEGATED = re.compile(r"\b(?:not|never|cannot|nothing|nobody|no\s+one|(?:can|won|don|doesn|didn|mustn|shouldn|isn|aren)['’]t)\b",
+                      re.IGNORECASE)
+_UNTIL = re.compile(r"\buntil\b", re.IGNORECASE)
 # "map the reef and send the ROV down": "and" before a verb splits only a text with no other sequence word.
 _AND_VERB = re.compile(r",?\s+and\s+(?=\w+)", re.IGNORECASE)
+# "go in and find it", "get in behind the panels and photograph the line": getting to the job is part of it.
+_GETTING_THERE = re.compile(r"^\s*(?:go|get|come|head)\s+(?:in|inside|into|through|under|underneath|behind|down|up|over|"
+                            r"out|along|across|round|around)\b", re.IGNORECASE)
+# A side opened by a sequence word that the operator does ("before we light the burner, check the flue").
+_OPERATOR = re.compile(r"^\s*(?:we|i)\b", re.IGNORECASE)
 # A part that goes back ("come back", "bring the empty one back", "return to the lift"); "back" as a noun
 # or an adjective ("the back of the van", "the back door") is not one.
 _RETURN = re.compile(r"\b(?:return(?:s|ed|ing)?|back)\b"
@@ -99,9 +110,16 @@ _INSTRUCTION_OPENERS = frozenset((
     "before", "after", "once", "when", "whenever", "while", "where", "wherever", "if", "as", "until", "having",
     "to", "in", "at", "on", "from", "with", "using", "for", "by", "during", "without", "inside", "outside", "near",
     "along", "across", "under", "over", "between", "through", "into", "onto", "up", "down", "around", "there",
-    "here", "i", "we", "you", "let", "lets"))
+    "here", "you", "let", "lets"))
 # A sentence with a sequence word is a step ("the hay bales go down the lane to the barn afterwards").
-_SEQUENCE = re.compile(r"\b(?:then|afterwards|after\s+that|next|first|finally|later)\b", re.IGNORECASE)
+# "next" before a time ("the new jetty goes in next spring") is no sequence word.
+_SEQUENCE = re.compile(r"\b(?:then|afterwards|after\s+that|next(?!\s+(?:spring|summer|autumn|fall|winter|season|year|month|"
+                       r"week|weekend|day|morning|night|time|shift|monday|tuesday|wednesday|thursday|friday|saturday|"
+                       r"sunday))|first|finally|later)\b", re.IGNORECASE)
+# A later sentence that opens with these happens before the sentence written before it ("Carry the box up the
+# slope. Before that, look at the rim from the air.").
+_EARLIER = re.compile(r"^(?:but\s+)?(?:before\s+(?:that|this|then|doing\s+(?:that|this|so))|first\s+of\s+all)\s*,?\s+|"
+                      r"^but\s+first\s*,?\s+", re.IGNORECASE)
 # A sentence that asks for something or addresses a robot ("Then the drone films the roof.") is an instruction.
 _REQUEST = re.compile(r"\b(?:should|must|needs?|has\s+to|have\s+to|will|can|could|would|shall|please|wants?|"
                       r"wanted|like|ensure|make\s+sure|robots?|drones?|rovs?|auvs?|uavs?|humanoids?|you|your)\b",
@@ -119,9 +137,20 @@ def task_parts(task: str) -> list[str]:
     """
     parts: list[str] = []
     sentences = _SENTENCES.split(task.strip())
+    previous, left_out = 0, None  # where the parts of the sentence before start; that sentence, if a statement
     for sentence in sentences:
-        if len(sentences) == 1 or not _is_statement(sentence):
+        earlier = _EARLIER.match(sentence)
+        if earlier:
+            if left_out:  # what happens "before that" follows a step, not a statement
+                previous = len(parts)
+                parts += _split(left_out)
+            parts[previous:previous] = _split(sentence[earlier.end():])
+            left_out = None
+        elif len(sentences) == 1 or not _is_statement(sentence):
+            previous, left_out = len(parts), None
             parts += _split(sentence)
+        else:
+            left_out = sentence
     parts = [part for part in (_tidy(part) for part in parts) if part] or [_tidy(task) or task]
     if len(parts) > MAX_TASK_PARTS:
         parts[MAX_TASK_PARTS - 1:] = [", then ".join(parts[MAX_TASK_PARTS - 1:])]
@@ -145,9 +174,15 @@ def _split(text: str, and_verb: bool = True) -> list[str]:
     if and_verb:
         for match in _AND_VERB.finditer(text):
             left, right = text[: match.start()], text[match.end():]
-            if _starts_with_verb(right) and _has_verb(left):
+            if _starts_with_verb(right) and _has_verb(left) and not _only_gets_there(left):
                 return [left, right]
     return [text]
+
+
+def _only_gets_there(text: str) -> bool:
+    """Whether `text` only gets to a job ("go in through the cleanout"): a way in and no action verb after it."""
+    way_in = _GETTING_THERE.match(text)
+    return bool(way_in) and not _has_action_verb(text[way_in.end():])
 
 
 def _tidy(part: str) -> str:
@@ -168,6 +203,7 @@ def _is_statement(sentence: str) -> bool:
         words = words[1:]
     return bool(words) and not (is_action_verb(words[0]) or words[0] in _INSTRUCTION_OPENERS
                                 or _REQUEST.search(sentence) or _SEQUENCE.search(sentence)
+                                or (_NEGATED.search(sentence) and _UNTIL.search(sentence))
                                 or any(is_action_verb(match[1]) for match in _COMMA_VERB.finditer(sentence)))
 
 
@@ -215,7 +251,10 @@ def is_action_verb(word: str) -> bool:
 def _has_verb(text: str, opened: bool = False) -> bool:
     """Whether `text` has an action verb or an auxiliary; in a side a sequence word `opened`, not one after "to" or
     an article, and, unless it has an auxiliary, before its first "and" or comma ("after the hailstorm and report
-    the damage" has none; "once the drums and crates are lifted" has one)."""
+    the damage" has none; "once the drums and crates are lifted" has one), and none when the operator is its
+    subject ("before we light the burner")."""
+    if opened and _OPERATOR.match(text):
+        return False
     text = _CONTRACTED_IS.sub(r"\1 is", text.lower())
     if opened and not _AUXILIARIES.intersection(_WORD.findall(text)):
         text = _OPENED_CLAUSE_END.split(text, 1)[0]

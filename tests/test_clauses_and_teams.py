@@ -65,6 +65,27 @@ IDS = ["drone", "underwater_robot", "humanoid", "robot_with_wheels", "robot_with
      ["unlock the gate to the yard", "filming the quay from above"]),
     ("Map the wreck, after that, winch it up to the barge", ["Map the wreck", "winch it up to the barge"]),
     ("Inspect the upper and lower decks", ["Inspect the upper and lower decks"]),
+    # A later sentence opened by "before that" happens before the one written before it, which is then a step.
+    ("Carry the box up the slope. Before that, look at the rim from the air.",
+     ["look at the rim from the air", "Carry the box up the slope"]),
+    ("Film the roof. Then check the gutters. Before that, open the hatch. Before that, unlock the gate.",
+     ["Film the roof", "unlock the gate", "open the hatch", "check the gutters"]),
+    ("The stadium gets photographed from above tomorrow; before that, the chairs must be driven to the stand.",
+     ["the chairs must be driven to the stand", "The stadium gets photographed from above tomorrow"]),
+    ("The new jetty goes in next spring. Survey the lake bed.", ["Survey the lake bed"]),
+    ("Nothing goes into the tank until the pumps are switched off. Then scrub the window.",
+     ["the pumps are switched off", "Nothing goes into the tank", "scrub the window"]),
+    ("Nobody should tidy the office until the yard has been checked from the air",
+     ["the yard has been checked from the air", "Nobody should tidy the office"]),
+    ("The battery must be flown out to the raft, and first someone has to charge it",
+     ["someone has to charge it", "The battery must be flown out to the raft"]),
+    # Getting to the job is part of it; going somewhere and doing another job there is two parts.
+    ("Go in through the cleanout and find the plug.", ["Go in through the cleanout and find the plug"]),
+    ("Get in behind the panels and photograph the line", ["Get in behind the panels and photograph the line"]),
+    ("Go down the bank, check the inlet and walk back up", ["Go down the bank, check the inlet", "walk back up"]),
+    # What the operator does, or heard, is no step.
+    ("Before we light the burner, check the flue.", ["Before we light the burner, check the flue"]),
+    ("We heard tapping under the slab. Push a camera through the crack.", ["Push a camera through the crack"]),
 ])
 def test_task_parts_split_at_sequence_words_in_time_order(task, parts):
     assert task_parts(task) == parts
