@@ -2,7 +2,7 @@
 
 `python benchmarks/team_rule.py [--model DIR] [--weights W ...] [--thresholds T ...] [--pieces OWN,FOREIGN ...]
 [--margins M ...]` explains every task of the development sets, text only, once per setting of a small grid of
-CONTEXT_WEIGHT, PART_THRESHOLD, (PIECE_OWN, PIECE_FOREIGN) and CONTINUATION_MARGIN (about a minute a setting on
+CONTEXT_WEIGHT, PART_THRESHOLD, (PIECE_OWN, PIECE_FOREIGN) and CONTINUATION_MARGIN (about 2 min a setting on
 2 cores), and prints the team Jaccard on the team jobs (tests/data/team_dev_tasks.jsonl) and the share of false
 teams on four sets of single-robot jobs: jobs that mention two places (two_place_dev_tasks.jsonl), jobs told in
 several steps (steps_dev_tasks.jsonl), novel phrasings (novel_dev_tasks.jsonl) and snake-robot jobs with the

@@ -45,6 +45,14 @@ def _data_lines(path: Path) -> int:
     return sum(1 for line in lines if line.strip() and not line.lstrip().startswith("#"))
 
 
+def _whole_set(path: Path, fleet: Fleet) -> list[TaskRecord]:
+    """The set's records, checking that its file starts with a '#' comment and holds no task twice (load_jsonl
+    merges lines with the same task_key, so fewer records than lines means a duplicate)."""
+    records = load_jsonl(path, fleet)
+    assert path.read_text(encoding="utf-8").startswith("#") and len(records) == _data_lines(path), path.name
+    return records
+
+
 def test_files_start_with_a_comment_and_hold_no_duplicate_task(novel, novel_dev, snake_tasks):
     for path, records in ((NOVEL_FILE, novel), (NOVEL_DEV_FILE, novel_dev), (SNAKE_FILE, snake_tasks)):
         assert path.read_text(encoding="utf-8").startswith("#"), f"{path.name}: start with a '#' comment line"
@@ -129,9 +137,8 @@ SINGLE_ROBOT_FILES = {"two_place_dev_tasks.jsonl": 40, "two_place_tasks.jsonl": 
 def test_team_and_single_robot_sets_are_what_their_names_say(fleet):
     """Team jobs name two robots or more in order; single-robot jobs name none; the development and report
     sets share no task, and none is a public or a novel-set task."""
-    sets = {name: load_jsonl(DATA / name, fleet) for name in {**TEAM_FILES, **SINGLE_ROBOT_FILES}}
+    sets = {name: _whole_set(DATA / name, fleet) for name in {**TEAM_FILES, **SINGLE_ROBOT_FILES}}
     for name, records in sets.items():
-        assert (DATA / name).read_text(encoding="utf-8").startswith("#") and len(records) == _data_lines(DATA / name)
         assert len(records) == {**TEAM_FILES, **SINGLE_ROBOT_FILES}[name]
         assert all((len(record.team) >= 2) == (name in TEAM_FILES) for record in records), name
     keys = {name: {task_key(record.task) for record in records} for name, records in sets.items()}
@@ -146,8 +153,8 @@ def test_team_and_single_robot_sets_are_what_their_names_say(fleet):
 def test_the_fresh_snake_report_set_is_new_and_names_the_snake_in_every_task(snake_fleet):
     """Written for the short-card work before any tuning: report only, sharing no task with the other sets."""
     path = DATA / "snake_fresh_tasks.jsonl"
-    fresh = load_jsonl(path, snake_fleet)
-    assert path.read_text(encoding="utf-8").startswith("#") and len(fresh) == _data_lines(path) >= 25
+    fresh = _whole_set(path, snake_fleet)
+    assert len(fresh) >= 25
     assert all("snake_robot" in record.robots for record in fresh)
     older = {task_key(record.task) for name in ("snake_tasks.jsonl", "snake_dev_tasks.jsonl")
              for record in load_jsonl(DATA / name, snake_fleet)}
@@ -157,9 +164,7 @@ def test_the_fresh_snake_report_set_is_new_and_names_the_snake_in_every_task(sna
 def test_the_snake_development_sets_say_what_they_are_and_share_no_task_with_a_report_set(snake_fleet):
     """snake_dev_tasks.jsonl: the snake is acceptable in every task; near_snake_dev_tasks.jsonl: tasks that sound
     like its work but are another robot's, so it is in none; neither shares a task with a report or public set."""
-    sets = {name: load_jsonl(DATA / name, snake_fleet) for name in ("snake_dev_tasks.jsonl", "near_snake_dev_tasks.jsonl")}
-    for name, records in sets.items():
-        assert (DATA / name).read_text(encoding="utf-8").startswith("#") and len(records) == _data_lines(DATA / name)
+    sets = {name: _whole_set(DATA / name, snake_fleet) for name in ("snake_dev_tasks.jsonl", "near_snake_dev_tasks.jsonl")}
     assert len(sets["snake_dev_tasks.jsonl"]) == 72 and len(sets["near_snake_dev_tasks.jsonl"]) == 60
     assert all("snake_robot" in record.robots for record in sets["snake_dev_tasks.jsonl"])
     assert not any("snake_robot" in record.robots for record in sets["near_snake_dev_tasks.jsonl"])
