@@ -3,26 +3,30 @@
 A team needs a task with parts that different robots do; the Selector scores each part (see
 `ember_core.teams`). The split is by rule, for the English of fleet operators:
 
-- sentences (". ", "; ") are parts in the order written, except a statement that only informs ("The
-  harbour master says one of them is flickering.", "We heard tapping under the slab."), which is no step,
-  and a sentence opened by "before that" or "but first", which happens before the sentence written
-  before it (then a step, even if it reads like a statement);
+- sentences (". ", "; ") are parts in the order written, except a statement of one part that only informs
+  ("The harbour master says one of them is flickering.", "We heard tapping under the slab."; a work
+  ticket's label such as "Port ops:" is no statement), which is no step, and a sentence opened by "before
+  that" or "but first", which happens before the sentence written before it (then a step, even if it
+  reads like a statement);
 - inside a sentence, sequence words split it: "then", "and then", "after that", "afterwards",
-  "followed by", "finally", "and (from) there", "once ... ,", "before", "after", ", but first",
-  "not ... until" ("nothing", "nobody" negate too); a sentence without any of them splits at "and"
-  followed by a verb ("map the reef and send the ROV down"), unless what comes before only gets to the
-  job ("go in through the hatch and find the plug");
-- "A before B" and "After A, B" keep the written order; "Before A, B", "A after B", "A, but first B" and
-  "not A until B" swap it, so the parts follow time, not mention ("Before the divers go in, map the site
-  from the air": map first);
+  "followed by", "finally", "and (from) there", "once ... ,", "before", "after", "after which",
+  ", but first", ", but before that", "not ... until" ("nothing", "nobody" negate too); a sentence without
+  any of them splits at "and" followed by a verb ("map the reef and send the ROV down"), unless what comes
+  before only gets to the job ("go in through the hatch and find the plug"). "then" inside one clause is
+  an adverb ("the supplies are then driven down the road"): the later step starts with that clause
+  ("..., where it is then fitted"), or there is no split;
+- "A before B", "After A, B" and "A, after which B" keep the written order; "Before A, B", "A after B",
+  "A, but first B", "A, but before that B" and "not A until B" swap it, so the parts follow time, not
+  mention ("Before the divers go in, map the site from the air": map first);
 - a split at "before", "after", "once", "but first", "until" or "and" is kept only when both sides have a
   verb ("inspect the roof after the storm" stays whole), and one at "until" only after a negation ("hover
   above him until the boat arrives" stays whole: the boat is not a job); the other sequence words always
-  split. The side such a word opens needs a verb of its own, before its first "and" or comma unless it
-  has an auxiliary: one after "to" or an article is not ("search the ruins after an earthquake to find
-  survivors", "inspect the fields after a harvest", "after the hailstorm and report the posts" stay whole),
-  a leading "once it's up," with no action verb stays with its clause, and so does what the operator
-  does ("before we light the burner, check the flue" is one part).
+  split (unless an adverb, above). The side such a word opens needs a verb of its own ("need to" carries
+  one), before its first "and" or comma unless it has an auxiliary: one after "to" or an article is not
+  ("search the ruins after an earthquake to find survivors", "inspect the fields after a harvest", "after
+  the hailstorm and report the posts" stay whole), a leading "once it's up," with no action verb stays with
+  its clause, and so does what the operator does ("before we light the burner, check the flue" is one
+  part).
 """
 from __future__ import annotations
 
@@ -59,29 +63,39 @@ _IRREGULAR = {"took": "take", "taken": "take", "brought": "bring", "flew": "fly"
               "came": "come", "got": "get", "gotten": "get", "gave": "give", "given": "give", "sent": "send",
               "dug": "dig", "fed": "feed", "found": "find", "laid": "lay", "hung": "hang", "swept": "sweep",
               "wrote": "write", "written": "write", "ran": "run"}
-# A subordinate part ("once the pallet has been brought in") may have no action verb, only these.
-_AUXILIARIES = frozenset(("is", "are", "was", "were", "has", "have", "had", "been", "be", "gets", "got", "goes"))
+# A subordinate part ("once the pallet has been brought in", "from there the boxes need to go up") may have no
+# action verb, only these.
+_AUXILIARIES = frozenset(("is", "are", "was", "were", "has", "have", "had", "been", "be", "gets", "got", "goes", "need",
+                         "needs"))
 # A verb after these is an infinitive of purpose or a noun ("after an earthquake to find survivors", "a harvest").
 _NOT_BEFORE_VERB = frozenset(("to", "a", "an", "the", "its", "their", "his", "her", "my", "our", "your", "each", "every"))
 _SENTENCES = re.compile(r"(?<=[.;!?])\s+(?=\S)")
 # (pattern, swap): `swap` parts happen in the other order than written.
 _LEADING = ((re.compile(r"^(?:before)\s+(.+?),\s*(.+)$", re.IGNORECASE), True),
             (re.compile(r"^(?:after|once|when)\s+(.+?),\s*(.+)$", re.IGNORECASE), False))
-# (pattern, swap, needs): what the sides need for the split to hold: None, _VERBS, or _NEGATION (verbs, and
-# a negated left side: "we can't sort the clothes until the bags are brought" is two parts, "hover above
-# him until the boat arrives" one).
-_VERBS, _NEGATION = "verbs", "negation"
-_INSIDE = ((re.compile(r",?\s+and,?\s+(?=(?:once|after|before|when)\s)", re.IGNORECASE), False, _VERBS),
+# (pattern, swap, needs): what the sides need for the split to hold: _SEQUENCE_WORD (nothing, unless the word is an
+# adverb inside one clause: `_is_adverb`), _VERBS, or _NEGATION (verbs, and a negated left side: "we can't sort the
+# clothes until the bags are brought" is two parts, "hover above him until the boat arrives" one).
+_VERBS, _NEGATION, _SEQUENCE_WORD = "verbs", "negation", "sequence word"
+_INSIDE = ((re.compile(r",?\s+and,?\s+(?=(?:once|after|before(?!\s+(?:that|this)\b)|when)\s)", re.IGNORECASE), False,
+            _VERBS),
            (re.compile(r",?\s+(?:and\s+then|then|after\s+that|afterwards|followed\s+by|and\s+finally|finally),?\s+",
-                       re.IGNORECASE), False, None),
+                       re.IGNORECASE), False, _SEQUENCE_WORD),  # always splits, unless an adverb (`_is_adverb`)
            (re.compile(r",?\s+and\s+(?:from\s+)?there,?\s+", re.IGNORECASE), False, _VERBS),
+           (re.compile(r",?\s+(?:but|and)\s+(?:first|before\s+(?:that|this))(?:\s+of\s+all)?,?\s+", re.IGNORECASE), True,
+            _VERBS),
+           (re.compile(r",?\s+after\s+which\s+", re.IGNORECASE), False, _VERBS),
            (re.compile(r",?\s+before\s+", re.IGNORECASE), False, _VERBS),
-           (re.compile(r",?\s+(?:but|and)\s+first,?\s+", re.IGNORECASE), True, _VERBS),
            (re.compile(r",?\s+(?:after|once)\s+", re.IGNORECASE), True, _VERBS),
            (re.compile(r",?\s+until\s+", re.IGNORECASE), True, _NEGATION))
 _NEGATED = re.compile(r"\b(?:not|never|cannot|nothing|nobody|no\s+one|(?:can|won|don|doesn|didn|mustn|shouldn|isn|aren)['’]t)\b",
                       re.IGNORECASE)
 _UNTIL = re.compile(r"\buntil\b", re.IGNORECASE)
+_ENDS_WITH_AUXILIARY = re.compile(r"\b(?:is|are|was|were|be|been|will|would|should|must|can|could|may|might|shall|has|"
+                                  r"have|had|gets?|got|needs?)\s*$", re.IGNORECASE)
+_JOINED = re.compile(r",|\band\b", re.IGNORECASE)
+# Where a clause inside a sentence starts: after a comma, or at "where", "so that", "which", "who" or "and".
+_CLAUSE_START = re.compile(r",\s*|\s(?=(?:where|so\s+that|which|who|and)\b)", re.IGNORECASE)
 # "map the reef and send the ROV down": "and" before a verb splits only a text with no other sequence word.
 _AND_VERB = re.compile(r",?\s+and\s+(?=\w+)", re.IGNORECASE)
 # "go in and find it", "get in behind the panels and photograph the line": getting to the job is part of it.
@@ -100,6 +114,9 @@ _BACK_AT = re.compile(r"^back\s+(?:in|at)\s", re.IGNORECASE)
 _GIVE_BACK = re.compile(r"\b(?:hand|give|gave|pass)(?:s|ed|ing)?\s+(?:\w+\s+){0,3}?back\b", re.IGNORECASE)
 # A comma before a word that may be a verb, not before a conjunction ("..., and", "..., then" split elsewhere).
 _COMMA_VERB = re.compile(r",\s+(?!(?:and|then|but|or)\b)(?=(\w+)\s)", re.IGNORECASE)
+# A comma list's item starts after a comma, or after the ", and" before its last item ("set them up on the bank,
+# dive the quarry, and finish with a photo from above").
+_PIECE_BOUNDARY = re.compile(r",\s+(?:and\s+)?(?!(?:and|then|but|or)\b)(?=(\w+)\s)", re.IGNORECASE)
 _FILLER = re.compile(r"^(?:first(?:ly)?|then|next|and|finally|afterwards|after that|lastly)[,\s]+", re.IGNORECASE)
 _TRAILING = re.compile(r"[,\s]+(?:and|then|and then|first)$", re.IGNORECASE)
 _WORD = re.compile(r"[a-z]+")
@@ -126,6 +143,11 @@ _REQUEST = re.compile(r"\b(?:should|must|needs?|has\s+to|have\s+to|will|can|coul
                       re.IGNORECASE)
 _CONTINUES = re.compile(r"^(?:(?:then|and|next|now)\s+)*(?:do\s+the\s+same|repeat|same\s+again|carry\s+on|continue|"
                         r"keep\s+going|likewise)\b|\b(?:too|as\s+well)$", re.IGNORECASE)
+# "There's a wasp nest in the eaves" informs; "There, unload the crates" does not.
+_EXISTENTIAL = re.compile(r"^\s*there(?:['’]s|\s+(?:is|are|was|were|may|might|could|seems?|appears?|has|have|had)\b)",
+                          re.IGNORECASE)
+# A work ticket's label before the request ("Museum ticket: reattach the plates", "Port ops: scan stack B").
+_LABEL = re.compile(r"^\s*[\w'’ -]{1,30}:\s+")
 _CONTRACTED_IS = re.compile(r"\b(it|that|he|she|there|what|who)['’]s\b")
 _OPENED_CLAUSE_END = re.compile(r",|\s+and\s+")
 
@@ -146,11 +168,13 @@ def task_parts(task: str) -> list[str]:
                 parts += _split(left_out)
             parts[previous:previous] = _split(sentence[earlier.end():])
             left_out = None
-        elif len(sentences) == 1 or not _is_statement(sentence):
-            previous, left_out = len(parts), None
-            parts += _split(sentence)
         else:
-            left_out = sentence
+            split = _split(sentence)
+            if len(sentences) == 1 or len(split) > 1 or not _is_statement(sentence):
+                previous, left_out = len(parts), None
+                parts += split
+            else:
+                left_out = sentence
     parts = [part for part in (_tidy(part) for part in parts) if part] or [_tidy(task) or task]
     if len(parts) > MAX_TASK_PARTS:
         parts[MAX_TASK_PARTS - 1:] = [", then ".join(parts[MAX_TASK_PARTS - 1:])]
@@ -166,9 +190,13 @@ def _split(text: str, and_verb: bool = True) -> list[str]:
     for pattern, swap, needs in _INSIDE:
         for match in pattern.finditer(text):
             left, right = text[: match.start()], text[match.end():]
-            if len(_WORD.findall(left)) > 1 and len(_WORD.findall(right)) > 1 and (
-                    needs is None or (_has_verb(left) and _has_verb(right, opened=True)
-                                      and (needs == _VERBS or bool(_NEGATED.search(left))))):
+            if needs == _SEQUENCE_WORD and _is_adverb(match[0], left):
+                # "..., where it is then fitted": the later step starts with the clause the adverb is in
+                start = max((clause.end() for clause in _CLAUSE_START.finditer(left)), default=0)
+                if start and _has_verb(left[:start]):
+                    return _split(left[:start], False) + _split(text[start:], False)
+                continue
+            if len(_WORD.findall(left)) > 1 and len(_WORD.findall(right)) > 1 and _split_holds(needs, left, right):
                 first, second = _split(left, False), _split(right, False)
                 return second + first if swap else first + second
     if and_verb:
@@ -177,6 +205,18 @@ def _split(text: str, and_verb: bool = True) -> list[str]:
             if _starts_with_verb(right) and _has_verb(left) and not _only_gets_there(left):
                 return [left, right]
     return [text]
+
+
+def _is_adverb(separator: str, left: str) -> bool:
+    """Whether a sequence word inside one clause is an adverb, not a split ("the supplies are then driven down the
+    road", "the harbour bed then needs surveying"): no comma or "and" before it, and an auxiliary or no verb."""
+    return not _JOINED.search(separator) and bool(_ENDS_WITH_AUXILIARY.search(left) or not _has_verb(left))
+
+
+def _split_holds(needs: str, left: str, right: str) -> bool:
+    """Whether a split between `left` and `right` holds, by `_INSIDE`'s `needs`."""
+    return needs == _SEQUENCE_WORD or (_has_verb(left) and _has_verb(right, opened=True)
+                             and (needs == _VERBS or bool(_NEGATED.search(left))))
 
 
 def _only_gets_there(text: str) -> bool:
@@ -196,15 +236,18 @@ def _is_statement(sentence: str) -> bool:
     """Whether a sentence only informs ("The harbour master says one of them is flickering"): it opens with
     neither an action verb nor a subordinating word or preposition, asks nothing ("should", "need to",
     "please"), names no robot and no sequence word ("afterwards"), and has no comma followed by an action
-    verb ("At the dock, unload the pallets"). `task_parts` leaves it out: it is no step of the job (the whole
-    task is still read with it)."""
+    verb ("At the dock, unload the pallets"); "there is" opens a statement, a ticket's label ("Port ops:") none.
+    `task_parts` leaves it out: it is no step of the job (the whole task is still read with it)."""
+    sentence = _LABEL.sub("", sentence)
     words = _WORD.findall(sentence.lower())
     while len(words) > 1 and words[0] in _LEADING_FILLERS:
         words = words[1:]
-    return bool(words) and not (is_action_verb(words[0]) or words[0] in _INSTRUCTION_OPENERS
-                                or _REQUEST.search(sentence) or _SEQUENCE.search(sentence)
-                                or (_NEGATED.search(sentence) and _UNTIL.search(sentence))
-                                or any(is_action_verb(match[1]) for match in _COMMA_VERB.finditer(sentence)))
+    if not words:
+        return False
+    opener = words[0] in _INSTRUCTION_OPENERS and not _EXISTENTIAL.match(sentence)
+    return not (is_action_verb(words[0]) or opener or _REQUEST.search(sentence) or _SEQUENCE.search(sentence)
+                or (_NEGATED.search(sentence) and _UNTIL.search(sentence))
+                or any(is_action_verb(match[1]) for match in _COMMA_VERB.finditer(sentence)))
 
 
 def is_continuation(part: str) -> bool:
@@ -216,11 +259,11 @@ def is_continuation(part: str) -> bool:
 
 def comma_pieces(part: str) -> list[str]:
     """The steps of a part told as a comma list ("lift the drums off the canal bed, wheel them to the depot"):
-    split before each comma followed by an action verb, where the text before has a verb and the text after
+    split before each comma (or ", and") followed by an action verb, where the text before has a verb and the text after
     more than two words; [part] when there is no such comma or more pieces than MAX_TASK_PARTS. The team
     rule keeps a part whole unless a piece is clearly another robot's work (`ember_core.teams.expand_pieces`)."""
     pieces, start = [], 0
-    for match in _COMMA_VERB.finditer(part):
+    for match in _PIECE_BOUNDARY.finditer(part):
         if (is_action_verb(match[1]) and _has_action_verb(part[start:match.start()])
                 and len(part[match.end():].split()) > 2):
             pieces.append(part[start:match.start()])
@@ -235,8 +278,10 @@ def is_return(part: str) -> bool:
 
 
 def is_action_verb(word: str) -> bool:
-    """Whether `word` (any case) is an ACTION_VERBS verb, bare or with -s, -es, -ed or -ing."""
+    """Whether `word` (any case) is an ACTION_VERBS verb, bare or with -s, -es, -ed or -ing, or one with "re"."""
     word = word.lower().strip(".,;:!?\"'()")
+    if word.startswith("re") and len(word) > 5 and is_action_verb(word[2:]):  # "reattach", "recalibrated"
+        return True
     forms = {word, _IRREGULAR.get(word, word)}
     for suffix, replacements in (("ing", ("", "e")), ("ied", ("y",)), ("ies", ("y",)), ("ed", ("", "e")),
                                  ("es", ("", "e")), ("s", ("",))):

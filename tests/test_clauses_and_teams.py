@@ -86,6 +86,33 @@ IDS = ["drone", "underwater_robot", "humanoid", "robot_with_wheels", "robot_with
     # What the operator does, or heard, is no step.
     ("Before we light the burner, check the flue.", ["Before we light the burner, check the flue"]),
     ("We heard tapping under the slab. Push a camera through the crack.", ["Push a camera through the crack"]),
+    ("There's a wasp nest in the eaves; find it.", ["find it"]),
+    ("There, unload the crates. Then fly over the roof.", ["There, unload the crates", "fly over the roof"]),
+    # "then" inside one clause is an adverb; the later step starts with the clause it is in.
+    ("Haul the sled to slipway 2. The harbour bed off the slipway then needs surveying.",
+     ["Haul the sled to slipway 2", "The harbour bed off the slipway then needs surveying"]),
+    ("Scout it from the air; the supplies are then driven down the road.",
+     ["Scout it from the air", "the supplies are then driven down the road"]),
+    ("Carry the SIM card over the gorge to the cabin, where it is then fitted into the router.",
+     ["Carry the SIM card over the gorge to the cabin", "where it is then fitted into the router"]),
+    ("Switch off the fans so that the skylights can then be inspected",
+     ["Switch off the fans", "so that the skylights can then be inspected"]),
+    ("survey the dam from above then inspect its gates", ["survey the dam from above", "inspect its gates"]),
+    # "after which" keeps the written order; ", but before that" and ", and before that" swap it.
+    ("Count the vials into the trays, after which the carts go along the corridor to the wards.",
+     ["Count the vials into the trays", "the carts go along the corridor to the wards"]),
+    ("Inspect the mooring chains below the surface, but before that, fly around the tower.",
+     ["fly around the tower", "Inspect the mooring chains below the surface"]),
+    ("Scan the stack from the air, and before that have the generator towed to berth 4.",
+     ["have the generator towed to berth 4", "Scan the stack from the air"]),
+    # "need to" carries the verb of a side; a ticket's label does not make its request a statement.
+    ("Tow the trailer to where the tarmac ends, and from there the boxes need to go up the trail.",
+     ["Tow the trailer to where the tarmac ends", "the boxes need to go up the trail"]),
+    ("Museum ticket: reattach the label plates. After that, aerial photos of the dome.",
+     ["Museum ticket: reattach the label plates", "aerial photos of the dome"]),
+    # A sentence of several steps is no statement, whatever its first word.
+    ("The tide is out. The kits get fetched from the quay once the boat has been moored.",
+     ["the boat has been moored", "The kits get fetched from the quay"]),
 ])
 def test_task_parts_split_at_sequence_words_in_time_order(task, parts):
     assert task_parts(task) == parts
@@ -99,9 +126,11 @@ def test_a_task_of_many_steps_keeps_its_first_parts_and_joins_the_rest():
 
 
 def test_action_verbs_are_recognised_with_their_endings_only():
-    words = "inspects delivered carrying Fly mapping dropped carries ferried taken brought rocky mountain ladder bed"
+    words = ("inspects delivered carrying Fly mapping dropped carries ferried taken brought recalibrate reattached "
+             "rocky mountain ladder bed remote recent")
     assert [word for word in words.split() if is_action_verb(word)] == [
-        "inspects", "delivered", "carrying", "Fly", "mapping", "dropped", "carries", "ferried", "taken", "brought"]
+        "inspects", "delivered", "carrying", "Fly", "mapping", "dropped", "carries", "ferried", "taken", "brought",
+        "recalibrate", "reattached"]
 
 
 def test_parts_that_go_back_are_told_from_a_back_door():
@@ -196,6 +225,8 @@ def test_each_part_after_the_first_is_also_scored_after_the_part_before_it():
     ("Lift the drums off the canal bed, wheel them along the towpath to the depot",
      ["Lift the drums off the canal bed", "wheel them along the towpath to the depot"]),
     ("Take off, film the quarry face, land by the gate", ["Take off", "film the quarry face", "land by the gate"]),
+    ("Set them up on the bank, dive the quarry, and finish with a photo from above",
+     ["Set them up on the bank", "dive the quarry", "finish with a photo from above"]),
     ("Inspect the pumps, valves and pipes", ["Inspect the pumps, valves and pipes"]),  # a list of things, not steps
     ("Check the roof, then the gutters", ["Check the roof, then the gutters"]),
     ("Go to the shed, fetch it", ["Go to the shed, fetch it"]),  # too short a piece to stand alone
