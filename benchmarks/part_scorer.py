@@ -8,7 +8,7 @@ on all of them together, counted by `ember eval --explanations`'s own code (embe
 mix 0 is the rule without the part scorer and reproduces `python benchmarks/team_rule.py --weights 0.5
 --thresholds 0.1`. The report sets are never read here.
 
-`python benchmarks/part_scorer.py [--model DIR] [--mix M ...] [--c C ...] [--lexical W ...]` (about 25 s a
+`python benchmarks/part_scorer.py [--model DIR] [--mix M ...] [--c C ...] [--lexical W ...]` (about 2 min a
 setting on 2 cores).
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ SETS = ("team_dev_tasks.jsonl", "two_place_dev_tasks.jsonl", "steps_dev_tasks.js
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="model directory (default: the shipped model)")
-    parser.add_argument("--mix", type=float, nargs="+", default=(0.0, 0.5, 0.75), metavar="M",
+    parser.add_argument("--mix", type=float, nargs="+", default=(0.0, 0.75, 0.9), metavar="M",
                         help="MIX values: the part scorer's weight beside the model (default: %(default)s)")
     parser.add_argument("--c", type=float, nargs="+", default=(4.0,), metavar="C",
                         help="inverse L2 strength of the logistic regressions (default: %(default)s)")

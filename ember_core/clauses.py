@@ -3,13 +3,14 @@
 A team needs a task with parts that different robots do; the Selector scores each part (see
 `ember_core.teams`). The split is by rule, for the English of fleet operators:
 
-- sentences (". ", "; ") are parts in the order written, except a statement of one part that only informs
+- sentences (". ", "; ") and the items of a list told in one line (" - ", "1) ", "(2) ") are parts in
+  the order written, except a statement of one part that only informs
   ("The harbour master says one of them is flickering.", "We heard tapping under the slab."; a work
   ticket's label such as "Port ops:" is no statement), which is no step, and a sentence opened by "before
-  that" or "but first", which happens before the sentence written before it (then a step, even if it
-  reads like a statement);
+  that" or "but first" or ending with "first", which happens before the sentence written before it (then
+  a step, even if it reads like a statement);
 - inside a sentence, sequence words split it: "then", "and then", "after that", "afterwards",
-  "followed by", "finally", "and (from) there", "once ... ,", "before", "after", "after which",
+  "followed by", "finally", "and (from, down...) there", "once ... ,", "as soon as", "before", "after", "after which",
   ", but first", ", but before that", "not ... until" ("nothing", "nobody" negate too); a sentence without
   any of them splits at "and" followed by a verb ("map the reef and send the ROV down"), unless what comes
   before only gets to the job ("go in through the hatch and find the plug"). "then" inside one clause is
@@ -69,24 +70,25 @@ _AUXILIARIES = frozenset(("is", "are", "was", "were", "has", "have", "had", "bee
                          "needs"))
 # A verb after these is an infinitive of purpose or a noun ("after an earthquake to find survivors", "a harvest").
 _NOT_BEFORE_VERB = frozenset(("to", "a", "an", "the", "its", "their", "his", "her", "my", "our", "your", "each", "every"))
-_SENTENCES = re.compile(r"(?<=[.;!?])\s+(?=\S)")
+# Sentences end at ". ", "; ", "! ", "? "; a list's items start at " - " or a number in brackets ("1) ", "(2) ").
+_SENTENCES = re.compile(r"(?<=[.;!?])\s+(?=\S)|\s+-\s+|\s+(?=\(?\d{1,2}\)\s)")
 # (pattern, swap): `swap` parts happen in the other order than written.
 _LEADING = ((re.compile(r"^(?:before)\s+(.+?),\s*(.+)$", re.IGNORECASE), True),
-            (re.compile(r"^(?:after|once|when)\s+(.+?),\s*(.+)$", re.IGNORECASE), False))
+            (re.compile(r"^(?:after|once|when|as\s+soon\s+as)\s+(.+?),\s*(.+)$", re.IGNORECASE), False))
 # (pattern, swap, needs): what the sides need for the split to hold: _SEQUENCE_WORD (nothing, unless the word is an
 # adverb inside one clause: `_is_adverb`), _VERBS, or _NEGATION (verbs, and a negated left side: "we can't sort the
 # clothes until the bags are brought" is two parts, "hover above him until the boat arrives" one).
 _VERBS, _NEGATION, _SEQUENCE_WORD = "verbs", "negation", "sequence word"
-_INSIDE = ((re.compile(r",?\s+and,?\s+(?=(?:once|after|before(?!\s+(?:that|this)\b)|when)\s)", re.IGNORECASE), False,
+_INSIDE = ((re.compile(r",?\s+and,?\s+(?=(?:once|after|before(?!\s+(?:that|this)\b)|when|as\s+soon\s+as)\s)", re.IGNORECASE), False,
             _VERBS),
            (re.compile(r",?\s+(?:and\s+then|then|after\s+that|afterwards|followed\s+by|and\s+finally|finally),?\s+",
                        re.IGNORECASE), False, _SEQUENCE_WORD),  # always splits, unless an adverb (`_is_adverb`)
-           (re.compile(r",?\s+and\s+(?:from\s+)?there,?\s+", re.IGNORECASE), False, _VERBS),
+           (re.compile(r",?\s+and\s+(?:from|down|up|in|out|over)?\s*there,?\s+", re.IGNORECASE), False, _VERBS),
            (re.compile(r",?\s+(?:but|and)\s+(?:first|before\s+(?:that|this))(?:\s+of\s+all)?,?\s+", re.IGNORECASE), True,
             _VERBS),
            (re.compile(r",?\s+after\s+which\s+", re.IGNORECASE), False, _VERBS),
            (re.compile(r",?\s+before\s+", re.IGNORECASE), False, _VERBS),
-           (re.compile(r",?\s+(?:after|once)\s+", re.IGNORECASE), True, _VERBS),
+           (re.compile(r",?\s+(?:after|once|as\s+soon\s+as)\s+", re.IGNORECASE), True, _VERBS),
            (re.compile(r",?\s+until\s+", re.IGNORECASE), True, _NEGATION))
 _NEGATED = re.compile(r"\b(?:not|never|cannot|nothing|nobody|no\s+one|(?:can|won|don|doesn|didn|mustn|shouldn|isn|aren)['’]t)\b",
                       re.IGNORECASE)
@@ -99,7 +101,7 @@ _CLAUSE_START = re.compile(r",\s*|\s(?=(?:where|so\s+that|which|who|and)\b)", re
 # "map the reef and send the ROV down": "and" before a verb splits only a text with no other sequence word.
 _AND_VERB = re.compile(r",?\s+and\s+(?=\w+)", re.IGNORECASE)
 # "go in and find it", "get in behind the panels and photograph the line": getting to the job is part of it.
-_GETTING_THERE = re.compile(r"^\s*(?:go|get|come|head)\s+(?:in|inside|into|through|under|underneath|behind|down|up|over|"
+_GETTING_THERE = re.compile(r"^\s*(?:(?:once|after|when)\b[^,]*,\s*)?(?:go|get|come|head)\s+(?:to|in|inside|into|through|under|underneath|behind|down|up|over|"
                             r"out|along|across|round|around)\b", re.IGNORECASE)
 # A side opened by a sequence word that the operator does ("before we light the burner, check the flue").
 _OPERATOR = re.compile(r"^\s*(?:we|i)\b", re.IGNORECASE)
@@ -110,6 +112,8 @@ _RETURN = re.compile(r"\b(?:return(?:s|ed|ing)?|back)\b"
                      re.IGNORECASE)
 # "back in the lab, split the cores open" says where a job is done, not that someone goes back.
 _BACK_AT = re.compile(r"^back\s+(?:in|at)\s", re.IGNORECASE)
+# "once the tide is back in" is a state, not someone going back.
+_BACK_STATE = re.compile(r"\b(?:is|are|was|were|be|been)\s+back\b", re.IGNORECASE)
 # "hand it back to her" gives something to someone; it is a job, not going back.
 _GIVE_BACK = re.compile(r"\b(?:hand|give|gave|pass)(?:s|ed|ing)?\s+(?:\w+\s+){0,3}?back\b", re.IGNORECASE)
 # A comma before a word that may be a verb, not before a conjunction ("..., and", "..., then" split elsewhere).
@@ -117,6 +121,7 @@ _COMMA_VERB = re.compile(r",\s+(?!(?:and|then|but|or)\b)(?=(\w+)\s)", re.IGNOREC
 # A comma list's item starts after a comma, or after the ", and" before its last item ("set them up on the bank,
 # dive the quarry, and finish with a photo from above").
 _PIECE_BOUNDARY = re.compile(r",\s+(?:and\s+)?(?!(?:and|then|but|or)\b)(?=(\w+)\s)", re.IGNORECASE)
+_LIST_MARK = re.compile(r"^(?:-|\(?\d{1,2}\))\s*")
 _FILLER = re.compile(r"^(?:first(?:ly)?|then|next|and|finally|afterwards|after that|lastly)[,\s]+", re.IGNORECASE)
 _TRAILING = re.compile(r"[,\s]+(?:and|then|and then|first)$", re.IGNORECASE)
 _WORD = re.compile(r"[a-z]+")
@@ -137,6 +142,8 @@ _SEQUENCE = re.compile(r"\b(?:then|afterwards|after\s+that|next(?!\s+(?:spring|s
 # slope. Before that, look at the rim from the air.").
 _EARLIER = re.compile(r"^(?:but\s+)?(?:before\s+(?:that|this|then|doing\s+(?:that|this|so))|first\s+of\s+all)\s*,?\s+|"
                       r"^but\s+first\s*,?\s+", re.IGNORECASE)
+# "...; someone has to unlock the store first": a later sentence ending so also happens before the one before it.
+_ENDS_WITH_FIRST = re.compile(r"(?<!\bthe)\s+first\s*[.!]?\s*$", re.IGNORECASE)
 # A sentence that asks for something or addresses a robot ("Then the drone films the roof.") is an instruction.
 _REQUEST = re.compile(r"\b(?:should|must|needs?|has\s+to|have\s+to|will|can|could|would|shall|please|wants?|"
                       r"wanted|like|ensure|make\s+sure|robots?|drones?|rovs?|auvs?|uavs?|humanoids?|you|your)\b",
@@ -147,7 +154,7 @@ _CONTINUES = re.compile(r"^(?:(?:then|and|next|now)\s+)*(?:do\s+the\s+same|repea
 _EXISTENTIAL = re.compile(r"^\s*there(?:['’]s|\s+(?:is|are|was|were|may|might|could|seems?|appears?|has|have|had)\b)",
                           re.IGNORECASE)
 # A work ticket's label before the request ("Museum ticket: reattach the plates", "Port ops: scan stack B").
-_LABEL = re.compile(r"^\s*[\w'’ -]{1,30}:\s+")
+_LABEL = re.compile(r"^\s*[\w'’ -]{1,60}:\s+")
 _CONTRACTED_IS = re.compile(r"\b(it|that|he|she|there|what|who)['’]s\b")
 _OPENED_CLAUSE_END = re.compile(r",|\s+and\s+")
 
@@ -162,11 +169,11 @@ def task_parts(task: str) -> list[str]:
     previous, left_out = 0, None  # where the parts of the sentence before start; that sentence, if a statement
     for sentence in sentences:
         earlier = _EARLIER.match(sentence)
-        if earlier:
+        if earlier or (_ENDS_WITH_FIRST.search(sentence) and (parts or left_out)):
             if left_out:  # what happens "before that" follows a step, not a statement
                 previous = len(parts)
                 parts += _split(left_out)
-            parts[previous:previous] = _split(sentence[earlier.end():])
+            parts[previous:previous] = _split(sentence[earlier.end():] if earlier else sentence)
             left_out = None
         else:
             split = _split(sentence)
@@ -226,10 +233,10 @@ def _only_gets_there(text: str) -> bool:
 
 
 def _tidy(part: str) -> str:
-    part = part.strip().strip(",;:").strip()
-    while (stripped := _TRAILING.sub("", _FILLER.sub("", part))) != part:
+    part = _LIST_MARK.sub("", part.strip().strip(",;:").strip())
+    while (stripped := _TRAILING.sub("", _FILLER.sub("", part.rstrip(".!?;, ")))) != part:
         part = stripped
-    return part.rstrip(".!?;, ").strip()
+    return part.strip()
 
 
 def _is_statement(sentence: str) -> bool:
@@ -273,8 +280,9 @@ def comma_pieces(part: str) -> list[str]:
 
 
 def is_return(part: str) -> bool:
-    """Whether a part goes back ("come back down", "bring the empty ones back", "return to the lift")."""
-    return bool(_RETURN.search(part)) and not (_BACK_AT.match(part) or _GIVE_BACK.search(part))
+    """Whether a part goes back ("come back down", "bring the empty ones back", "return to the lift"); "the tide is
+    back in" is a state."""
+    return bool(_RETURN.search(part)) and not (_BACK_AT.match(part) or _GIVE_BACK.search(part) or _BACK_STATE.search(part))
 
 
 def is_action_verb(word: str) -> bool:

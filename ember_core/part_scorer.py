@@ -31,7 +31,7 @@ import numpy as np
 ASSETS = Path(__file__).resolve().parent / "assets"
 PART_CLAUSES_FILE = ASSETS / "part_clauses.jsonl"
 PART_SCORER_FILE = ASSETS / "part_scorer.json"
-MIX = 0.75
+MIX = 0.9
 _WORD = re.compile(r"\b\w\w+\b")
 
 

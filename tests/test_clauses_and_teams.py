@@ -87,6 +87,18 @@ IDS = ["drone", "underwater_robot", "humanoid", "robot_with_wheels", "robot_with
     ("Before we light the burner, check the flue.", ["Before we light the burner, check the flue"]),
     ("We heard tapping under the slab. Push a camera through the crack.", ["Push a camera through the crack"]),
     ("There's a wasp nest in the eaves; find it.", ["find it"]),
+    # A list's items in one line: bullets or numbers in brackets.
+    ("- drive the pallet to the crossing - from there, carry the bags up the embankment",
+     ["drive the pallet to the crossing", "from there, carry the bags up the embankment"]),
+    ("Culvert CV-112 under the branch line: (1) survey the flooded barrel; (2) walk the embankment above it.",
+     ["survey the flooded barrel", "walk the embankment above it"]),
+    ("1) fly the line 2) carry the battery along the ballast", ["fly the line", "carry the battery along the ballast"]),
+    # "and down there" splits like "and there"; "as soon as" like "once"; a later sentence ending in "first" is earlier.
+    ("The pump has to go down the ladders into the engine room, and down there it must be bolted in.",
+     ["The pump has to go down the ladders into the engine room", "it must be bolted in"]),
+    ("Film the quay as soon as the ferry has been moored.", ["the ferry has been moored", "Film the quay"]),
+    ("Fly the radio up to the ledge; someone has to pack it into the drop bag first.",
+     ["someone has to pack it into the drop bag", "Fly the radio up to the ledge"]),
     ("There, unload the crates. Then fly over the roof.", ["There, unload the crates", "fly over the roof"]),
     # "then" inside one clause is an adverb; the later step starts with the clause it is in.
     ("Haul the sled to slipway 2. The harbour bed off the slipway then needs surveying.",
@@ -137,8 +149,9 @@ def test_parts_that_go_back_are_told_from_a_back_door():
     assert [is_return(part) for part in ("come back down the ridge", "bring the empty ones back", "return to the lift",
                                          "walk back up the slope", "unload at the back door", "open the back of the van",
                                          "pack the backpack", "back in the lab, split the cores open",
-                                         "hand the ring back to her at the desk")] == [
-        True, True, True, True, False, False, False, False, False]
+                                         "hand the ring back to her at the desk",
+                                         "when the tide is back in, inspect the foot of the wall")] == [
+        True, True, True, True, False, False, False, False, False, False]
 
 
 def test_a_part_that_goes_back_is_done_by_whoever_went_there():
