@@ -100,8 +100,10 @@ _JOINED = re.compile(r",|\band\b", re.IGNORECASE)
 _CLAUSE_START = re.compile(r",\s*|\s(?=(?:where|so\s+that|which|who|and)\b)", re.IGNORECASE)
 # "map the reef and send the ROV down": "and" before a verb splits only a text with no other sequence word.
 _AND_VERB = re.compile(r",?\s+and\s+(?=\w+)", re.IGNORECASE)
-# "go in and find it", "get in behind the panels and photograph the line": getting to the job is part of it.
-_GETTING_THERE = re.compile(r"^\s*(?:(?:once|after|when)\b[^,]*,\s*)?(?:go|get|come|head)\s+(?:to|in|inside|into|through|under|underneath|behind|down|up|over|"
+# "go in and find it", "get in behind the panels and photograph the line", "once that's done, head to the boiler
+# room and reset the unit": getting to the job is part of it.
+_GETTING_THERE = re.compile(r"^\s*(?:(?:once|after|when)\b[^,]*,\s*)?(?:go|get|come|head)\s+"
+                            r"(?:to|in|inside|into|through|under|underneath|behind|down|up|over|"
                             r"out|along|across|round|around)\b", re.IGNORECASE)
 # A side opened by a sequence word that the operator does ("before we light the burner, check the flue").
 _OPERATOR = re.compile(r"^\s*(?:we|i)\b", re.IGNORECASE)
@@ -223,7 +225,7 @@ def _is_adverb(separator: str, left: str) -> bool:
 def _split_holds(needs: str, left: str, right: str) -> bool:
     """Whether a split between `left` and `right` holds, by `_INSIDE`'s `needs`."""
     return needs == _SEQUENCE_WORD or (_has_verb(left) and _has_verb(right, opened=True)
-                             and (needs == _VERBS or bool(_NEGATED.search(left))))
+                                       and (needs == _VERBS or bool(_NEGATED.search(left))))
 
 
 def _only_gets_there(text: str) -> bool:

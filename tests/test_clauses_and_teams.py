@@ -82,6 +82,8 @@ IDS = ["drone", "underwater_robot", "humanoid", "robot_with_wheels", "robot_with
     # Getting to the job is part of it; going somewhere and doing another job there is two parts.
     ("Go in through the cleanout and find the plug.", ["Go in through the cleanout and find the plug"]),
     ("Get in behind the panels and photograph the line", ["Get in behind the panels and photograph the line"]),
+    ("Check the stacks from the air. Once that's done, head to the boiler room and reset the unit.",
+     ["Check the stacks from the air", "Once that's done, head to the boiler room and reset the unit"]),
     ("Go down the bank, check the inlet and walk back up", ["Go down the bank, check the inlet", "walk back up"]),
     # What the operator does, or heard, is no step.
     ("Before we light the burner, check the flue.", ["Before we light the burner, check the flue"]),
