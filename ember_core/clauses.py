@@ -102,7 +102,7 @@ _CLAUSE_START = re.compile(r",\s*|\s(?=(?:where|so\s+that|which|who|and)\b)", re
 _AND_VERB = re.compile(r",?\s+and\s+(?=\w+)", re.IGNORECASE)
 # "go in and find it", "get in behind the panels and photograph the line", "once that's done, head to the boiler
 # room and reset the unit": getting to the job is part of it.
-_GETTING_THERE = re.compile(r"^\s*(?:(?:once|after|when)\b[^,]*,\s*)?(?:go|get|come|head)\s+"
+_GETTING_THERE = re.compile(r"^\s*(?:(?:once|after|when)\b[^,]*,\s*)?(?:(?:then|and|next|now)\s+)?(?:go|get|come|head)\s+"
                             r"(?:to|in|inside|into|through|under|underneath|behind|down|up|over|"
                             r"out|along|across|round|around)\b", re.IGNORECASE)
 # A side opened by a sequence word that the operator does ("before we light the burner, check the flue").
@@ -151,7 +151,7 @@ _REQUEST = re.compile(r"\b(?:should|must|needs?|has\s+to|have\s+to|will|can|coul
                       r"wanted|like|ensure|make\s+sure|robots?|drones?|rovs?|auvs?|uavs?|humanoids?|you|your)\b",
                       re.IGNORECASE)
 _CONTINUES = re.compile(r"^(?:(?:then|and|next|now)\s+)*(?:do\s+the\s+same|repeat|same\s+again|carry\s+on|continue|"
-                        r"keep\s+going|likewise)\b|\b(?:too|as\s+well)$", re.IGNORECASE)
+                        r"keep\s+going|likewise|report|send\s+(?:us|me)|tell\s+(?:us|me)|let\s+(?:us|me)\s+know)\b|\b(?:too|as\s+well)$", re.IGNORECASE)
 # "There's a wasp nest in the eaves" informs; "There, unload the crates" does not.
 _EXISTENTIAL = re.compile(r"^\s*there(?:['’]s|\s+(?:is|are|was|were|may|might|could|seems?|appears?|has|have|had)\b)",
                           re.IGNORECASE)
@@ -184,7 +184,8 @@ def task_parts(task: str) -> list[str]:
                 parts += split
             else:
                 left_out = sentence
-    parts = [part for part in (_tidy(part) for part in parts) if part] or [_tidy(task) or task]
+    # a part with no word ("1" of "1. Drive the drums ...") is none
+    parts = [part for part in (_tidy(part) for part in parts) if _WORD.search(part.lower())] or [_tidy(task) or task]
     if len(parts) > MAX_TASK_PARTS:
         parts[MAX_TASK_PARTS - 1:] = [", then ".join(parts[MAX_TASK_PARTS - 1:])]
     return parts
@@ -261,8 +262,9 @@ def _is_statement(sentence: str) -> bool:
 
 def is_continuation(part: str) -> bool:
     """Whether a part does the step before again elsewhere ("do the same at the sand pit", "repeat it at the
-    south transect", "carry on to the second valve", "check the next mast too") or has no action verb of its
-    own ("cages 4 and 5", "once it's up", "where the scan shows silt")."""
+    south transect", "carry on to the second valve", "check the next mast too"), reports on it ("send us his
+    position", "let me know") or has no action verb of its own ("cages 4 and 5", "once it's up", "where the
+    scan shows silt")."""
     return bool(_CONTINUES.search(part)) or not _has_action_verb(part)
 
 

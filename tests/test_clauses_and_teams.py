@@ -84,6 +84,8 @@ IDS = ["drone", "underwater_robot", "humanoid", "robot_with_wheels", "robot_with
     ("Get in behind the panels and photograph the line", ["Get in behind the panels and photograph the line"]),
     ("Check the stacks from the air. Once that's done, head to the boiler room and reset the unit.",
      ["Check the stacks from the air", "Once that's done, head to the boiler room and reset the unit"]),
+    ("Shut off the gas. Then go up to the second floor and help the residents down.",
+     ["Shut off the gas", "go up to the second floor and help the residents down"]),
     ("Go down the bank, check the inlet and walk back up", ["Go down the bank, check the inlet", "walk back up"]),
     # What the operator does, or heard, is no step.
     ("Before we light the burner, check the flue.", ["Before we light the burner, check the flue"]),
@@ -95,6 +97,7 @@ IDS = ["drone", "underwater_robot", "humanoid", "robot_with_wheels", "robot_with
     ("Culvert CV-112 under the branch line: (1) survey the flooded barrel; (2) walk the embankment above it.",
      ["survey the flooded barrel", "walk the embankment above it"]),
     ("1) fly the line 2) carry the battery along the ballast", ["fly the line", "carry the battery along the ballast"]),
+    ("1. Drive the drums to the compound. 2. Patrol the car park.", ["Drive the drums to the compound", "Patrol the car park"]),
     # "and down there" splits like "and there"; "as soon as" like "once"; a later sentence ending in "first" is earlier.
     ("The pump has to go down the ladders into the engine room, and down there it must be bolted in.",
      ["The pump has to go down the ladders into the engine room", "it must be bolted in"]),
@@ -193,6 +196,7 @@ def test_one_robot_best_at_every_part_is_no_team_and_weak_parts_follow_the_job_b
     ("the drums are taken up the stairs", False), ("tow the trailer to the gate as before", False),
     ("confirm the beacons are lit again", False), ("where the scan shows silt", True),
     ("the south field, where the sheep have broken through", True), ("anything goes into the shaft to search it", False),
+    ("send us his position", True), ("report broken lamps", True),  # whoever did the step reports on it
 ])
 def test_a_part_that_repeats_the_step_before_or_has_no_verb_is_a_continuation(part, continues):
     assert is_continuation(part) is continues
