@@ -98,11 +98,13 @@ _ENDS_WITH_AUXILIARY = re.compile(r"\b(?:is|are|was|were|be|been|will|would|shou
 _JOINED = re.compile(r",|\band\b", re.IGNORECASE)
 # Where a clause inside a sentence starts: after a comma, or at "where", "so that", "which", "who" or "and".
 _CLAUSE_START = re.compile(r",\s*|\s(?=(?:where|so\s+that|which|who|and)\b)", re.IGNORECASE)
+# A word that links a step to the one before ("then go up to the second floor", "and do the same at the pier").
+_LINK = r"(?:then|and|next|now)\s+"
 # "map the reef and send the ROV down": "and" before a verb splits only a text with no other sequence word.
 _AND_VERB = re.compile(r",?\s+and\s+(?=\w+)", re.IGNORECASE)
 # "go in and find it", "get in behind the panels and photograph the line", "once that's done, head to the boiler
 # room and reset the unit": getting to the job is part of it.
-_GETTING_THERE = re.compile(r"^\s*(?:(?:once|after|when)\b[^,]*,\s*)?(?:(?:then|and|next|now)\s+)?(?:go|get|come|head)\s+"
+_GETTING_THERE = re.compile(r"^\s*(?:(?:once|after|when)\b[^,]*,\s*)?(?:" + _LINK + r")?(?:go|get|come|head)\s+"
                             r"(?:to|in|inside|into|through|under|underneath|behind|down|up|over|"
                             r"out|along|across|round|around)\b", re.IGNORECASE)
 # A side opened by a sequence word that the operator does ("before we light the burner, check the flue").
@@ -150,8 +152,9 @@ _ENDS_WITH_FIRST = re.compile(r"(?<!\bthe)\s+first\s*[.!]?\s*$", re.IGNORECASE)
 _REQUEST = re.compile(r"\b(?:should|must|needs?|has\s+to|have\s+to|will|can|could|would|shall|please|wants?|"
                       r"wanted|like|ensure|make\s+sure|robots?|drones?|rovs?|auvs?|uavs?|humanoids?|you|your)\b",
                       re.IGNORECASE)
-_CONTINUES = re.compile(r"^(?:(?:then|and|next|now)\s+)*(?:do\s+the\s+same|repeat|same\s+again|carry\s+on|continue|"
-                        r"keep\s+going|likewise|report|send\s+(?:us|me)|tell\s+(?:us|me)|let\s+(?:us|me)\s+know)\b|\b(?:too|as\s+well)$", re.IGNORECASE)
+_CONTINUES = re.compile(r"^(?:" + _LINK + r")*(?:do\s+the\s+same|repeat|same\s+again|carry\s+on|continue|keep\s+going|"
+                        r"likewise|report|send\s+(?:us|me)|tell\s+(?:us|me)|let\s+(?:us|me)\s+know)\b|\b(?:too|as\s+well)$",
+                        re.IGNORECASE)
 # "There's a wasp nest in the eaves" informs; "There, unload the crates" does not.
 _EXISTENTIAL = re.compile(r"^\s*there(?:['’]s|\s+(?:is|are|was|were|may|might|could|seems?|appears?|has|have|had)\b)",
                           re.IGNORECASE)
