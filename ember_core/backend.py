@@ -33,6 +33,7 @@ class Outputs:
     scene_logits: np.ndarray | None = None  # (B, tags): with pixels and a scene head
     task_embedding: np.ndarray | None = None  # (B, D): with a sentence encoder
     cache: Any = None  # with use_cache: the prompt's key/values, which `feed` extends
+    familiarity: np.ndarray | None = None  # (B,): with a sentence encoder (RobotHead.familiarity)
 
 
 class Backend(Protocol):

@@ -9,14 +9,14 @@ A team needs a task with parts that different robots do; the Selector scores eac
   ticket's label such as "Port ops:" is no statement), which is no step, and a sentence opened by "before
   that" or "but first" or ending with "first", which happens before the sentence written before it (then
   a step, even if it reads like a statement);
-- inside a sentence, sequence words split it: "then", "and then", "after that", "afterwards",
-  "followed by", "finally", "and (from, down...) there", "once ... ,", "as soon as", "before", "after", "after which",
-  ", but first", ", but before that", "not ... until" ("nothing", "nobody" negate too); a sentence without
-  any of them splits at "and" followed by a verb ("map the reef and send the ROV down"), unless what comes
-  before only gets to the job ("go in through the hatch and find the plug"). "then" inside one clause is
+- inside a sentence, sequence words split it: "then", "and then", "after that", "afterwards", "thereafter",
+  "and later", "followed by", "finally", "and (from, down...) there", "once ... ,", "as soon as", "before" ("prior
+  to"), "after", "after which", "after this", ", but first", ", but before that", "not ... until" ("nothing",
+  "nobody" negate too); a sentence without any of them splits at "and" followed by a verb ("map the reef and
+  send the ROV down"), unless what comes before only gets to the job ("go in through the hatch and find the plug"). "then" inside one clause is
   an adverb ("the supplies are then driven down the road"): the later step starts with that clause
   ("..., where it is then fitted"), or there is no split;
-- "A before B", "After A, B" and "A, after which B" keep the written order; "Before A, B", "A after B",
+- "A before B", "After A, B", "A, after which B" and "A, after this B" keep the written order; "Before A, B", "A after B",
   "A, but first B", "A, but before that B" and "not A until B" swap it, so the parts follow time, not
   mention ("Before the divers go in, map the site from the air": map first);
 - a split at "before", "after", "once", "but first", "until" or "and" is kept only when both sides have a
@@ -73,7 +73,7 @@ _NOT_BEFORE_VERB = frozenset(("to", "a", "an", "the", "its", "their", "his", "he
 # Sentences end at ". ", "; ", "! ", "? "; a list's items start at " - " or a number in brackets ("1) ", "(2) ").
 _SENTENCES = re.compile(r"(?<=[.;!?])\s+(?=\S)|\s+-\s+|\s+(?=\(?\d{1,2}\)\s)")
 # (pattern, swap): `swap` parts happen in the other order than written.
-_LEADING = ((re.compile(r"^(?:before)\s+(.+?),\s*(.+)$", re.IGNORECASE), True),
+_LEADING = ((re.compile(r"^(?:before|prior\s+to)\s+(.+?),\s*(.+)$", re.IGNORECASE), True),
             (re.compile(r"^(?:after|once|when|as\s+soon\s+as)\s+(.+?),\s*(.+)$", re.IGNORECASE), False))
 # (pattern, swap, needs): what the sides need for the split to hold: _SEQUENCE_WORD (nothing, unless the word is an
 # adverb inside one clause: `_is_adverb`), _VERBS, or _NEGATION (verbs, and a negated left side: "we can't sort the
@@ -81,13 +81,15 @@ _LEADING = ((re.compile(r"^(?:before)\s+(.+?),\s*(.+)$", re.IGNORECASE), True),
 _VERBS, _NEGATION, _SEQUENCE_WORD = "verbs", "negation", "sequence word"
 _INSIDE = ((re.compile(r",?\s+and,?\s+(?=(?:once|after|before(?!\s+(?:that|this)\b)|when|as\s+soon\s+as)\s)", re.IGNORECASE), False,
             _VERBS),
-           (re.compile(r",?\s+(?:and\s+then|then|after\s+that|afterwards|followed\s+by|and\s+finally|finally),?\s+",
+           (re.compile(r",?\s+(?:and\s+then|then|after\s+that|afterwards|thereafter|followed\s+by|and\s+finally|finally|"
+                       r"and\s+later(?:\s+on)?),?\s+",
                        re.IGNORECASE), False, _SEQUENCE_WORD),  # always splits, unless an adverb (`_is_adverb`)
            (re.compile(r",?\s+and\s+(?:from|down|up|in|out|over)?\s*there,?\s+", re.IGNORECASE), False, _VERBS),
            (re.compile(r",?\s+(?:but|and)\s+(?:first|before\s+(?:that|this))(?:\s+of\s+all)?,?\s+", re.IGNORECASE), True,
             _VERBS),
            (re.compile(r",?\s+after\s+which\s+", re.IGNORECASE), False, _VERBS),
-           (re.compile(r",?\s+before\s+", re.IGNORECASE), False, _VERBS),
+           (re.compile(r",?\s+after\s+this,?\s+", re.IGNORECASE), False, _VERBS),
+           (re.compile(r",?\s+(?:before|prior\s+to)\s+", re.IGNORECASE), False, _VERBS),
            (re.compile(r",?\s+(?:after|once|as\s+soon\s+as)\s+", re.IGNORECASE), True, _VERBS),
            (re.compile(r",?\s+until\s+", re.IGNORECASE), True, _NEGATION))
 _NEGATED = re.compile(r"\b(?:not|never|cannot|nothing|nobody|no\s+one|(?:can|won|don|doesn|didn|mustn|shouldn|isn|aren)['’]t)\b",
@@ -112,25 +114,30 @@ _OPERATOR = re.compile(r"^\s*(?:we|i)\b", re.IGNORECASE)
 # A part that goes back ("come back", "bring the empty one back", "return to the lift"); "back" as a noun
 # or an adjective ("the back of the van", "the back door") is not one.
 _RETURN = re.compile(r"\b(?:return(?:s|ed|ing)?|back)\b"
-                     r"(?!\s+(?:of|door|doors|yard|garden|wall|room|seat|entrance|gate|end|office|row|on)\b)",
+                     r"(?!\s+(?:of|door|doors|yard|garden|wall|room|seat|entrance|gate|end|office|row|on|stairs?|staircase|"
+                     r"stairwell|steps|lane|road|alley|corridor|passage|porch|field|paddock|deck|panel)\b)",
                      re.IGNORECASE)
 # "back in the lab, split the cores open" says where a job is done, not that someone goes back.
 _BACK_AT = re.compile(r"^back\s+(?:in|at)\s", re.IGNORECASE)
 # "once the tide is back in" is a state, not someone going back.
 _BACK_STATE = re.compile(r"\b(?:is|are|was|were|be|been)\s+back\b", re.IGNORECASE)
-# "hand it back to her" gives something to someone; it is a job, not going back.
-_GIVE_BACK = re.compile(r"\b(?:hand|give|gave|pass)(?:s|ed|ing)?\s+(?:\w+\s+){0,3}?back\b", re.IGNORECASE)
+# "hand it back to her" gives something to someone and "rack breaker 2 back in" restores it: jobs, not going back.
+_JOB_BACK = re.compile(r"\b(?:(?:hand|give|gave|pass)(?:s|ed|ing)?\s+(?:\w+\s+){0,3}?back|"
+                        r"(?:put|plug|switch|turn|screw|bolt|fit|rack|slot|lock|hang|set|place|clip|hook|wire|latch|tie)"
+                        r"(?:s|ed|ing|ted|ting)?\s+(?:\w+\s+){0,3}?back\s+(?:on|in|up|together|into\s+place)\b)",
+                        re.IGNORECASE)
 # A comma before a word that may be a verb, not before a conjunction ("..., and", "..., then" split elsewhere).
 _COMMA_VERB = re.compile(r",\s+(?!(?:and|then|but|or)\b)(?=(\w+)\s)", re.IGNORECASE)
 # A comma list's item starts after a comma, or after the ", and" before its last item ("set them up on the bank,
 # dive the quarry, and finish with a photo from above").
 _PIECE_BOUNDARY = re.compile(r",\s+(?:and\s+)?(?!(?:and|then|but|or)\b)(?=(\w+)\s)", re.IGNORECASE)
 _LIST_MARK = re.compile(r"^(?:-|\(?\d{1,2}\))\s*")
-_FILLER = re.compile(r"^(?:first(?:ly)?|then|next|and|finally|afterwards|after that|lastly)[,\s]+", re.IGNORECASE)
+_FILLER = re.compile(r"^(?:first(?:ly)?|then|next|and|finally|afterwards|thereafter|after that|lastly)[,\s]+",
+                     re.IGNORECASE)
 _TRAILING = re.compile(r"[,\s]+(?:and|then|and then|first)$", re.IGNORECASE)
 _WORD = re.compile(r"[a-z]+")
 _LEADING_FILLERS = frozenset(("then", "next", "first", "firstly", "please", "now", "also", "finally", "and", "lastly",
-                              "afterwards", "so"))
+                              "afterwards", "thereafter", "so"))
 # Words that open an instruction's sentence before its verb ("Once the tide is out, ...", "At the dock, ...").
 _INSTRUCTION_OPENERS = frozenset((
     "before", "after", "once", "when", "whenever", "while", "where", "wherever", "if", "as", "until", "having",
@@ -139,7 +146,7 @@ _INSTRUCTION_OPENERS = frozenset((
     "here", "you", "let", "lets"))
 # A sentence with a sequence word is a step ("the hay bales go down the lane to the barn afterwards").
 # "next" before a time ("the new jetty goes in next spring") is no sequence word.
-_SEQUENCE = re.compile(r"\b(?:then|afterwards|after\s+that|next(?!\s+(?:spring|summer|autumn|fall|winter|season|year|month|"
+_SEQUENCE = re.compile(r"\b(?:then|afterwards|thereafter|after\s+that|next(?!\s+(?:spring|summer|autumn|fall|winter|season|year|month|"
                        r"week|weekend|day|morning|night|time|shift|monday|tuesday|wednesday|thursday|friday|saturday|"
                        r"sunday))|first|finally|later)\b", re.IGNORECASE)
 # A later sentence that opens with these happens before the sentence written before it ("Carry the box up the
@@ -288,8 +295,8 @@ def comma_pieces(part: str) -> list[str]:
 
 def is_return(part: str) -> bool:
     """Whether a part goes back ("come back down", "bring the empty ones back", "return to the lift"); "the tide is
-    back in" is a state."""
-    return bool(_RETURN.search(part)) and not (_BACK_AT.match(part) or _GIVE_BACK.search(part) or _BACK_STATE.search(part))
+    back in" is a state, "rack breaker 2 back in" a job and "the back stairs" a place."""
+    return bool(_RETURN.search(part)) and not (_BACK_AT.match(part) or _JOB_BACK.search(part) or _BACK_STATE.search(part))
 
 
 def is_action_verb(word: str) -> bool:

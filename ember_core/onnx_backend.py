@@ -240,8 +240,9 @@ class OnnxBackend:
         head = {"selection_state": hidden[rows, (input_ids == self.selection_id).argmax(1)], **self.cards}
         if encoding is not None:
             head["task_embedding"] = task_embedding = encoding.result()
-        robot_logits = self.model.run(ROBOT_HEAD, {name: head[name] for name in self.model.head_inputs})[0]
-        return Outputs(robot_logits, scene_logits, task_embedding, cache if use_cache else None)
+        robot_logits, *familiarity = self.model.run(ROBOT_HEAD, {name: head[name] for name in self.model.head_inputs})
+        return Outputs(robot_logits, scene_logits, task_embedding, cache if use_cache else None,
+                       familiarity[0] if familiarity else None)
 
     def _language(self, batch: dict[str, np.ndarray],
                   visual: np.ndarray | None) -> tuple[np.ndarray, KeyValues, np.ndarray]:

@@ -5,7 +5,7 @@ it; both take every name from here. Beside the graphs it holds what the
 processor needs (config.json, processor_config.json with the calibration, fleet.json, the tokenizer
 files and the sentence encoder's tokenizer in task_tokenizer/) and manifest.json:
 
-    {"format": "ember.onnx/1", "opset": 17, "model": {"name": ..., "sha": ...},
+    {"format": "ember.onnx/2", "opset": 17, "model": {"name": ..., "sha": ...},
      "graphs": {"language": {"file": "language.onnx", "sha256": ...}, ...}, "parity": [...],
      "quantization": {}}
 
@@ -38,7 +38,7 @@ from ember_core import fields
 from ember_core.atomic import write_text_atomic
 from ember_core.digest import file_sha256
 
-FORMAT = "ember.onnx/1"
+FORMAT = "ember.onnx/2"  # /2: the robot head also outputs each task's familiarity
 DEFAULT_OPSET = 17  # what `ember export onnx` writes unless told otherwise
 MANIFEST_FILE = "manifest.json"
 TASK_TOKENIZER_DIR = "task_tokenizer"

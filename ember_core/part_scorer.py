@@ -2,7 +2,7 @@
 
 The model is trained on whole tasks and misreads the short parts of a task that the team rule
 (`ember_core.teams`) scores: "get an aerial view of the berths" reads as work for the Underwater Robot.
-`assets/part_clauses.jsonl` holds about 1,500 hand-written steps of multi-step jobs, each with every robot
+`assets/part_clauses.jsonl` holds about 7,000 hand-written steps of multi-step jobs, each with every robot
 of the default fleet that could do it alone. `python tools/fit_part_scorer.py` fits one logistic regression
 per robot (L2, inverse strength C) into `assets/part_scorer.json`, on two kinds of features of a step:
 
@@ -11,10 +11,19 @@ per robot (L2, inverse strength C) into `assets/part_scorer.json`, on two kinds 
   ("lake bed", "from the air", "by hand", "rubble"), weighed LEXICAL_WEIGHT against the embedding.
 
 The Selector mixes, for each part and each robot the scorer knows, MIX of its probability with 1 - MIX of
-the model's calibrated one; a robot it does not know (a plugin's) keeps the model's. It reads the
-embeddings of one sentence encoder (`encoder`, the model config's `text_encoder`) and is not used with
-another or without one. C, LEXICAL_WEIGHT and MIX were chosen on the development sets (README, "Teams and
-plans"; `benchmarks/part_scorer.py`). Plain numpy, so the torch-free runtime uses it too.
+the model's calibrated one; a robot it does not know (a plugin's) keeps the model's.
+
+Whole tasks too: the steps are written in operators' words, which the model, trained on the public tasks'
+phrasing, misreads more often. For a task unlike every task the model remembers from training (its
+familiarity, `RobotHead.familiarity`, below 0.5), TASK_WEIGHT x the scorer's log-odds are added to the
+head's logit of each robot the scorer knows, before the calibration (`task_logits`); a task like a training
+task keeps the head's logits, which learned the public tasks' labels. The Selector, `ember eval`, training's
+validation and `ember calibrate` all score tasks so.
+
+The scorer reads the embeddings of one sentence encoder (`encoder`, the model config's `text_encoder`) and
+is not used with another or without one. C, LEXICAL_WEIGHT, MIX and TASK_WEIGHT were chosen on the
+development sets (README, "Teams and plans" and "The default model and results"; `benchmarks/part_scorer.py`).
+Plain numpy, so the torch-free runtime uses it too.
 """
 from __future__ import annotations
 
@@ -32,6 +41,8 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 PART_CLAUSES_FILE = ASSETS / "part_clauses.jsonl"
 PART_SCORER_FILE = ASSETS / "part_scorer.json"
 MIX = 0.9
+TASK_WEIGHT = 0.3
+FAMILIAR = 0.5  # familiarity from which a task counts as like a training task
 _WORD = re.compile(r"\b\w\w+\b")
 
 
@@ -116,6 +127,19 @@ class PartScorer:
         return mixed
 
 
+    def task_logits(self, robot_logits: np.ndarray, embedding: np.ndarray, texts: Sequence[str],
+                    fleet_ids: Sequence[str]) -> np.ndarray:
+        """Tasks' head logits (B, N) over `fleet_ids` with TASK_WEIGHT x the scorer's log-odds added for each robot
+        it knows; a robot it does not know keeps its logit."""
+        logits = np.array(robot_logits, dtype=np.float32)
+        scored = np.clip(self.probabilities(embedding, texts), 1e-6, 1 - 1e-6)
+        log_odds = np.log(scored) - np.log1p(-scored)
+        for row, robot in enumerate(self.robots):
+            if robot in fleet_ids:
+                logits[:, list(fleet_ids).index(robot)] += TASK_WEIGHT * log_odds[:, row]
+        return logits
+
+
 def load_part_scorer(encoder: str | None) -> PartScorer | None:
     """The shipped part scorer when it reads the embeddings of `encoder` (a model config's text_encoder), else None."""
     scorer = PartScorer.load()
@@ -125,3 +149,18 @@ def load_part_scorer(encoder: str | None) -> PartScorer | None:
 def read_clauses(path: Path = PART_CLAUSES_FILE) -> list[dict]:
     """The labelled steps: {"clause": text, "robots": [robot ids]} per line ('#' lines are comments)."""
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line and not line.startswith("#")]
+
+
+def task_logits(scorer: PartScorer | None, robot_logits: np.ndarray, embedding: np.ndarray | None,
+                familiarity: np.ndarray | None, texts: Sequence[str], fleet_ids: Sequence[str]) -> np.ndarray:
+    """The robot logits the confidences are calibrated from (module docstring): the head's, with the scorer's
+    added (`PartScorer.task_logits`) for the tasks whose familiarity is below FAMILIAR, when the model has a
+    scorer for its encoder."""
+    logits = np.array(robot_logits, dtype=np.float32)
+    if scorer is None or embedding is None or familiarity is None:
+        return logits
+    novel = np.flatnonzero(np.asarray(familiarity) < FAMILIAR)
+    if len(novel):
+        logits[novel] = scorer.task_logits(logits[novel], np.asarray(embedding)[novel], [texts[i] for i in novel],
+                                           fleet_ids)
+    return logits

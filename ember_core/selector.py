@@ -18,7 +18,7 @@ from ember_core.limits import MAX_TASK_ECHO, MAX_TOP_K
 from ember_core.clauses import comma_pieces, task_parts
 from ember_core.explanation import ExplanationContext, explanation_text
 from ember_core.model.structured import ExplanationTooLong, StructuredDecoder
-from ember_core.part_scorer import load_part_scorer
+from ember_core.part_scorer import load_part_scorer, task_logits
 from ember_core.processor import Features, select_mask
 from ember_core.reasoning import Plan, Reasoning, Subtask, format_plan, parse_plan, parse_reasoning
 from ember_core.request import DEFAULT_TOP_K, SelectionRequest
@@ -221,7 +221,12 @@ class Selector:
         """Calibrated per-robot probabilities (B, N) of the items (the first B rows of the outputs), and
         the scene tags the scene head recognises in each item's image (None without an image; empty
         without a scene head)."""
-        probabilities = self.processor.probabilities(outputs.robot_logits[: len(items)])
+        count = len(items)
+        logits = task_logits(self.part_scorer, outputs.robot_logits[:count],
+                             None if outputs.task_embedding is None else outputs.task_embedding[:count],
+                             None if outputs.familiarity is None else outputs.familiarity[:count],
+                             [item.task for item in items], self.fleet.ids)
+        probabilities = self.processor.probabilities(logits)
         scenes = [None if item.features.pixels is None else frozenset() for item in items]
         if outputs.scene_logits is not None:
             seen = outputs.scene_logits[: len(items)] > 0  # probability above 0.5

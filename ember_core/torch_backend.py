@@ -46,7 +46,8 @@ class TorchBackend:
         with self._autocast():
             outputs = self.model(**tensors, use_cache=use_cache)
         return Outputs(robot_logits=_numpy(outputs["robot_logits"]), scene_logits=_numpy(outputs.get("scene_logits")),
-                       task_embedding=_numpy(outputs.get("task_embedding")), cache=outputs.get("cache"))
+                       task_embedding=_numpy(outputs.get("task_embedding")), cache=outputs.get("cache"),
+                       familiarity=_numpy(outputs.get("familiarity")))
 
     def feed(self, ids: list[int], cache: Any) -> torch.Tensor:
         with self._autocast():

@@ -15,6 +15,7 @@ from ember_core.atomic import write_text_atomic
 from ember_core.backend import Backend
 from ember_core.calibration import Calibration
 from ember_core.model.vlm import EmberVLM
+from ember_core.part_scorer import load_part_scorer, task_logits
 from ember_core.processor import EmberProcessor
 from ember_core.request import DEFAULT_CONFIDENCE_THRESHOLD
 from ember_train.batches import SelectionDataset, collate, model_inputs
@@ -28,7 +29,7 @@ TEST_SCORES_FILE = "test_scores.json"
 
 @dataclass
 class Scores:
-    """Raw robot logits and gold targets for a set of records, (n, N) each."""
+    """Robot logits (`score_records`) and gold targets for a set of records, (n, N) each."""
 
     logits: np.ndarray
     targets: np.ndarray
@@ -56,19 +57,25 @@ class Scores:
 def score_records(model: EmberVLM, processor: EmberProcessor, records: Sequence[TaskRecord], batch_size: int = 32,
                   device: torch.device | str = "cpu", use_images: bool = True,
                   autocast_dtype: torch.dtype | None = None) -> Scores:
-    """Robot logits for every record (rendered scenes unless `use_images` is False), in eval mode."""
+    """Robot logits for every record (rendered scenes unless `use_images` is False), in eval mode: the head's, with
+    the part scorer's added as the Selector adds them (`ember_core.part_scorer.task_logits`)."""
     was_training = model.training
     model.eval()
     dataset = SelectionDataset(records, processor, with_reasoning=False, use_images=use_images)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=partial(collate, processor=processor))
-    logits = []
+    scorer = load_part_scorer(model.config.text_encoder)
+    logits, start = [], 0
     device = torch.device(device)
     for batch in loader:
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            out = model(**model_inputs(batch, device))
-        logits.append(out["robot_logits"].float().cpu())
+            out = {key: value.float().cpu().numpy() for key, value in model(**model_inputs(batch, device)).items()
+                   if key in ("robot_logits", "task_embedding", "familiarity")}
+        texts = [record.task for record in records[start:start + len(out["robot_logits"])]]
+        logits.append(task_logits(scorer, out["robot_logits"], out.get("task_embedding"), out.get("familiarity"),
+                                  texts, processor.fleet.ids))
+        start += len(texts)
     model.train(was_training)
-    return Scores(torch.cat(logits).numpy(), robot_targets(records, processor.fleet).astype(np.float32))
+    return Scores(np.concatenate(logits), robot_targets(records, processor.fleet).astype(np.float32))
 
 
 def score_backend(backend: Backend, records: Sequence[TaskRecord], batch_size: int = 32,
@@ -78,10 +85,14 @@ def score_backend(backend: Backend, records: Sequence[TaskRecord], batch_size: i
     if not records:
         raise ValueError("no records to score")
     dataset = SelectionDataset(records, backend.processor, with_reasoning=False, use_images=use_images)
+    scorer = load_part_scorer(backend.config.text_encoder)
     logits = []
     for start in range(0, len(dataset), batch_size):
         features = [dataset[index].features for index in range(start, min(start + batch_size, len(dataset)))]
-        logits.append(backend.forward(backend.processor.collate(features, return_tensors="np")).robot_logits)
+        out = backend.forward(backend.processor.collate(features, return_tensors="np"))
+        texts = [record.task for record in records[start:start + len(features)]]
+        logits.append(task_logits(scorer, out.robot_logits, out.task_embedding, out.familiarity, texts,
+                                  backend.processor.fleet.ids))
     targets = robot_targets(records, backend.processor.fleet).astype(np.float32)
     return Scores(np.concatenate(logits).astype(np.float32), targets)
 

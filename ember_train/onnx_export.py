@@ -96,7 +96,8 @@ class HeadGraph(nn.Module):
         super().__init__()
         self.head = model.robot_head
 
-    def forward(self, selection_state: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
+    def forward(self, selection_state: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """The robot logits, and with a sentence encoder each task's familiarity (`RobotHead.familiarity`)."""
         head = self.head
         classifier = None
         if head.text_dim:
@@ -110,8 +111,9 @@ class HeadGraph(nn.Module):
                                              robot_rows.shape[0], classifier)
         known = (robot_rows >= 0) & head.known[row]
         vote = head.vote(task_embedding)
-        return head.blend(mlp_logits, card_logits, gate, known, None if vote is None else vote[:, row],
-                          head.new_robot_logits(task_embedding, classifier))["robot_logits"]
+        logits = head.blend(mlp_logits, card_logits, gate, known, None if vote is None else vote[:, row],
+                            head.new_robot_logits(task_embedding, classifier))["robot_logits"]
+        return (logits, gate[:, 0]) if head.text_dim else logits
 
 
 class ScoresGraph(nn.Module):
@@ -236,8 +238,9 @@ def _export_head(model: EmberVLM, writer: _GraphWriter, card_inputs: dict[str, t
         args, names = (state, torch.randn(robots, width), rows), ["selection_state", "card_embeddings", "robot_rows"]
     axes = {"selection_state": {0: "batch"}, "task_embedding": {0: "batch"}, "card_embeddings": {0: "cards"},
             "card_owner": {0: "cards"}, "card_classifier_weight": {0: "robots"}, "card_classifier_bias": {0: "robots"},
-            "robot_rows": {0: "robots"}, "robot_logits": {0: "batch", 1: "robots"}}
-    writer.write(ROBOT_HEAD, HeadGraph(model), args, names, ["robot_logits"], axes)
+            "robot_rows": {0: "robots"}, "robot_logits": {0: "batch", 1: "robots"}, "familiarity": {0: "batch"}}
+    outputs = ["robot_logits", "familiarity"] if head.text_dim else ["robot_logits"]
+    writer.write(ROBOT_HEAD, HeadGraph(model), args, names, outputs, axes)
 
 
 class ParityError(ValueError):

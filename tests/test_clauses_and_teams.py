@@ -130,6 +130,15 @@ IDS = ["drone", "underwater_robot", "humanoid", "robot_with_wheels", "robot_with
     # A sentence of several steps is no statement, whatever its first word.
     ("The tide is out. The kits get fetched from the quay once the boat has been moored.",
      ["the boat has been moored", "The kits get fetched from the quay"]),
+    # "thereafter" and "and later" are sequence words; "after this" keeps the written order; "prior to" is "before".
+    ("Survey the embankment from the air, and thereafter operate the sluice handwheel in the gatehouse.",
+     ["Survey the embankment from the air", "operate the sluice handwheel in the gatehouse"]),
+    ("Walk the sacks across the muddy field and later on at dusk fly over and count the sheep.",
+     ["Walk the sacks across the muddy field", "at dusk fly over and count the sheep"]),
+    ("Go under the water and look at the pipe, after this carry the sensor box along the stony bank.",
+     ["Go under the water and look at the pipe", "carry the sensor box along the stony bank"]),
+    ("Prior to reopening the underpass, traverse the rubble in the stairwell.",
+     ["traverse the rubble in the stairwell", "reopening the underpass"]),
 ])
 def test_task_parts_split_at_sequence_words_in_time_order(task, parts):
     assert task_parts(task) == parts
@@ -155,8 +164,10 @@ def test_parts_that_go_back_are_told_from_a_back_door():
                                          "walk back up the slope", "unload at the back door", "open the back of the van",
                                          "pack the backpack", "back in the lab, split the cores open",
                                          "hand the ring back to her at the desk",
-                                         "when the tide is back in, inspect the foot of the wall")] == [
-        True, True, True, True, False, False, False, False, False, False]
+                                         "when the tide is back in, inspect the foot of the wall",
+                                         "reset the relay and rack breaker 2 back in", "turn the valve back on by hand",
+                                         "carry the sandbags down the back stairs", "drive back to the depot")] == [
+        True, True, True, True, False, False, False, False, False, False, False, False, False, True]
 
 
 def test_a_part_that_goes_back_is_done_by_whoever_went_there():

@@ -93,6 +93,7 @@ def test_the_vote_joins_the_logits_of_trained_robots_only():
     blended = gate * out["mlp_logits"] + (1 - gate) * out["card_logits"]
     assert torch.allclose(out["robot_logits"][:, :3], blended[:, :3] + vote[:, :3], atol=1e-5)
     assert torch.equal(out["robot_logits"][:, 3], head.new_robot_logits(task, classifier)[:, 3])
+    assert torch.equal(out["familiarity"], gate[:, 0])  # the Selector's cue for the part scorer (part_scorer.task_logits)
 
 
 @pytest.fixture(scope="module")

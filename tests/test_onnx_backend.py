@@ -95,6 +95,17 @@ def test_both_backends_give_the_same_documents_with_a_sentence_encoder_and_scene
     assert_same_documents(Selector(text_model_dir, device="cpu"), onnx_selector, requests(TASKS, len(fleet)))
 
 
+def test_the_onnx_head_gives_each_tasks_familiarity_as_torch_does(text_model_dir, text_onnx_dir):
+    """The Selector adds the part scorer to the tasks unlike the remembered ones (ember_core.part_scorer.task_logits),
+    so both backends must tell them apart alike."""
+    selectors = Selector(text_model_dir, device="cpu"), Selector(text_onnx_dir, backend="onnx")
+    batch = selectors[0].processor.collate([selectors[0].processor.features(task, return_tensors="np") for task in TASKS],
+                                           return_tensors="np")
+    torch_familiarity, onnx_familiarity = (selector.backend.forward(batch).familiarity for selector in selectors)
+    np.testing.assert_allclose(onnx_familiarity, torch_familiarity, atol=1e-4)
+    assert (torch_familiarity[[0, 2]] > 0.95).all() and (torch_familiarity < 0.5).any()
+
+
 def test_a_robot_the_model_was_not_trained_on_is_scored_from_its_card_as_in_torch(text_model_dir, text_onnx_dir):
     fleet = load_fleet(SNAKE_FLEET)
     onnx_selector = Selector(text_onnx_dir, robots_file=SNAKE_FLEET)

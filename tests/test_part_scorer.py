@@ -10,6 +10,8 @@ import ember_core.part_scorer as part_scorer
 from ember_core.part_scorer import PART_CLAUSES_FILE, PartScorer, WordFeatures, load_part_scorer, read_clauses
 from ember_core.request import SelectionRequest
 from ember_core.selector import Selector
+from ember_train.data import TaskRecord
+from ember_train.evaluate import score_records
 from ember_train.part_scorer_fit import fit_part_scorer
 
 
@@ -63,6 +65,36 @@ def test_the_scorer_mixes_the_robots_it_knows_and_leaves_the_others():
     assert scorer.mix(model[:, :2], embedding, ["look down", "dive"], ["drone", "snake_robot"])[0, 1] == pytest.approx(0.3)
 
 
+def test_whole_tasks_unlike_the_training_tasks_get_the_scorers_log_odds_added():
+    words = WordFeatures(("dive",), np.array([1.0], dtype=np.float32))
+    scorer = PartScorer("minilm", ("drone", "humanoid"), np.array([[4.0, 0.0], [0.0, 4.0]], dtype=np.float32),
+                        words, np.array([[-2.0], [0.0]], dtype=np.float32), np.array([0.0, -1.0], dtype=np.float32), "")
+    head = np.array([[1.0, 2.0, 3.0]] * 3, dtype=np.float32)  # drone, snake_robot, humanoid
+    embedding, ids = np.array([[3.0, 0.0]] * 3), ["drone", "snake_robot", "humanoid"]
+    familiarity = np.array([0.2, 0.9, part_scorer.FAMILIAR])  # only the first is unlike every training task
+    logits = part_scorer.task_logits(scorer, head, embedding, familiarity, ["look down", "dive", "dive"], ids)
+    weight = part_scorer.TASK_WEIGHT
+    np.testing.assert_allclose(logits[0], [1.0 + weight * 4.0, 2.0, 3.0 + weight * -1.0], rtol=1e-5)
+    np.testing.assert_array_equal(logits[1:], head[1:])
+    for missing in ({"scorer": None}, {"embedding": None}, {"familiarity": None}):
+        arguments = {"scorer": scorer, "embedding": embedding, "familiarity": familiarity} | missing
+        np.testing.assert_array_equal(part_scorer.task_logits(arguments["scorer"], head, arguments["embedding"],
+                                                              arguments["familiarity"], ["look down"] * 3, ids), head)
+
+
+def test_the_selector_and_the_evaluation_score_a_novel_task_alike(selector):
+    task = "Pass the skipper a fresh radio battery across the deck of the moored trawler"
+    scores = score_records(selector.model, selector.processor, [TaskRecord(task, ("drone",))], use_images=False)
+    outputs = selector.backend.forward(selector.processor.collate([selector.processor.features(task, return_tensors="np")],
+                                                                  return_tensors="np"))
+    assert outputs.familiarity[0] < part_scorer.FAMILIAR
+    assert not np.allclose(scores.logits, outputs.robot_logits, atol=1e-3)  # the scorer moved them
+    document = selector.select(SelectionRequest(task, top_k=len(selector.fleet), return_reasoning=False)).to_document()
+    confidence = {candidate["robot_id"]: candidate["confidence"] for candidate in document["candidates"]}
+    np.testing.assert_allclose([confidence[robot] for robot in selector.fleet.ids],
+                               scores.probabilities(selector.processor.config.calibration)[0], atol=1e-3)
+
+
 def test_the_scorer_serves_only_the_encoder_it_reads():
     assert load_part_scorer(PartScorer.load().encoder) is not None
     assert load_part_scorer(None) is None and load_part_scorer("another-encoder") is None
@@ -74,6 +106,7 @@ def test_the_selector_mixes_the_part_scorer_into_each_part(selector, monkeypatch
     monkeypatch.setattr(selector, "part_scorer", None)
     without = selector.select(SelectionRequest(task)).to_document()
     assert with_scorer["team"] == ["drone", "underwater_robot"] and without["team"] == []  # "harbour": under water
+    # a task like a training task (familiarity >= FAMILIAR): its own confidences are the head's either way
     assert [c["confidence"] for c in with_scorer["candidates"]] == [c["confidence"] for c in without["candidates"]]
 
 

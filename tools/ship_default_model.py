@@ -2,7 +2,8 @@
 linear probe on its frozen visual tokens (ember_train/scene_probe.py), and record its test-split metrics.
 
 Usage: python tools/ship_default_model.py outputs/default-model/stage3/best
-(after `ember calibrate` has written the calibration into that directory: `make default-model` does both).
+(after `ember calibrate` has written the calibration into that directory: `make default-model` does both);
+`python tools/ship_default_model.py --record-only -` re-records the metrics of the model already shipped.
 The recorded metrics (evaluation.json) are what tests/test_default_model.py checks the shipped
 model against, so a change to the model or to the scoring code that moves them is noticed.
 """
@@ -30,11 +31,17 @@ def main() -> int:
     parser.add_argument("model", help="directory of the trained model (e.g. outputs/default-model/stage3/best)")
     parser.add_argument("--data", default=str(PUBLIC_DATA), help="public robot-selection data, for the recorded metrics "
                         "(default: $EMBER_DATA, %(default)s)")
+    parser.add_argument("--record_only", "--record-only", action="store_true",
+                        help="re-record the metrics of the model already shipped, after a new calibration or a "
+                             "change to the scoring code (MODEL is ignored)")
     args = parser.parse_args()
-    model, processor = load_pretrained(args.model, fleet=load_fleet())
-    splits = split_records(load_records(args.data, processor.fleet), seed=0)
-    scene = fit_scene_head(model, processor, splits.train, splits.test)
-    save_pretrained(model, processor, DEFAULT_MODEL_DIR, dtype=torch.float16)
+    splits = split_records(load_records(args.data, load_fleet()), seed=0)
+    if args.record_only:
+        scene = json.loads((DEFAULT_MODEL_DIR / EVALUATION_FILE).read_text(encoding="utf-8"))["scene_probe_test"]
+    else:
+        model, processor = load_pretrained(args.model, fleet=load_fleet())
+        scene = fit_scene_head(model, processor, splits.train, splits.test)
+        save_pretrained(model, processor, DEFAULT_MODEL_DIR, dtype=torch.float16)
     model, processor = load_pretrained(DEFAULT_MODEL_DIR, fleet=load_fleet())
     test = splits.test
     calibration = processor.config.calibration
@@ -45,7 +52,8 @@ def main() -> int:
         recorded[name] = scores.metrics(processor.fleet.names, calibration)
     (DEFAULT_MODEL_DIR / EVALUATION_FILE).write_text(json.dumps(recorded, indent=2) + "\n", encoding="utf-8")
     size = sum(p.stat().st_size for p in DEFAULT_MODEL_DIR.iterdir())
-    print(f"Shipped {args.model} -> {DEFAULT_MODEL_DIR} ({size / 1e6:.1f} MB)")
+    print(f"Recorded {DEFAULT_MODEL_DIR / EVALUATION_FILE}" if args.record_only
+          else f"Shipped {args.model} -> {DEFAULT_MODEL_DIR} ({size / 1e6:.1f} MB)")
     print(json.dumps({k: recorded[k] for k in ("num_tasks", "calibration", "scene_probe_test")}, indent=2))
     return 0
 

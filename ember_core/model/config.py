@@ -91,8 +91,8 @@ class EmberVLMConfig:
     # With a sentence encoder, a robot without a trained MLP row (added to the fleet after training) gets the
     # logit `new_robot_scale * z + new_robot_bias`, z its card classifier log-odds standardised over the
     # training tasks (ember_core.model.heads; chosen on the development sets, README "The model").
-    new_robot_scale: float = 0.7
-    new_robot_bias: float = -1.7
+    new_robot_scale: float = 0.6
+    new_robot_bias: float = -1.4
     # Scene tags a head on the pooled visual tokens recognises in the camera image (TaskContext.scene);
     # the Selector hands them to the fleet's scene rules (cards and plugins). Empty: no scene head.
     scene_tags: list[str] = dataclasses.field(default_factory=list)

@@ -175,8 +175,11 @@ class RobotHead(nn.Module):
         mlp_logits = self.mlp_logits(selection_state, task_embedding)
         card_logits, gate = self.card_logits(selection_state, card_embeddings, task_embedding, card_owner, self.num_robots,
                                              card_classifier)
-        return self.blend(mlp_logits, card_logits, gate, self.known, self.vote(task_embedding),
-                          self.new_robot_logits(task_embedding, card_classifier))
+        result = self.blend(mlp_logits, card_logits, gate, self.known, self.vote(task_embedding),
+                            self.new_robot_logits(task_embedding, card_classifier))
+        if self.text_dim:
+            result["familiarity"] = gate[:, 0]  # (B,): how like a remembered training task (`familiarity`)
+        return result
 
     def mlp_logits(self, selection_state: torch.Tensor, task_embedding: torch.Tensor | None) -> torch.Tensor:
         """(B, rows): the MLP's logit for each robot it has a row for."""
