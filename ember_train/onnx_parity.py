@@ -81,7 +81,7 @@ def _graph_checks(model: EmberVLM, processor: EmberProcessor, backend: OnnxBacke
     torch_cache = model.language_model(input_ids=ids[:1], use_cache=True).cache
     checks.append(Check("language: hidden state after a cache, random ids", _difference(
         model.feed(fed, torch_cache), backend.feed(fed, first)), TENSOR_TOLERANCE))
-    checks.append(_head_check(model, backend, generator))
+    checks += _head_checks(model, backend, generator)
     candidates = torch.randint(0, 20000, (4, 5), generator=generator)
     relevance, states = torch.rand(4, 5, generator=generator), torch.randn(4, graphs.width, generator=generator)
     scores = graphs.run(TOKEN_SCORES, {"hidden": states.numpy(), "candidates": candidates.numpy(),
@@ -91,7 +91,8 @@ def _graph_checks(model: EmberVLM, processor: EmberProcessor, backend: OnnxBacke
     return checks
 
 
-def _head_check(model: EmberVLM, backend: OnnxBackend, generator: torch.Generator) -> Check:
+def _head_checks(model: EmberVLM, backend: OnnxBackend, generator: torch.Generator) -> list[Check]:
+    """The robot head's logits and, with a sentence encoder, each task's familiarity (which gates the part scorer)."""
     head = model.robot_head
     state = torch.randn(3, backend.model.width, generator=generator)
     cards = torch.from_numpy(backend.cards["card_embeddings"])
@@ -103,10 +104,14 @@ def _head_check(model: EmberVLM, backend: OnnxBackend, generator: torch.Generato
             task[0] = head.task_memory[0]  # a remembered task: the memory's vote counts
         owner = torch.from_numpy(backend.cards["card_owner"])
         inputs["task_embedding"] = task.numpy()
-    logits = backend.model.run(ROBOT_HEAD, {name: inputs[name] for name in backend.model.head_inputs})[0]
-    return Check("robot head: logits, random states", _difference(head(state, cards, task, owner, classifier)["robot_logits"],
-                                                                  logits),
-                 TENSOR_TOLERANCE)
+    exported = backend.model.run(ROBOT_HEAD, {name: inputs[name] for name in backend.model.head_inputs})
+    reference = head(state, cards, task, owner, classifier)
+    checks = [Check("robot head: logits, random states", _difference(reference["robot_logits"], exported[0]),
+                    TENSOR_TOLERANCE)]
+    if head.text_dim:
+        checks.append(Check("robot head: familiarity, random states",
+                            _difference(reference["familiarity"], exported[1]), TENSOR_TOLERANCE))
+    return checks
 
 
 def _selection_checks(model: EmberVLM, processor: EmberProcessor, directory: Path) -> list[Check]:

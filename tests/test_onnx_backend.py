@@ -104,6 +104,8 @@ def test_the_onnx_head_gives_each_tasks_familiarity_as_torch_does(text_model_dir
     torch_familiarity, onnx_familiarity = (selector.backend.forward(batch).familiarity for selector in selectors)
     np.testing.assert_allclose(onnx_familiarity, torch_familiarity, atol=1e-4)
     assert (torch_familiarity[[0, 2]] > 0.95).all() and (torch_familiarity < 0.5).any()
+    parity = {check["name"]: check for check in json.loads((text_onnx_dir / "manifest.json").read_text())["parity"]}
+    assert parity["robot head: familiarity, random states"]["passed"]  # the export checks it before writing
 
 
 def test_a_robot_the_model_was_not_trained_on_is_scored_from_its_card_as_in_torch(text_model_dir, text_onnx_dir):
