@@ -7,8 +7,9 @@ do not depend on the two numbers. Three six-robot fleets are scored: the README'
 same card without examples, and the shipped 40-example plugin. The sets are development sets only:
 
 - snake_dev_tasks.jsonl: the snake is acceptable in every task (hits count for the snake);
-- near_snake_dev_tasks.jsonl, novel_dev_tasks.jsonl and the public validation split: the snake is acceptable in
-  none; each column shows the hits lost against the five-robot fleet (what the sixth robot costs the others).
+- near_snake_dev_tasks.jsonl, novel_dev_tasks.jsonl, novel_dev2_tasks.jsonl and the public validation split: the
+  snake is acceptable in none; each column shows the hits lost against the five-robot fleet (what the sixth robot
+  costs the others).
 
 `python benchmarks/new_robot.py [--scales ...] [--biases ...] [--top 10]` prints the best settings by the hits
 summed over all sets and fleets, and the shipped one (about 1 min on 2 CPU cores).
@@ -32,7 +33,7 @@ from ember_train.public_data import PUBLIC_DATA
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
 SNAKE_SET = "snake_dev_tasks.jsonl"
-OTHER_SETS = ("near_snake_dev_tasks.jsonl", "novel_dev_tasks.jsonl", "public val")
+OTHER_SETS = ("near_snake_dev_tasks.jsonl", "novel_dev_tasks.jsonl", "novel_dev2_tasks.jsonl", "public val")
 # The README card without its examples: what an integrator who writes none gets.
 BARE_CARD = ("from dataclasses import replace\n\nfrom ember_core import hookimpl\nfrom snake_robot import SNAKE_ROBOT\n\n\n"
              "@hookimpl\ndef ember_robot_types():\n    return [replace(SNAKE_ROBOT, examples=[])]\n")

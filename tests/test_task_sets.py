@@ -16,6 +16,7 @@ from ember_train.data import TaskRecord, load_jsonl, load_public, task_key
 DATA = Path(__file__).resolve().parent / "data"
 NOVEL_FILE = DATA / "novel_tasks.jsonl"
 NOVEL_DEV_FILE = DATA / "novel_dev_tasks.jsonl"
+NOVEL_DEV2_FILE = DATA / "novel_dev2_tasks.jsonl"
 SNAKE_FILE = DATA / "snake_tasks.jsonl"
 SNAKE_FLEET_FILE = DATA / "robots_with_snake.yaml"
 
@@ -33,6 +34,11 @@ def novel(fleet: Fleet) -> list[TaskRecord]:
 @pytest.fixture(scope="module")
 def novel_dev(fleet: Fleet) -> list[TaskRecord]:
     return load_jsonl(NOVEL_DEV_FILE, fleet)
+
+
+@pytest.fixture(scope="module")
+def novel_dev2(fleet: Fleet) -> list[TaskRecord]:
+    return load_jsonl(NOVEL_DEV2_FILE, fleet)
 
 
 @pytest.fixture(scope="module")
@@ -54,20 +60,21 @@ def _whole_set(path: Path, fleet: Fleet) -> list[TaskRecord]:
 
 
 def test_files_start_with_a_comment_and_hold_no_duplicate_task(fleet, snake_fleet):
-    for path, set_fleet in ((NOVEL_FILE, fleet), (NOVEL_DEV_FILE, fleet), (SNAKE_FILE, snake_fleet)):
+    for path, set_fleet in ((NOVEL_FILE, fleet), (NOVEL_DEV_FILE, fleet), (NOVEL_DEV2_FILE, fleet),
+                           (SNAKE_FILE, snake_fleet)):
         _whole_set(path, set_fleet)
 
 
-def test_novel_tasks_cover_every_robot_of_the_default_fleet(novel, novel_dev, fleet):
-    for records, tasks, per_robot in ((novel, 70, 10), (novel_dev, 40, 8)):
+def test_novel_tasks_cover_every_robot_of_the_default_fleet(novel, novel_dev, novel_dev2, fleet):
+    for records, tasks, per_robot in ((novel, 70, 10), (novel_dev, 40, 8), (novel_dev2, 48, 8)):
         assert len(records) >= tasks
         counts = {robot_id: sum(robot_id in record.robots for record in records) for robot_id in fleet.ids}
         assert all(count >= per_robot for count in counts.values()), counts
 
 
-def test_development_tasks_are_not_report_tasks(novel, novel_dev, snake_tasks):
+def test_development_tasks_are_not_report_tasks(novel, novel_dev, novel_dev2, snake_tasks):
     report = {task_key(record.task) for record in novel + snake_tasks}
-    assert not [record.task for record in novel_dev if task_key(record.task) in report]
+    assert not [record.task for record in novel_dev + novel_dev2 if task_key(record.task) in report]
 
 
 def test_snake_robot_is_acceptable_in_every_snake_task(snake_tasks, snake_fleet):
@@ -77,11 +84,12 @@ def test_snake_robot_is_acceptable_in_every_snake_task(snake_tasks, snake_fleet)
     assert not missing
 
 
-def test_no_task_is_a_public_task(novel, novel_dev, snake_tasks, fleet):
+def test_no_task_is_a_public_task(novel, novel_dev, novel_dev2, snake_tasks, fleet):
     if not PUBLIC_DATA.is_dir():
         pytest.skip(f"public dataset not found at {PUBLIC_DATA}")
     public = {task_key(record.task) for record in load_public(PUBLIC_DATA, fleet)}
-    copied = [record.task for record in novel + novel_dev + snake_tasks if task_key(record.task) in public]
+    copied = [record.task for record in novel + novel_dev + novel_dev2 + snake_tasks
+              if task_key(record.task) in public]
     assert not copied
 
 
