@@ -87,8 +87,7 @@ _INSIDE = ((re.compile(r",?\s+and,?\s+(?=(?:once|after|before(?!\s+(?:that|this)
            (re.compile(r",?\s+and\s+(?:from|down|up|in|out|over)?\s*there,?\s+", re.IGNORECASE), False, _VERBS),
            (re.compile(r",?\s+(?:but|and)\s+(?:first|before\s+(?:that|this))(?:\s+of\s+all)?,?\s+", re.IGNORECASE), True,
             _VERBS),
-           (re.compile(r",?\s+after\s+which\s+", re.IGNORECASE), False, _VERBS),
-           (re.compile(r",?\s+after\s+this,?\s+", re.IGNORECASE), False, _VERBS),
+           (re.compile(r",?\s+after\s+(?:which|this),?\s+", re.IGNORECASE), False, _VERBS),
            (re.compile(r",?\s+(?:before|prior\s+to)\s+", re.IGNORECASE), False, _VERBS),
            (re.compile(r",?\s+(?:after|once|as\s+soon\s+as)\s+", re.IGNORECASE), True, _VERBS),
            (re.compile(r",?\s+until\s+", re.IGNORECASE), True, _NEGATION))

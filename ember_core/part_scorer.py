@@ -120,12 +120,9 @@ class PartScorer:
         """The model's part probabilities (T, N) over `fleet_ids` with the scorer's mixed in (module docstring)."""
         mixed = np.array(probabilities, dtype=np.float32)
         scored = self.probabilities(embedding, texts)
-        for row, robot in enumerate(self.robots):
-            if robot in fleet_ids:
-                column = list(fleet_ids).index(robot)
-                mixed[:, column] = (1 - MIX) * mixed[:, column] + MIX * scored[:, row]
+        for row, column in self._columns(fleet_ids):
+            mixed[:, column] = (1 - MIX) * mixed[:, column] + MIX * scored[:, row]
         return mixed
-
 
     def task_logits(self, robot_logits: np.ndarray, embedding: np.ndarray, texts: Sequence[str],
                     fleet_ids: Sequence[str]) -> np.ndarray:
@@ -134,10 +131,14 @@ class PartScorer:
         logits = np.array(robot_logits, dtype=np.float32)
         scored = np.clip(self.probabilities(embedding, texts), 1e-6, 1 - 1e-6)
         log_odds = np.log(scored) - np.log1p(-scored)
-        for row, robot in enumerate(self.robots):
-            if robot in fleet_ids:
-                logits[:, list(fleet_ids).index(robot)] += TASK_WEIGHT * log_odds[:, row]
+        for row, column in self._columns(fleet_ids):
+            logits[:, column] += TASK_WEIGHT * log_odds[:, row]
         return logits
+
+    def _columns(self, fleet_ids: Sequence[str]) -> list[tuple[int, int]]:
+        """(scorer row, fleet column) of each robot the scorer knows that is in the fleet."""
+        fleet_ids = list(fleet_ids)
+        return [(row, fleet_ids.index(robot)) for row, robot in enumerate(self.robots) if robot in fleet_ids]
 
 
 def load_part_scorer(encoder: str | None) -> PartScorer | None:

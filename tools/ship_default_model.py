@@ -3,7 +3,7 @@ linear probe on its frozen visual tokens (ember_train/scene_probe.py), and recor
 
 Usage: python tools/ship_default_model.py outputs/default-model/stage3/best
 (after `ember calibrate` has written the calibration into that directory: `make default-model` does both);
-`python tools/ship_default_model.py --record-only -` re-records the metrics of the model already shipped.
+`python tools/ship_default_model.py --record-only` re-records the metrics of the model already shipped.
 The recorded metrics (evaluation.json) are what tests/test_default_model.py checks the shipped
 model against, so a change to the model or to the scoring code that moves them is noticed.
 """
@@ -28,13 +28,15 @@ EVALUATION_FILE = "evaluation.json"
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", help="directory of the trained model (e.g. outputs/default-model/stage3/best)")
+    parser.add_argument("model", nargs="?", help="directory of the trained model (e.g. outputs/default-model/stage3/best)")
     parser.add_argument("--data", default=str(PUBLIC_DATA), help="public robot-selection data, for the recorded metrics "
                         "(default: $EMBER_DATA, %(default)s)")
     parser.add_argument("--record_only", "--record-only", action="store_true",
                         help="re-record the metrics of the model already shipped, after a new calibration or a "
-                             "change to the scoring code (MODEL is ignored)")
+                             "change to the scoring code (no MODEL)")
     args = parser.parse_args()
+    if (args.model is None) != args.record_only:
+        parser.error("give MODEL to ship it, or --record-only without MODEL")
     splits = split_records(load_records(args.data, load_fleet()), seed=0)
     if args.record_only:
         scene = json.loads((DEFAULT_MODEL_DIR / EVALUATION_FILE).read_text(encoding="utf-8"))["scene_probe_test"]
