@@ -167,6 +167,31 @@ def test_the_fresh_snake_report_set_is_new_and_names_the_snake_in_every_task(sna
     assert not {task_key(record.task) for record in fresh} & older
 
 
+HOLDOUT_FILES = {"novel_holdout_tasks.jsonl": 200, "snake_holdout_tasks.jsonl": 120}
+
+
+def test_the_holdout_report_sets_are_new_and_what_their_names_say(fleet, snake_fleet):
+    """Written after every setting was chosen, blind to every other set: the novel holdout set covers every
+    robot of the default fleet (and no task is the snake's), the snake holdout set names the snake in every
+    task; neither shares a task with another set or the public data, nor half its content words with a card example."""
+    novel = _whole_set(DATA / "novel_holdout_tasks.jsonl", fleet)
+    snake = _whole_set(DATA / "snake_holdout_tasks.jsonl", snake_fleet)
+    assert (len(novel), len(snake)) == tuple(HOLDOUT_FILES.values())
+    counts = {robot_id: sum(robot_id in record.robots for record in novel) for robot_id in fleet.ids}
+    assert all(count >= 15 for count in counts.values()), counts
+    assert all("snake_robot" in record.robots for record in snake)
+    others = {task_key(record.task) for path in DATA.glob("*.jsonl") if path.name not in HOLDOUT_FILES
+              for record in load_jsonl(path, snake_fleet)}
+    if PUBLIC_DATA.is_dir():
+        others |= {task_key(record.task) for record in load_public(PUBLIC_DATA, fleet)}
+    keys = [task_key(record.task) for record in novel + snake]
+    assert len(set(keys)) == len(keys) and not set(keys) & others
+    examples = [_content_words(text) for robot in snake_fleet for text in robot.examples]
+    for record in novel + snake:
+        words = _content_words(record.task)
+        assert all(len(words & other) / len(words | other) < 0.5 for other in examples), record.task
+
+
 def test_the_snake_development_sets_say_what_they_are_and_share_no_task_with_a_report_set(snake_fleet):
     """snake_dev_tasks.jsonl: the snake is acceptable in every task; near_snake_dev_tasks.jsonl: tasks that sound
     like its work but are another robot's, so it is in none; neither shares a task with a report or public set."""
