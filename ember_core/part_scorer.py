@@ -18,7 +18,11 @@ phrasing, misreads more often. For a task unlike every task the model remembers 
 familiarity, `RobotHead.familiarity`, below 0.5), TASK_WEIGHT x the scorer's log-odds are added to the
 head's logit of each robot the scorer knows, before the calibration (`task_logits`); a task like a training
 task keeps the head's logits, which learned the public tasks' labels. The Selector, `ember eval`, training's
-validation and `ember calibrate` all score tasks so.
+validation and `ember calibrate` all score tasks so. Whole tasks are read by the task scorer
+(`assets/task_scorer.json`, `load_task_scorer`): the same regressions fitted on the steps and on
+`assets/beyond_fleet_jobs.jsonl`, 450 jobs no robot of the fleet could do alone, so that every trained
+robot's logit falls for a job beyond the whole fleet, the work a robot added after training is for. The
+team rule's parts keep the scorer of the steps alone, on which its settings were chosen.
 
 The scorer reads the embeddings of one sentence encoder (`encoder`, the model config's `text_encoder`) and
 is not used with another or without one. C, LEXICAL_WEIGHT, MIX and TASK_WEIGHT were chosen on the
@@ -40,6 +44,8 @@ import numpy as np
 ASSETS = Path(__file__).resolve().parent / "assets"
 PART_CLAUSES_FILE = ASSETS / "part_clauses.jsonl"
 PART_SCORER_FILE = ASSETS / "part_scorer.json"
+BEYOND_FLEET_FILE = ASSETS / "beyond_fleet_jobs.jsonl"
+TASK_SCORER_FILE = ASSETS / "task_scorer.json"
 MIX = 0.9
 TASK_WEIGHT = 0.3
 FAMILIAR = 0.5  # familiarity from which a task counts as like a training task
@@ -141,10 +147,16 @@ class PartScorer:
         return [(row, fleet_ids.index(robot)) for row, robot in enumerate(self.robots) if robot in fleet_ids]
 
 
-def load_part_scorer(encoder: str | None) -> PartScorer | None:
-    """The shipped part scorer when it reads the embeddings of `encoder` (a model config's text_encoder), else None."""
-    scorer = PartScorer.load()
+def load_part_scorer(encoder: str | None, path: Path = PART_SCORER_FILE) -> PartScorer | None:
+    """The shipped part scorer (or the one at `path`) when it reads the embeddings of `encoder` (a model config's
+    text_encoder), else None."""
+    scorer = PartScorer.load(path)
     return scorer if encoder and scorer.encoder == encoder else None
+
+
+def load_task_scorer(encoder: str | None) -> PartScorer | None:
+    """The shipped task scorer, which also learned the jobs beyond the fleet (module docstring), as `load_part_scorer`."""
+    return load_part_scorer(encoder, TASK_SCORER_FILE)
 
 
 def read_clauses(path: Path = PART_CLAUSES_FILE) -> list[dict]:

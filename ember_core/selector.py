@@ -18,7 +18,7 @@ from ember_core.limits import MAX_TASK_ECHO, MAX_TOP_K
 from ember_core.clauses import comma_pieces, task_parts
 from ember_core.explanation import ExplanationContext, explanation_text
 from ember_core.model.structured import ExplanationTooLong, StructuredDecoder
-from ember_core.part_scorer import load_part_scorer, task_logits
+from ember_core.part_scorer import load_part_scorer, load_task_scorer, task_logits
 from ember_core.processor import Features, select_mask
 from ember_core.reasoning import Plan, Reasoning, Subtask, format_plan, parse_plan, parse_reasoning
 from ember_core.request import DEFAULT_TOP_K, SelectionRequest
@@ -65,6 +65,7 @@ class Selector:
         self.scene_vetoes = scene_vetoes
         self.decoder = StructuredDecoder(self.processor.tokenizer, self.backend.config.max_reasoning_tokens)
         self.part_scorer = load_part_scorer(self.backend.config.text_encoder)
+        self.task_scorer = load_task_scorer(self.backend.config.text_encoder)
 
     @property
     def model_name(self) -> str:
@@ -222,7 +223,7 @@ class Selector:
         the scene tags the scene head recognises in each item's image (None without an image; empty
         without a scene head)."""
         count = len(items)
-        logits = task_logits(self.part_scorer, outputs.robot_logits[:count],
+        logits = task_logits(self.task_scorer, outputs.robot_logits[:count],
                              None if outputs.task_embedding is None else outputs.task_embedding[:count],
                              None if outputs.familiarity is None else outputs.familiarity[:count],
                              [item.task for item in items], self.fleet.ids)

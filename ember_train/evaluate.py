@@ -15,7 +15,7 @@ from ember_core.atomic import write_text_atomic
 from ember_core.backend import Backend
 from ember_core.calibration import Calibration
 from ember_core.model.vlm import EmberVLM
-from ember_core.part_scorer import load_part_scorer, task_logits
+from ember_core.part_scorer import load_task_scorer, task_logits
 from ember_core.processor import EmberProcessor
 from ember_core.request import DEFAULT_CONFIDENCE_THRESHOLD
 from ember_train.batches import SelectionDataset, collate, model_inputs
@@ -58,12 +58,12 @@ def score_records(model: EmberVLM, processor: EmberProcessor, records: Sequence[
                   device: torch.device | str = "cpu", use_images: bool = True,
                   autocast_dtype: torch.dtype | None = None) -> Scores:
     """Robot logits for every record (rendered scenes unless `use_images` is False), in eval mode: the head's, with
-    the part scorer's added as the Selector adds them (`ember_core.part_scorer.task_logits`)."""
+    the task scorer's added as the Selector adds them (`ember_core.part_scorer.task_logits`)."""
     was_training = model.training
     model.eval()
     dataset = SelectionDataset(records, processor, with_reasoning=False, use_images=use_images)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=partial(collate, processor=processor))
-    scorer = load_part_scorer(model.config.text_encoder)
+    scorer = load_task_scorer(model.config.text_encoder)
     logits, start = [], 0
     device = torch.device(device)
     for batch in loader:
@@ -85,7 +85,7 @@ def score_backend(backend: Backend, records: Sequence[TaskRecord], batch_size: i
     if not records:
         raise ValueError("no records to score")
     dataset = SelectionDataset(records, backend.processor, with_reasoning=False, use_images=use_images)
-    scorer = load_part_scorer(backend.config.text_encoder)
+    scorer = load_task_scorer(backend.config.text_encoder)
     logits = []
     for start in range(0, len(dataset), batch_size):
         features = [dataset[index].features for index in range(start, min(start + batch_size, len(dataset)))]

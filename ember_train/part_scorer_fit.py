@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -15,10 +16,11 @@ C = 4.0
 LEXICAL_WEIGHT = 2.0
 
 
-def fit_part_scorer(selector: Selector, clauses: list[dict], c: float = C,
-                    lexical_weight: float = LEXICAL_WEIGHT) -> PartScorer:
+def fit_part_scorer(selector: Selector, clauses: list[dict], c: float = C, lexical_weight: float = LEXICAL_WEIGHT,
+                    sources: tuple[Path, ...] = (PART_CLAUSES_FILE,)) -> PartScorer:
     """One logistic regression per robot of the selector's fleet on the clauses' embeddings and, weighed
-    `lexical_weight` (0: embeddings only), their word features."""
+    `lexical_weight` (0: embeddings only), their word features; a clause with no robot is a negative for every
+    robot. `sources` are the files the clauses were read from, whose digest the scorer records."""
     texts = [clause["clause"] for clause in clauses]
     embedding = selector.backend.relevance.embed(texts)  # the model's own sentence encoder, as for card phrases
     embedding = embedding / np.linalg.norm(embedding, axis=1, keepdims=True)
@@ -31,7 +33,7 @@ def fit_part_scorer(selector: Selector, clauses: list[dict], c: float = C,
         weight.append(regression.coef_[0, :embedding.shape[1]])
         word_weight.append(lexical_weight * regression.coef_[0, embedding.shape[1]:])
         bias.append(regression.intercept_[0])
-    digest = hashlib.sha256(PART_CLAUSES_FILE.read_bytes()).hexdigest()
+    digest = hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()
     return PartScorer(selector.backend.config.text_encoder, tuple(selector.fleet.ids),
                       np.array(weight, dtype=np.float32), words, np.array(word_weight, dtype=np.float32),
                       np.array(bias, dtype=np.float32), digest)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import ember_core.part_scorer as part_scorer
-from ember_core.part_scorer import PART_CLAUSES_FILE, PartScorer, WordFeatures, load_part_scorer, read_clauses
+from ember_core.part_scorer import (BEYOND_FLEET_FILE, PART_CLAUSES_FILE, TASK_SCORER_FILE, PartScorer, WordFeatures,
+                                   load_part_scorer, load_task_scorer, read_clauses)
 from ember_core.request import SelectionRequest
 from ember_core.selector import Selector
 from ember_train.data import TaskRecord
@@ -41,6 +42,35 @@ def test_every_labelled_step_names_robots_of_the_default_fleet(selector):
     clauses = read_clauses()
     assert len(clauses) == len({clause["clause"].lower() for clause in clauses}) >= 1400
     assert all(clause["robots"] and set(clause["robots"]) <= set(selector.fleet.ids) for clause in clauses)
+
+
+def test_the_shipped_task_scorer_is_the_fit_of_the_steps_and_the_jobs_beyond_the_fleet(selector):
+    steps, beyond = read_clauses(), read_clauses(BEYOND_FLEET_FILE)
+    assert len(beyond) == 450 and all(job["robots"] == [] for job in beyond)
+    assert not {job["clause"].lower() for job in beyond} & {step["clause"].lower() for step in steps}
+    shipped = PartScorer.load(TASK_SCORER_FILE)
+    sources = (PART_CLAUSES_FILE, BEYOND_FLEET_FILE)
+    assert shipped.clauses_sha256 == hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()
+    refitted = fit_part_scorer(selector, steps + beyond, sources=sources)
+    assert refitted.words.vocabulary == shipped.words.vocabulary
+    texts = [clause["clause"] for clause in steps[::10] + beyond]
+    embedding = selector.backend.relevance.embed(texts)
+    np.testing.assert_allclose(refitted.probabilities(embedding, texts), shipped.probabilities(embedding, texts),
+                               atol=5e-3)
+    assert load_task_scorer(shipped.encoder) is not None and load_task_scorer(None) is None
+
+
+def test_the_task_scorer_tells_a_job_beyond_the_fleet_from_one_within_it(selector):
+    """The jobs no robot of the fleet can do taught it that a job can lie outside the fleet: every robot is
+    unlikely for a job beyond all of them (less than half as likely as for the scorer of the steps alone), while
+    a robot's own job stays likely for it."""
+    scorer = PartScorer.load(TASK_SCORER_FILE)
+    texts = ["lift the forty-tonne transformer onto its plinth", "fly over the field and photograph the crop"]
+    probabilities = scorer.probabilities(selector.backend.relevance.embed(texts), texts)
+    assert probabilities[0].max() < 0.2
+    assert probabilities[1, scorer.robots.index("drone")] > 0.8
+    steps_only = PartScorer.load().probabilities(selector.backend.relevance.embed(texts[:1]), texts[:1])
+    assert probabilities[0].max() < 0.5 * steps_only.max()
 
 
 def test_word_features_are_tf_idf_of_words_and_word_pairs():

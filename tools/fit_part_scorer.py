@@ -1,8 +1,10 @@
-"""Fit the part scorer (ember_core.part_scorer) on the labelled steps and write ember_core/assets/part_scorer.json.
+"""Fit the part scorer and the task scorer (ember_core.part_scorer) and write them into ember_core/assets/.
 
 `python tools/fit_part_scorer.py [--model DIR]`: embeds every step of ember_core/assets/part_clauses.jsonl with
 the model's sentence encoder (the shipped model's by default), counts its words and word pairs, and fits one L2
-logistic regression per robot of the default fleet on both (ember_train.part_scorer_fit). About 20 s on 2 cores.
+logistic regression per robot of the default fleet on both (ember_train.part_scorer_fit): part_scorer.json. The
+task scorer, task_scorer.json, is the same fit on the steps and the jobs beyond the fleet of
+ember_core/assets/beyond_fleet_jobs.jsonl. About 1 min on 2 cores.
 """
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ import argparse
 import json
 
 from ember_core.atomic import write_text_atomic
-from ember_core.part_scorer import PART_SCORER_FILE, read_clauses
+from ember_core.part_scorer import (BEYOND_FLEET_FILE, PART_CLAUSES_FILE, PART_SCORER_FILE, TASK_SCORER_FILE,
+                                    read_clauses)
 from ember_core.selector import Selector
 from ember_train.part_scorer_fit import fit_part_scorer
 
@@ -19,9 +22,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="model directory (default: the shipped model)")
     args = parser.parse_args()
-    scorer = fit_part_scorer(Selector(args.model, device="cpu"), read_clauses())
-    write_text_atomic(PART_SCORER_FILE, json.dumps(scorer.to_record()) + "\n")
-    print(f"wrote {PART_SCORER_FILE} ({len(scorer.robots)} robots, encoder {scorer.encoder})")
+    selector = Selector(args.model, device="cpu")
+    steps = read_clauses()
+    fits = ((PART_SCORER_FILE, steps, (PART_CLAUSES_FILE,)),
+            (TASK_SCORER_FILE, steps + read_clauses(BEYOND_FLEET_FILE), (PART_CLAUSES_FILE, BEYOND_FLEET_FILE)))
+    for path, clauses, sources in fits:
+        scorer = fit_part_scorer(selector, clauses, sources=sources)
+        write_text_atomic(path, json.dumps(scorer.to_record()) + "\n")
+        print(f"wrote {path} ({len(clauses)} clauses, {len(scorer.robots)} robots, encoder {scorer.encoder})")
     return 0
 
 
