@@ -31,6 +31,7 @@ Plain numpy, so the torch-free runtime uses it too.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -46,6 +47,9 @@ PART_CLAUSES_FILE = ASSETS / "part_clauses.jsonl"
 PART_SCORER_FILE = ASSETS / "part_scorer.json"
 BEYOND_FLEET_FILE = ASSETS / "beyond_fleet_jobs.jsonl"
 TASK_SCORER_FILE = ASSETS / "task_scorer.json"
+# The files each scorer is fitted on, in order (`tools/fit_part_scorer.py`).
+PART_SOURCES = (PART_CLAUSES_FILE,)
+TASK_SOURCES = (PART_CLAUSES_FILE, BEYOND_FLEET_FILE)
 MIX = 0.9
 TASK_WEIGHT = 0.3
 FAMILIAR = 0.5  # familiarity from which a task counts as like a training task
@@ -157,6 +161,11 @@ def load_part_scorer(encoder: str | None, path: Path = PART_SCORER_FILE) -> Part
 def load_task_scorer(encoder: str | None) -> PartScorer | None:
     """The shipped task scorer, which also learned the jobs beyond the fleet (module docstring), as `load_part_scorer`."""
     return load_part_scorer(encoder, TASK_SCORER_FILE)
+
+
+def sources_digest(sources: Sequence[Path]) -> str:
+    """The sha256 of the files a scorer was fitted on, one after the other (`PartScorer.clauses_sha256`)."""
+    return hashlib.sha256(b"".join(Path(path).read_bytes() for path in sources)).hexdigest()
 
 
 def read_clauses(path: Path = PART_CLAUSES_FILE) -> list[dict]:

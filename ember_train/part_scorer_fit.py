@@ -1,13 +1,12 @@
 """Fitting the part scorer (ember_core.part_scorer) on the labelled steps, with a model's sentence encoder."""
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from ember_core.part_scorer import PART_CLAUSES_FILE, PartScorer, WordFeatures
+from ember_core.part_scorer import PART_SOURCES, PartScorer, WordFeatures, sources_digest
 from ember_core.selector import Selector
 
 # The L2 inverse strength and the word features' weight beside the unit embedding, chosen on the development
@@ -17,7 +16,7 @@ LEXICAL_WEIGHT = 2.0
 
 
 def fit_part_scorer(selector: Selector, clauses: list[dict], c: float = C, lexical_weight: float = LEXICAL_WEIGHT,
-                    sources: tuple[Path, ...] = (PART_CLAUSES_FILE,)) -> PartScorer:
+                    sources: tuple[Path, ...] = PART_SOURCES) -> PartScorer:
     """One logistic regression per robot of the selector's fleet on the clauses' embeddings and, weighed
     `lexical_weight` (0: embeddings only), their word features; a clause with no robot is a negative for every
     robot. `sources` are the files the clauses were read from, whose digest the scorer records."""
@@ -33,7 +32,6 @@ def fit_part_scorer(selector: Selector, clauses: list[dict], c: float = C, lexic
         weight.append(regression.coef_[0, :embedding.shape[1]])
         word_weight.append(lexical_weight * regression.coef_[0, embedding.shape[1]:])
         bias.append(regression.intercept_[0])
-    digest = hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()
     return PartScorer(selector.backend.config.text_encoder, tuple(selector.fleet.ids),
                       np.array(weight, dtype=np.float32), words, np.array(word_weight, dtype=np.float32),
-                      np.array(bias, dtype=np.float32), digest)
+                      np.array(bias, dtype=np.float32), sources_digest(sources))

@@ -1,14 +1,12 @@
 """The part scorer: fitted on the shipped labelled steps, mixed into the team rule's part probabilities."""
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pytest
 
 import ember_core.part_scorer as part_scorer
-from ember_core.part_scorer import (BEYOND_FLEET_FILE, PART_CLAUSES_FILE, TASK_SCORER_FILE, PartScorer, WordFeatures,
-                                   load_part_scorer, load_task_scorer, read_clauses)
+from ember_core.part_scorer import (BEYOND_FLEET_FILE, PART_SOURCES, TASK_SCORER_FILE, TASK_SOURCES, PartScorer,
+                                   WordFeatures, load_part_scorer, load_task_scorer, read_clauses, sources_digest)
 from ember_core.request import SelectionRequest
 from ember_core.selector import Selector
 from ember_train.data import TaskRecord
@@ -23,7 +21,7 @@ def selector() -> Selector:
 
 def test_the_shipped_part_scorer_is_the_fit_of_the_shipped_steps(selector):
     shipped = PartScorer.load()
-    assert shipped.clauses_sha256 == hashlib.sha256(PART_CLAUSES_FILE.read_bytes()).hexdigest()
+    assert shipped.clauses_sha256 == sources_digest(PART_SOURCES)
     assert shipped.encoder == selector.backend.config.text_encoder and shipped.robots == tuple(selector.fleet.ids)
     clauses = read_clauses()
     refitted = fit_part_scorer(selector, clauses)
@@ -49,9 +47,8 @@ def test_the_shipped_task_scorer_is_the_fit_of_the_steps_and_the_jobs_beyond_the
     assert len(beyond) == 450 and all(job["robots"] == [] for job in beyond)
     assert not {job["clause"].lower() for job in beyond} & {step["clause"].lower() for step in steps}
     shipped = PartScorer.load(TASK_SCORER_FILE)
-    sources = (PART_CLAUSES_FILE, BEYOND_FLEET_FILE)
-    assert shipped.clauses_sha256 == hashlib.sha256(b"".join(path.read_bytes() for path in sources)).hexdigest()
-    refitted = fit_part_scorer(selector, steps + beyond, sources=sources)
+    assert shipped.clauses_sha256 == sources_digest(TASK_SOURCES)
+    refitted = fit_part_scorer(selector, steps + beyond, sources=TASK_SOURCES)
     assert refitted.words.vocabulary == shipped.words.vocabulary
     texts = [clause["clause"] for clause in steps[::10] + beyond]
     embedding = selector.backend.relevance.embed(texts)
@@ -66,10 +63,11 @@ def test_the_task_scorer_tells_a_job_beyond_the_fleet_from_one_within_it(selecto
     a robot's own job stays likely for it."""
     scorer = PartScorer.load(TASK_SCORER_FILE)
     texts = ["lift the forty-tonne transformer onto its plinth", "fly over the field and photograph the crop"]
-    probabilities = scorer.probabilities(selector.backend.relevance.embed(texts), texts)
+    embedding = selector.backend.relevance.embed(texts)
+    probabilities = scorer.probabilities(embedding, texts)
     assert probabilities[0].max() < 0.2
     assert probabilities[1, scorer.robots.index("drone")] > 0.8
-    steps_only = PartScorer.load().probabilities(selector.backend.relevance.embed(texts[:1]), texts[:1])
+    steps_only = PartScorer.load().probabilities(embedding[:1], texts[:1])
     assert probabilities[0].max() < 0.5 * steps_only.max()
 
 

@@ -12,8 +12,8 @@ import argparse
 import json
 
 from ember_core.atomic import write_text_atomic
-from ember_core.part_scorer import (BEYOND_FLEET_FILE, PART_CLAUSES_FILE, PART_SCORER_FILE, TASK_SCORER_FILE,
-                                    read_clauses)
+from ember_core.part_scorer import (BEYOND_FLEET_FILE, PART_SCORER_FILE, PART_SOURCES, TASK_SCORER_FILE,
+                                    TASK_SOURCES, read_clauses)
 from ember_core.selector import Selector
 from ember_train.part_scorer_fit import fit_part_scorer
 
@@ -24,8 +24,8 @@ def main() -> int:
     args = parser.parse_args()
     selector = Selector(args.model, device="cpu")
     steps = read_clauses()
-    fits = ((PART_SCORER_FILE, steps, (PART_CLAUSES_FILE,)),
-            (TASK_SCORER_FILE, steps + read_clauses(BEYOND_FLEET_FILE), (PART_CLAUSES_FILE, BEYOND_FLEET_FILE)))
+    fits = ((PART_SCORER_FILE, steps, PART_SOURCES),
+            (TASK_SCORER_FILE, steps + read_clauses(BEYOND_FLEET_FILE), TASK_SOURCES))
     for path, clauses, sources in fits:
         scorer = fit_part_scorer(selector, clauses, sources=sources)
         write_text_atomic(path, json.dumps(scorer.to_record()) + "\n")
