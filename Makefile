@@ -59,7 +59,7 @@ default-model: install
 		--report $(DEFAULT_MODEL_OUT)/report-novel-holdout
 	$(VENV)/bin/ember eval --model $(SHIPPED) --data tests/data/snake_holdout_tasks.jsonl --split all --no-images \
 		--robots tests/data/robots_with_snake.yaml --report $(DEFAULT_MODEL_OUT)/report-snake-holdout
-	# The effect of the new robot on the others: the public test split and the novel set with the snake in the fleet.
+	# The effect of the new robot on the others: the public test split and the novel sets with the snake in the fleet.
 	$(VENV)/bin/ember eval --model $(SHIPPED) --split test --robots tests/data/robots_with_snake.yaml
 	$(VENV)/bin/ember eval --model $(SHIPPED) --data tests/data/novel_tasks.jsonl --split all --no-images \
 		--robots tests/data/robots_with_snake.yaml

@@ -42,9 +42,8 @@ def main() -> int:
     snake_selector = Selector(args.model, robots_file=DATA / "robots_with_snake.yaml", device="cpu")
     sets = [(selector, load_records(DATA / name, selector.fleet)) for name in SETS
             for selector in [snake_selector if name.startswith("snake") else fleet_selector]]
-    clauses = part_scorer.read_clauses()
     grid = list(itertools.product(args.c, args.lexical))
-    scorers = {(c, weight): fit_part_scorer(fleet_selector, clauses, c, weight) for c, weight in grid}
+    scorers = {(c, weight): fit_part_scorer(fleet_selector, c=c, lexical_weight=weight) for c, weight in grid}
     print(f"{'C':>5} {'words':>5} {'mix':>5} {'team Jaccard':>12}"
           + "".join(f" {name.split('_dev')[0] + ' false':>15}" for name in SETS[1:]) + f" {'all false':>10}")
     for (c, weight), mix in itertools.product(grid, args.mix):

@@ -173,6 +173,11 @@ def read_clauses(path: Path = PART_CLAUSES_FILE) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line and not line.startswith("#")]
 
 
+def read_sources(sources: Sequence[Path]) -> list[dict]:
+    """The clauses a scorer is fitted on: those of each file of `sources` (PART_SOURCES, TASK_SOURCES) in turn."""
+    return [clause for path in sources for clause in read_clauses(path)]
+
+
 def task_logits(scorer: PartScorer | None, robot_logits: np.ndarray, embedding: np.ndarray | None,
                 familiarity: np.ndarray | None, texts: Sequence[str], fleet_ids: Sequence[str]) -> np.ndarray:
     """The robot logits the confidences are calibrated from (module docstring): the head's, with the scorer's

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from ember_core.part_scorer import PART_SOURCES, PartScorer, WordFeatures, sources_digest
+from ember_core.part_scorer import PART_SOURCES, PartScorer, WordFeatures, read_sources, sources_digest
 from ember_core.selector import Selector
 
 # The L2 inverse strength and the word features' weight beside the unit embedding, chosen on the development
@@ -15,11 +15,12 @@ C = 4.0
 LEXICAL_WEIGHT = 2.0
 
 
-def fit_part_scorer(selector: Selector, clauses: list[dict], c: float = C, lexical_weight: float = LEXICAL_WEIGHT,
-                    sources: tuple[Path, ...] = PART_SOURCES) -> PartScorer:
-    """One logistic regression per robot of the selector's fleet on the clauses' embeddings and, weighed
-    `lexical_weight` (0: embeddings only), their word features; a clause with no robot is a negative for every
-    robot. `sources` are the files the clauses were read from, whose digest the scorer records."""
+def fit_part_scorer(selector: Selector, sources: tuple[Path, ...] = PART_SOURCES, c: float = C,
+                    lexical_weight: float = LEXICAL_WEIGHT) -> PartScorer:
+    """One logistic regression per robot of the selector's fleet on the embeddings of the clauses of `sources` and,
+    weighed `lexical_weight` (0: embeddings only), their word features; a clause with no robot is a negative for
+    every robot. The scorer records the digest of `sources`."""
+    clauses = read_sources(sources)
     texts = [clause["clause"] for clause in clauses]
     embedding = selector.backend.relevance.embed(texts)  # the model's own sentence encoder, as for card phrases
     embedding = embedding / np.linalg.norm(embedding, axis=1, keepdims=True)

@@ -24,7 +24,7 @@ def test_the_shipped_part_scorer_is_the_fit_of_the_shipped_steps(selector):
     assert shipped.clauses_sha256 == sources_digest(PART_SOURCES)
     assert shipped.encoder == selector.backend.config.text_encoder and shipped.robots == tuple(selector.fleet.ids)
     clauses = read_clauses()
-    refitted = fit_part_scorer(selector, clauses)
+    refitted = fit_part_scorer(selector)
     assert refitted.words.vocabulary == shipped.words.vocabulary
     np.testing.assert_allclose(refitted.words.idf, shipped.words.idf, atol=1e-5)
     # L-BFGS stops within its tolerance, at points that differ by about 1e-3 in a weight between BLAS builds;
@@ -48,7 +48,7 @@ def test_the_shipped_task_scorer_is_the_fit_of_the_steps_and_the_jobs_beyond_the
     assert not {job["clause"].lower() for job in beyond} & {step["clause"].lower() for step in steps}
     shipped = PartScorer.load(TASK_SCORER_FILE)
     assert shipped.clauses_sha256 == sources_digest(TASK_SOURCES)
-    refitted = fit_part_scorer(selector, steps + beyond, sources=TASK_SOURCES)
+    refitted = fit_part_scorer(selector, TASK_SOURCES)
     assert refitted.words.vocabulary == shipped.words.vocabulary
     texts = [clause["clause"] for clause in steps[::10] + beyond]
     embedding = selector.backend.relevance.embed(texts)

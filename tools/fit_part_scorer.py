@@ -4,7 +4,7 @@
 the model's sentence encoder (the shipped model's by default), counts its words and word pairs, and fits one L2
 logistic regression per robot of the default fleet on both (ember_train.part_scorer_fit): part_scorer.json. The
 task scorer, task_scorer.json, is the same fit on the steps and the jobs beyond the fleet of
-ember_core/assets/beyond_fleet_jobs.jsonl. About 1 min on 2 cores.
+ember_core/assets/beyond_fleet_jobs.jsonl. About 3 min on 2 cores.
 """
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ import argparse
 import json
 
 from ember_core.atomic import write_text_atomic
-from ember_core.part_scorer import (BEYOND_FLEET_FILE, PART_SCORER_FILE, PART_SOURCES, TASK_SCORER_FILE,
-                                    TASK_SOURCES, read_clauses)
+from ember_core.part_scorer import PART_SCORER_FILE, PART_SOURCES, TASK_SCORER_FILE, TASK_SOURCES
 from ember_core.selector import Selector
 from ember_train.part_scorer_fit import fit_part_scorer
 
@@ -23,13 +22,11 @@ def main() -> int:
     parser.add_argument("--model", default=None, help="model directory (default: the shipped model)")
     args = parser.parse_args()
     selector = Selector(args.model, device="cpu")
-    steps = read_clauses()
-    fits = ((PART_SCORER_FILE, steps, PART_SOURCES),
-            (TASK_SCORER_FILE, steps + read_clauses(BEYOND_FLEET_FILE), TASK_SOURCES))
-    for path, clauses, sources in fits:
-        scorer = fit_part_scorer(selector, clauses, sources=sources)
+    for path, sources in ((PART_SCORER_FILE, PART_SOURCES), (TASK_SCORER_FILE, TASK_SOURCES)):
+        scorer = fit_part_scorer(selector, sources)
         write_text_atomic(path, json.dumps(scorer.to_record()) + "\n")
-        print(f"wrote {path} ({len(clauses)} clauses, {len(scorer.robots)} robots, encoder {scorer.encoder})")
+        print(f"wrote {path} (fitted on {', '.join(source.name for source in sources)}; {len(scorer.robots)} robots, "
+              f"encoder {scorer.encoder})")
     return 0
 
 
