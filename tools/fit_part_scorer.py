@@ -4,7 +4,7 @@
 the model's sentence encoder (the shipped model's by default), counts its words and word pairs, and fits one L2
 logistic regression per robot of the default fleet on both (ember_train.part_scorer_fit): part_scorer.json. The
 task scorer, task_scorer.json, is the same fit on the steps and the jobs beyond the fleet of
-ember_core/assets/beyond_fleet_jobs.jsonl. About 3 min on 2 cores.
+ember_core/assets/beyond_fleet_jobs.jsonl. About 1 min on 2 cores.
 """
 from __future__ import annotations
 
