@@ -134,9 +134,8 @@ class EmberVLMConfig:
         for name in ("vision_weights", "lm_name_or_path", "tokenizer", "text_encoder", "text_encoder_path",
                      "new_robot_encoder"):
             fields.text(name, getattr(self, name), optional=True)
-        if self.new_robot_encoder and not (self.text_encoder and self.freeze_text_encoder):
-            raise FieldError("new_robot_encoder", "needs a frozen sentence encoder (text_encoder, freeze_text_encoder) "
-                                                  "whose lower layers it shares")
+        if self.new_robot_encoder and not self.text_encoder:
+            raise FieldError("new_robot_encoder", "needs a sentence encoder (text_encoder) whose layers it tunes")
         for name in ("freeze_vision", "freeze_text_encoder"):
             fields.boolean(name, getattr(self, name))
         fields.integer("image_size", self.image_size, VISION_STRIDE, MAX_IMAGE_SIZE)
