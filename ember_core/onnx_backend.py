@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 import onnxruntime as ort
@@ -159,10 +159,8 @@ def _options(threads: int) -> ort.SessionOptions:
 class OnnxPhraseRelevance(PhraseRelevance):
     """PhraseRelevance with card phrases embedded by the export's sentence-encoder graph (`model` is the OnnxGraphs)."""
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray | None:
-        if self.model.text_encoder is None or not texts:
-            return None
-        inputs = self.processor.encode_tasks([text.strip() for text in texts], return_tensors="np")
+    def _embed_batch(self, texts: list[str]) -> np.ndarray:
+        inputs = self.processor.encode_tasks(texts, return_tensors="np")
         return self.model.sentences(inputs["input_ids"], inputs["attention_mask"])
 
 

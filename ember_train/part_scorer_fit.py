@@ -22,7 +22,7 @@ def fit_part_scorer(selector: Selector, sources: tuple[Path, ...] = PART_SOURCES
     every robot. The scorer records the digest of `sources`."""
     clauses = read_sources(sources)
     texts = [clause["clause"] for clause in clauses]
-    embedding = embed_in_batches(selector, texts)
+    embedding = selector.backend.relevance.embed(texts)  # the model's own sentence encoder, as for card phrases
     embedding = embedding / np.linalg.norm(embedding, axis=1, keepdims=True)
     words = WordFeatures.fit(texts)
     features = np.hstack([embedding, lexical_weight * words(texts)])
@@ -37,13 +37,3 @@ def fit_part_scorer(selector: Selector, sources: tuple[Path, ...] = PART_SOURCES
                       np.array(weight, dtype=np.float32), words, np.array(word_weight, dtype=np.float32),
                       np.array(bias, dtype=np.float32), sources_digest(sources))
 
-
-def embed_in_batches(selector: Selector, texts: list[str], batch: int = 128) -> np.ndarray:
-    """The texts' embeddings by the model's own sentence encoder, as for card phrases, in batches of texts of
-    similar length: one batch of thousands pads every text to the longest (3.5x the time for the 6,973 steps)."""
-    order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
-    parts = [selector.backend.relevance.embed([texts[index] for index in order[start:start + batch]])
-             for start in range(0, len(order), batch)]
-    embedding = np.empty((len(texts), parts[0].shape[1]), dtype=np.float32)
-    embedding[order] = np.concatenate(parts)
-    return embedding

@@ -11,7 +11,7 @@ from ember_core.request import SelectionRequest
 from ember_core.selector import Selector
 from ember_train.data import TaskRecord
 from ember_train.evaluate import score_records
-from ember_train.part_scorer_fit import embed_in_batches, fit_part_scorer
+from ember_train.part_scorer_fit import fit_part_scorer
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def test_the_shipped_part_scorer_is_the_fit_of_the_shipped_steps(selector):
     # L-BFGS stops within its tolerance, at points that differ by about 1e-3 in a weight between BLAS builds;
     # what the Selector reads, each step's probabilities, must agree to that precision.
     texts = [clause["clause"] for clause in clauses]
-    embedding = embed_in_batches(selector, texts)
+    embedding = selector.backend.relevance.embed(texts)
     np.testing.assert_allclose(refitted.probabilities(embedding, texts), shipped.probabilities(embedding, texts),
                                atol=5e-3)
     np.testing.assert_allclose(refitted.bias, shipped.bias, atol=5e-3)
@@ -51,7 +51,7 @@ def test_the_shipped_task_scorer_is_the_fit_of_the_steps_and_the_jobs_beyond_the
     refitted = fit_part_scorer(selector, TASK_SOURCES)
     assert refitted.words.vocabulary == shipped.words.vocabulary
     texts = [clause["clause"] for clause in steps[::10] + beyond]
-    embedding = embed_in_batches(selector, texts)
+    embedding = selector.backend.relevance.embed(texts)
     np.testing.assert_allclose(refitted.probabilities(embedding, texts), shipped.probabilities(embedding, texts),
                                atol=5e-3)
     assert load_task_scorer(shipped.encoder) is not None and load_task_scorer(None) is None
