@@ -27,7 +27,7 @@ setup(
                             "ember_server", "ember_server.*"])
     + ["ember_plugins"],
     package_dir={"ember_plugins": "plugins"},
-    package_data={"ember_core": ["schemas/*.json", "assets/*.json", "assets/*.jsonl", "assets/tokenizer/*", "assets/default_model/*"]},
+    package_data={"ember_core": ["schemas/*.json", "assets/*.json", "assets/*.jsonl", "assets/*.safetensors", "assets/tokenizer/*", "assets/default_model/*"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE_NAME}"]),
         (SHARE, ["package.xml", "robots.yaml"]),

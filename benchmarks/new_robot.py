@@ -1,7 +1,7 @@
 """How a robot added after training is scored: hit@1 over `new_robot_scale` and `new_robot_bias`, on development sets.
 
 A robot without a trained MLP row gets `scale * z + bias`, z its card classifier's standardised log-odds
-(`ember_core.model.heads`). This scores the development sets once per fleet with the shipped model, recovers z
+(`ember_core.model.heads`; read in the new-robot encoder's space where the model has one). This scores the development sets once per fleet with the shipped model, recovers z
 from the new robot's logit, and recounts hit@1 for every (scale, bias) of the grid; the trained robots' logits
 do not depend on the two numbers. Three six-robot fleets are scored: the README's example card (4 examples), the
 same card without examples, and the shipped 40-example plugin. The sets are development sets only:

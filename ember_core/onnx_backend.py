@@ -28,6 +28,7 @@ from ember_core.model.text_tokenizer import TextTokenizer
 from ember_core.model.tokenizer import SELECTION, load_saved_tokenizer
 from ember_core.onnx_layout import (
     LANGUAGE,
+    NEW_ROBOT_ENCODER,
     ROBOT_HEAD,
     TASK_TOKENIZER_DIR,
     TEXT_ENCODER,
@@ -72,6 +73,7 @@ class OnnxGraphs:
         visual = next(node for node in self.sessions[LANGUAGE].get_inputs() if node.name == "visual_tokens")
         _, self.image_tokens, self.width = visual.shape
         self.text_encoder = self.sessions.get(TEXT_ENCODER)
+        self.new_robot_encoder = self.sessions.get(NEW_ROBOT_ENCODER)
         self.head_inputs = [node.name for node in self.sessions[ROBOT_HEAD].get_inputs()]
         self.recorded: dict[str, list[dict[str, np.ndarray]]] | None = None  # see `recording`
 
@@ -105,9 +107,9 @@ class OnnxGraphs:
         hidden, *present = self.run(LANGUAGE, inputs)
         return hidden, KeyValues(present)
 
-    def sentences(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        """Unit sentence embeddings (B, D) of sentence-encoder ids."""
-        return self.run(TEXT_ENCODER, {"input_ids": input_ids, "attention_mask": attention_mask})[0]
+    def sentences(self, input_ids: np.ndarray, attention_mask: np.ndarray, graph: str = TEXT_ENCODER) -> np.ndarray:
+        """Unit sentence embeddings (B, D) of sentence-encoder ids, by the sentence encoder or NEW_ROBOT_ENCODER."""
+        return self.run(graph, {"input_ids": input_ids, "attention_mask": attention_mask})[0]
 
 
 @dataclass
@@ -174,6 +176,9 @@ class OnnxBackend:
         self.selection_id = processor.token_id(SELECTION)
         # The exported head's row of each robot of this fleet; -1: one the model was not trained on.
         rows = [config.robot_ids.index(robot) if robot in config.robot_ids else -1 for robot in processor.fleet.ids]
+        # The new-robot encoder runs only for a fleet with a new robot; otherwise the head's new-robot inputs are
+        # the sentence encoder's, whose new-robot logits no robot of the fleet takes.
+        self.new_robots = graphs.new_robot_encoder is not None and -1 in rows
         inputs = processor.card_inputs(return_tensors="np")
         graphs = {graph: entry["sha256"] for graph, entry in manifest.graphs.items()}
         embeddings = card_embeddings(graphs, inputs, lambda: self._card_embeddings(inputs))
@@ -208,20 +213,28 @@ class OnnxBackend:
         if self.model.text_encoder is not None:
             embeddings = self._phrase_embeddings(cards["text_input_ids"], cards["text_attention_mask"])
             weight, bias = fit_card_classifier(embeddings, cards["text_owner"], len(self.processor.fleet))
-            return {"card_embeddings": embeddings, "card_owner": cards["text_owner"],
-                    "card_classifier_weight": weight, "card_classifier_bias": bias}
+            arrays = {"card_embeddings": embeddings, "card_owner": cards["text_owner"],
+                      "card_classifier_weight": weight, "card_classifier_bias": bias}
+            if self.model.new_robot_encoder is not None:
+                if self.new_robots:
+                    embeddings = self._phrase_embeddings(cards["text_input_ids"], cards["text_attention_mask"],
+                                                         NEW_ROBOT_ENCODER)
+                    weight, bias = fit_card_classifier(embeddings, cards["text_owner"], len(self.processor.fleet))
+                arrays.update(new_robot_classifier_weight=weight, new_robot_classifier_bias=bias)
+            return arrays
         hidden, _ = self.model.language(cards["input_ids"], cards["attention_mask"])
         mask = cards["attention_mask"][..., None].astype(np.float32)  # the mean over the card's tokens (EmberVLM.card_embeddings)
         return {"card_embeddings": (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1.0)}
 
-    def _phrase_embeddings(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    def _phrase_embeddings(self, input_ids: np.ndarray, attention_mask: np.ndarray,
+                           graph: str = TEXT_ENCODER) -> np.ndarray:
         """Sentence embeddings of many phrases, CARD_CHUNK of similar length at a time, each chunk cut to its longest."""
         order = np.argsort(attention_mask.sum(1), kind="stable")
         parts = []
         for start in range(0, len(order), CARD_CHUNK):
             rows = order[start:start + CARD_CHUNK]
             width = int(attention_mask[rows].sum(1).max())
-            parts.append(self.model.sentences(input_ids[rows, :width], attention_mask[rows, :width]))
+            parts.append(self.model.sentences(input_ids[rows, :width], attention_mask[rows, :width], graph))
         embeddings = np.concatenate(parts)
         embeddings[order] = embeddings.copy()
         return embeddings
@@ -238,6 +251,10 @@ class OnnxBackend:
         head = {"selection_state": hidden[rows, (input_ids == self.selection_id).argmax(1)], **self.cards}
         if encoding is not None:
             head["task_embedding"] = task_embedding = encoding.result()
+            if self.model.new_robot_encoder is not None:
+                head["new_robot_task_embedding"] = (self.model.sentences(
+                    batch["task_input_ids"], batch["task_attention_mask"], NEW_ROBOT_ENCODER)
+                    if self.new_robots else task_embedding)
         robot_logits, *familiarity = self.model.run(ROBOT_HEAD, {name: head[name] for name in self.model.head_inputs})
         return Outputs(robot_logits, scene_logits, task_embedding, cache if use_cache else None,
                        familiarity[0] if familiarity else None)

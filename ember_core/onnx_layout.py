@@ -43,7 +43,10 @@ DEFAULT_OPSET = 17  # what `ember export onnx` writes unless told otherwise
 MANIFEST_FILE = "manifest.json"
 TASK_TOKENIZER_DIR = "task_tokenizer"
 VISION, TEXT_ENCODER, LANGUAGE, ROBOT_HEAD, TOKEN_SCORES = "vision", "text_encoder", "language", "robot_head", "token_scores"
-GRAPHS = (VISION, TEXT_ENCODER, LANGUAGE, ROBOT_HEAD, TOKEN_SCORES)
+NEW_ROBOT_ENCODER = "new_robot_encoder"  # models with one (ember_core.model.new_robot_encoder)
+# The robot head's inputs from the new-robot encoder, after the others (models with one).
+NEW_ROBOT_INPUTS = ["new_robot_task_embedding", "new_robot_classifier_weight", "new_robot_classifier_bias"]
+GRAPHS = (VISION, TEXT_ENCODER, NEW_ROBOT_ENCODER, LANGUAGE, ROBOT_HEAD, TOKEN_SCORES)
 
 
 def graph_file(graph: str) -> str:

@@ -27,6 +27,8 @@ from ember_core.model.vlm import EmberVLM
 from ember_core.onnx_layout import (
     DEFAULT_OPSET,
     LANGUAGE,
+    NEW_ROBOT_ENCODER,
+    NEW_ROBOT_INPUTS,
     ROBOT_HEAD,
     TASK_TOKENIZER_DIR,
     TEXT_ENCODER,
@@ -59,14 +61,14 @@ class VisionGraph(nn.Module):
 
 
 class TextGraph(nn.Module):
-    """Sentence-encoder ids -> unit sentence embeddings."""
+    """Sentence-encoder ids -> unit sentence embeddings (the sentence encoder's or the new-robot encoder's)."""
 
-    def __init__(self, model: EmberVLM):
+    def __init__(self, encoder: nn.Module):
         super().__init__()
-        self.text_encoder = model.text_encoder
+        self.encoder = encoder
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.text_encoder(input_ids, attention_mask)
+        return self.encoder(input_ids, attention_mask)
 
 
 class LanguageGraph(nn.Module):
@@ -101,8 +103,9 @@ class HeadGraph(nn.Module):
         head = self.head
         classifier = None
         if head.text_dim:
-            task_embedding, card_embeddings, card_owner, classifier_weight, classifier_bias, robot_rows = inputs
+            task_embedding, card_embeddings, card_owner, classifier_weight, classifier_bias, robot_rows, *new = inputs
             classifier = (classifier_weight, classifier_bias)
+            new_robot = (new[0], (new[1], new[2])) if new else (task_embedding, classifier)
         else:
             (card_embeddings, robot_rows), task_embedding, card_owner = inputs, None, None
         row = robot_rows.clamp(min=0)
@@ -112,7 +115,7 @@ class HeadGraph(nn.Module):
         known = (robot_rows >= 0) & head.known[row]
         vote = head.vote(task_embedding)
         logits = head.blend(mlp_logits, card_logits, gate, known, None if vote is None else vote[:, row],
-                            head.new_robot_logits(task_embedding, classifier))["robot_logits"]
+                            head.new_robot_logits(*new_robot) if head.text_dim else None)["robot_logits"]
         return (logits, gate[:, 0]) if head.text_dim else logits
 
 
@@ -155,7 +158,9 @@ def export_graphs(model: EmberVLM, card_inputs: dict[str, torch.Tensor], directo
     writer.write(VISION, VisionGraph(model), (pixels,), ["pixel_values"], ["visual_tokens", *scene],
                  dict.fromkeys(["pixel_values", "visual_tokens", *scene], {0: "batch"}))
     if model.text_encoder is not None:
-        _export_text_encoder(model, writer)
+        _export_sentence_encoder(writer, TEXT_ENCODER, model.text_encoder, model.text_encoder.model)
+    if model.new_robot_encoder is not None:
+        _export_sentence_encoder(writer, NEW_ROBOT_ENCODER, model.new_robot_encoder, model.new_robot_encoder.model)
     with torch.no_grad():
         _export_language(model, writer, model.vision(pixels))
     _export_head(model, writer, card_inputs)
@@ -168,23 +173,23 @@ def export_graphs(model: EmberVLM, card_inputs: dict[str, torch.Tensor], directo
     return writer.written
 
 
-def _export_text_encoder(model: EmberVLM, writer: _GraphWriter) -> None:
-    """The sentence encoder traced with eager attention, the pattern onnxruntime's BERT optimizer fuses: each layer's
-    attention, and its layer norms and GELU with the adds around them, become single kernels (the graph runs 5-9%
-    faster on a task, 2 cores). The fused attention reads the mask as lengths: rows must be right-padded."""
+def _export_sentence_encoder(writer: _GraphWriter, graph: str, module: nn.Module, encoder: nn.Module) -> None:
+    """A sentence encoder (`module`, around the BERT model `encoder`) traced with eager attention, the pattern
+    onnxruntime's BERT optimizer fuses: each layer's attention, and its layer norms and GELU with the adds around
+    them, become single kernels (the graph runs 5-9% faster on a task, 2 cores). The fused attention reads the
+    mask as lengths: rows must be right-padded."""
     ids = torch.randint(1000, 2000, (_BATCH, _SEQUENCE))
     mask = torch.ones_like(ids)
     mask[0, -2:] = 0  # a padded row, so padding is traced as data
-    encoder = model.text_encoder.model
     attention = encoder.config._attn_implementation
     encoder.set_attn_implementation("eager")
     try:
-        writer.write(TEXT_ENCODER, TextGraph(model), (ids, mask), ["input_ids", "attention_mask"], ["embeddings"],
+        writer.write(graph, TextGraph(module), (ids, mask), ["input_ids", "attention_mask"], ["embeddings"],
                      {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
                       "embeddings": {0: "batch"}})
     finally:
         encoder.set_attn_implementation(attention)
-    path = str(writer.directory / graph_file(TEXT_ENCODER))
+    path = str(writer.directory / graph_file(graph))
     logging.disable(logging.INFO)  # the optimizer logs every fusion it makes
     try:
         fused = optimizer.optimize_model(path, model_type="bert", num_heads=encoder.config.num_attention_heads,
@@ -234,11 +239,16 @@ def _export_head(model: EmberVLM, writer: _GraphWriter, card_inputs: dict[str, t
         args = (state, task, cards, owner, torch.from_numpy(weight), torch.from_numpy(bias), rows)
         names = ["selection_state", "task_embedding", "card_embeddings", "card_owner", "card_classifier_weight",
                  "card_classifier_bias", "robot_rows"]
+        if model.new_robot_encoder is not None:  # the new-robot encoder's task embedding and card classifier
+            args += (task, torch.from_numpy(weight), torch.from_numpy(bias))
+            names += NEW_ROBOT_INPUTS
     else:
         args, names = (state, torch.randn(robots, width), rows), ["selection_state", "card_embeddings", "robot_rows"]
     axes = {"selection_state": {0: "batch"}, "task_embedding": {0: "batch"}, "card_embeddings": {0: "cards"},
             "card_owner": {0: "cards"}, "card_classifier_weight": {0: "robots"}, "card_classifier_bias": {0: "robots"},
-            "robot_rows": {0: "robots"}, "robot_logits": {0: "batch", 1: "robots"}, "familiarity": {0: "batch"}}
+            "robot_rows": {0: "robots"}, "robot_logits": {0: "batch", 1: "robots"}, "familiarity": {0: "batch"},
+            "new_robot_task_embedding": {0: "batch"}, "new_robot_classifier_weight": {0: "robots"},
+            "new_robot_classifier_bias": {0: "robots"}}
     outputs = ["robot_logits", "familiarity"] if head.text_dim else ["robot_logits"]
     writer.write(ROBOT_HEAD, HeadGraph(model), args, names, outputs, axes)
 

@@ -14,7 +14,7 @@ import torch
 
 from ember_core.model.vlm import EmberVLM
 from ember_core.onnx_backend import KeyValues, OnnxBackend
-from ember_core.onnx_layout import ROBOT_HEAD, TOKEN_SCORES, VISION
+from ember_core.onnx_layout import NEW_ROBOT_ENCODER, ROBOT_HEAD, TOKEN_SCORES, VISION
 from ember_core.processor import EmberProcessor
 from ember_core.request import SelectionRequest
 from ember_core.scenes import render_scene
@@ -71,6 +71,10 @@ def _graph_checks(model: EmberVLM, processor: EmberProcessor, backend: OnnxBacke
     if model.text_encoder is not None:
         checks.append(Check("text encoder: embeddings, random ids", _difference(
             model.text_encoder(ids, mask), graphs.sentences(ids.numpy(), mask.numpy())), TENSOR_TOLERANCE))
+    if model.new_robot_encoder is not None:
+        checks.append(Check("new-robot encoder: embeddings, random ids", _difference(
+            model.new_robot_encoder(ids, mask), graphs.sentences(ids.numpy(), mask.numpy(), NEW_ROBOT_ENCODER)),
+            TENSOR_TOLERANCE))
     hidden, cache = graphs.language(ids.numpy(), mask.numpy())
     output = model.language_model(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=True)
     real = mask.bool()
@@ -103,9 +107,13 @@ def _head_checks(model: EmberVLM, backend: OnnxBackend, generator: torch.Generat
         if len(head.task_memory):
             task[0] = head.task_memory[0]  # a remembered task: the memory's vote counts
         owner = torch.from_numpy(backend.cards["card_owner"])
-        inputs["task_embedding"] = task.numpy()
+        inputs["task_embedding"] = inputs["new_robot_task_embedding"] = task.numpy()
+    new_robot = None
+    if model.new_robot_encoder is not None:  # the task above stands for its embedding by the new-robot encoder too
+        new_robot = (task, tuple(torch.from_numpy(backend.cards[f"new_robot_classifier_{part}"])
+                                 for part in ("weight", "bias")))
     exported = backend.model.run(ROBOT_HEAD, {name: inputs[name] for name in backend.model.head_inputs})
-    reference = head(state, cards, task, owner, classifier)
+    reference = head(state, cards, task, owner, classifier, new_robot)
     checks = [Check("robot head: logits, random states", _difference(reference["robot_logits"], exported[0]),
                     TENSOR_TOLERANCE)]
     if head.text_dim:

@@ -64,7 +64,9 @@ def part_modules(model: EmberVLM) -> dict[str, list[nn.Module | nn.Parameter]]:
         "projector": [model.vision.projector, model.no_image],
         "language_model": [model.language_model],
         "explanation": [model.explanation_adapter],
-        "text_encoder": [model.text_encoder] if model.text_encoder is not None else [],
+        # with the new-robot encoder's own layers, tuned on the sentence encoder and frozen with it
+        "text_encoder": ([model.text_encoder] if model.text_encoder is not None else [])
+        + ([model.new_robot_encoder.tuned] if model.new_robot_encoder is not None else []),
         "head": [model.robot_head] + ([model.scene_head] if model.scene_head is not None else []),
     }
 

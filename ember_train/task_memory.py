@@ -17,16 +17,18 @@ from ember_core.processor import EmberProcessor
 @torch.no_grad()
 def remember_tasks(model: EmberVLM, processor: EmberProcessor, tasks: list[str], robots: np.ndarray | None = None,
                    batch_size: int = 64) -> None:
-    """Store the sentence embeddings of `tasks` in the head, with their robots (len(tasks), fleet size), 0/1,
-    when given; a no-op for a model without a sentence encoder."""
-    encoder = model.text_encoder
-    if encoder is None or not tasks:
+    """Store the sentence embeddings of `tasks` in the head (and those by the new-robot encoder, where the model
+    has one), with their robots (len(tasks), fleet size), 0/1, when given; a no-op without a sentence encoder."""
+    if model.text_encoder is None or not tasks:
         return
-    device, training = model.no_image.device, encoder.training
-    encoder.eval()
-    embeddings = []
+    encoders = [model.text_encoder, *([model.new_robot_encoder] if model.new_robot_encoder is not None else [])]
+    device, training = model.no_image.device, model.text_encoder.training
+    model.text_encoder.eval()
+    embeddings = [[] for _ in encoders]
     for start in range(0, len(tasks), batch_size):
         encoded = processor.encode_tasks(tasks[start:start + batch_size])
-        embeddings.append(encoder(**{key: value.to(device) for key, value in encoded.items()}))
-    encoder.train(training)
-    model.robot_head.set_task_memory(torch.cat(embeddings), None if robots is None else torch.as_tensor(robots))
+        for encoder, parts in zip(encoders, embeddings):
+            parts.append(encoder(**{key: value.to(device) for key, value in encoded.items()}))
+    model.text_encoder.train(training)
+    memories = [torch.cat(parts) for parts in embeddings]
+    model.robot_head.set_task_memory(memories[0], None if robots is None else torch.as_tensor(robots), *memories[1:])

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from ember_core.calibration import Calibration
 from ember_core.cli import main
@@ -66,6 +67,9 @@ def test_the_shipped_model_remembers_its_training_tasks(shipped, fleet):
     task = train[0].task
     encoder = model.text_encoder
     assert model.robot_head.familiarity(encoder(**encoder.tokenize([task]))).item() > 0.95
+    with torch.no_grad():  # and, for robots added after training, the same tasks by the new-robot encoder
+        by_new_robot_encoder = model.new_robot_encoder(**encoder.tokenize([task]))
+    assert torch.allclose(model.robot_head.new_robot_memory[0], by_new_robot_encoder[0], atol=2e-3)
 
 
 def test_done_criterion_flooded_pump_station_is_underwater_first(capsys):

@@ -17,7 +17,7 @@ from PIL import Image
 from conftest import REPO
 from ember_core import load_fleet
 from ember_core.cli import main
-from ember_core.model.config import preset
+from ember_core.model.config import SHIPPED_NEW_ROBOT_ENCODER, preset
 from ember_core.pretrained import build_model, save_pretrained
 from ember_core.request import SelectionRequest
 from ember_core.scenes import render_scene
@@ -62,13 +62,13 @@ def assert_same_documents(torch_selector: Selector, onnx_selector: Selector, bat
 
 @pytest.fixture(scope="module")
 def text_model_dir(tmp_path_factory):
-    """A tiny model with the MiniLM sentence encoder, a scene head and a task memory with its robots (so the head's
-    gate moves and its vote counts)."""
+    """A tiny model with the MiniLM sentence encoder, the shipped new-robot encoder, a scene head and a task memory
+    with its robots (so the head's gate moves and its vote counts)."""
     from ember_train.task_memory import remember_tasks
 
     torch.manual_seed(1)
-    model, processor = build_model(preset("tiny", text_encoder="minilm", scene_tags=["aerial", "underwater",
-                                                                                       "indoor", "outdoor"]), load_fleet())
+    model, processor = build_model(preset("tiny", text_encoder="minilm", new_robot_encoder=SHIPPED_NEW_ROBOT_ENCODER,
+                                          scene_tags=["aerial", "underwater", "indoor", "outdoor"]), load_fleet())
     robots = np.array([[0, 1, 0, 0, 0], [1, 0, 0, 0, 1], [0, 0, 1, 1, 0]], dtype=np.float32)
     remember_tasks(model, processor, [TASKS[0], TASKS[2], "Deliver a parcel to the third floor"], robots)
     return save_pretrained(model, processor, tmp_path_factory.mktemp("tiny-text") / "model")
@@ -112,6 +112,8 @@ def test_a_robot_the_model_was_not_trained_on_is_scored_from_its_card_as_in_torc
     fleet = load_fleet(SNAKE_FLEET)
     onnx_selector = Selector(text_onnx_dir, robots_file=SNAKE_FLEET)
     assert onnx_selector.backend.cards["robot_rows"].tolist() == [0, 1, 2, 3, 4, -1]
+    assert onnx_selector.backend.new_robots  # scored with the export's new-robot encoder graph
+    assert not Selector(text_onnx_dir, backend="onnx").backend.new_robots  # which a fleet without one leaves idle
     assert_same_documents(Selector(text_model_dir, robots_file=SNAKE_FLEET, device="cpu"), onnx_selector,
                           requests(PIPE_TASKS, len(fleet)))
 

@@ -8,7 +8,7 @@ import pytest
 
 from ember_core.cli import main
 from ember_core.digest import file_sha256
-from ember_core.onnx_layout import FORMAT, GRAPHS, MANIFEST_FILE, TEXT_ENCODER
+from ember_core.onnx_layout import FORMAT, GRAPHS, MANIFEST_FILE, NEW_ROBOT_ENCODER, TEXT_ENCODER
 from ember_core.selector import Selector
 
 
@@ -26,7 +26,7 @@ def test_export_writes_graphs_processor_files_and_a_manifest_after_a_passing_par
     assert len(rows) >= 8 and all(line.endswith(" ok") for line in rows)
     manifest = json.loads((out / MANIFEST_FILE).read_text())
     assert manifest["format"] == FORMAT and manifest["opset"] == 17
-    assert set(manifest["graphs"]) == set(GRAPHS) - {TEXT_ENCODER}  # the tiny preset has no sentence encoder
+    assert set(manifest["graphs"]) == set(GRAPHS) - {TEXT_ENCODER, NEW_ROBOT_ENCODER}  # the tiny preset has no sentence encoder
     for entry in manifest["graphs"].values():
         assert file_sha256(out / entry["file"]) == entry["sha256"]
     assert manifest["parity"] and all(check["passed"] for check in manifest["parity"])

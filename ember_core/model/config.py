@@ -69,6 +69,10 @@ class EmberVLMConfig:
     text_encoder: str | None = None
     text_encoder_path: str | None = None
     freeze_text_encoder: bool = True
+    # With a sentence encoder: the file of its top layers tuned to tell robots apart by their cards, which embeds
+    # tasks and cards for the robots added after training (ember_core.model.new_robot_encoder; a bare file name
+    # is one in ember_core/assets). None: the sentence encoder itself does.
+    new_robot_encoder: str | None = None
     # Robot selection head (the reference implementation's MLP) and the capability-card scorer.
     head_hidden: int = 384
     head_mid: int = 96
@@ -127,8 +131,12 @@ class EmberVLMConfig:
                                               f"lower_snake_case such as 'underwater_robot'")
         for name in ("vision_encoder", "language_model"):
             fields.text(name, getattr(self, name))
-        for name in ("vision_weights", "lm_name_or_path", "tokenizer", "text_encoder", "text_encoder_path"):
+        for name in ("vision_weights", "lm_name_or_path", "tokenizer", "text_encoder", "text_encoder_path",
+                     "new_robot_encoder"):
             fields.text(name, getattr(self, name), optional=True)
+        if self.new_robot_encoder and not (self.text_encoder and self.freeze_text_encoder):
+            raise FieldError("new_robot_encoder", "needs a frozen sentence encoder (text_encoder, freeze_text_encoder) "
+                                                  "whose lower layers it shares")
         for name in ("freeze_vision", "freeze_text_encoder"):
             fields.boolean(name, getattr(self, name))
         fields.integer("image_size", self.image_size, VISION_STRIDE, MAX_IMAGE_SIZE)
@@ -210,15 +218,20 @@ class EmberVLMConfig:
             raise ValueError(f"{path}: not a valid EmberVLM config: {err}; fix it or re-save the model") from None
 
 
+# The new-robot encoder shipped in ember_core/assets (tools/fit_new_robot_encoder.py).
+SHIPPED_NEW_ROBOT_ENCODER = "new_robot_encoder.safetensors"
+
 PRESETS: dict[str, EmberVLMConfig] = {
     # The reference implementation's model: RepViT-M0.9 + a 6-layer, 384-wide GPT-2 ("tinyllm-30m"); ~37M with a 50k vocabulary.
     DEFAULT_PRESET: EmberVLMConfig(),
-    # The model Ember ships: frozen all-MiniLM-L6-v2 for tasks and cards, a small reasoning LM, RepViT at
-    # 64 px (scene type, not detail: 2x2 visual tokens); about 12M stored parameters (25 MB in fp16),
+    # The model Ember ships: frozen all-MiniLM-L6-v2 for tasks and cards (and its top four layers tuned for robots
+    # added after training, with their own scale and bias, chosen on the development sets), a small reasoning LM,
+    # RepViT at 64 px (scene type, not detail: 2x2 visual tokens); about 12M stored parameters (25 MB in fp16),
     # trainable on a CPU.
     "embervlm-edge": EmberVLMConfig(
         preset="embervlm-edge", image_size=64, lm_layers=2, lm_hidden=128, lm_heads=4,
-        text_encoder="minilm", max_reasoning_tokens=160, max_plan_tokens=96,
+        text_encoder="minilm", new_robot_encoder=SHIPPED_NEW_ROBOT_ENCODER, new_robot_scale=1.0, new_robot_bias=-2.2,
+        max_reasoning_tokens=160, max_plan_tokens=96,
     ),
     # A model small enough for unit tests: seconds on a CPU, same code paths.
     "tiny": EmberVLMConfig(

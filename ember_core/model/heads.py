@@ -24,7 +24,10 @@ For robot i the logit is `g * mlp_i + (1 - g) * card_i` when the MLP has a train
 sentence encoder and a task memory, its logit is `new_robot_scale * z_i + new_robot_bias`, where z_i is the
 card classifier's log-odds for it standardised by their mean and spread over the training tasks. This puts
 a new robot's score on the trained robots' scale: the raw card score is not, and a robot with few phrases
-rarely led. The two numbers were chosen on the development sets (README, "The model"). Without a sentence
+rarely led. The two numbers were chosen on the development sets (README, "The model"). A head with a
+new-robot encoder (`ember_core.model.new_robot_encoder`, sentence-encoder layers tuned to tell robots apart by
+their cards) reads z_i in that encoder's space: the task's and the card phrases' embeddings by it, standardised
+over the training tasks embedded by it (`new_robot_memory`). Without a sentence
 encoder a new robot's logit is card_i. With a sentence encoder, g says how familiar the task is: the
 head keeps the embeddings of its training tasks (`task_memory`) and
 g = sigmoid(sharpness * (max cosine to a training task - threshold)), so tasks phrased like the
@@ -71,7 +74,8 @@ class RobotHead(nn.Module):
     def __init__(self, state_dim: int, num_robots: int, hidden: int = 384, mid: int = 96,
                  dropout: float = 0.1, card_dim: int = 128, text_dim: int = 0, card_top_k: int = 3,
                  memory_threshold: float = 0.6, memory_sharpness: float = 10.0,
-                 memory_vote: MemoryVote = MemoryVote(), new_robot: tuple[float, float] = (0.7, -1.7)):
+                 memory_vote: MemoryVote = MemoryVote(), new_robot: tuple[float, float] = (0.7, -1.7),
+                 new_robot_encoder: bool = False):
         super().__init__()
         self.mlp = nn.Sequential(
             nn.Linear(state_dim + text_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
@@ -88,6 +92,8 @@ class RobotHead(nn.Module):
             self.register_buffer("task_memory", torch.zeros(0, text_dim))
             # Which robots (MLP rows) suit each remembered task, 0/1; empty: no vote (saved before there was one).
             self.register_buffer("memory_robots", torch.zeros(0, num_robots))
+            if new_robot_encoder:  # the same tasks embedded by the new-robot encoder, for new robots' scores
+                self.register_buffer("new_robot_memory", torch.zeros(0, text_dim))
         else:
             self.query = nn.Linear(state_dim, card_dim)
             self.key = nn.Linear(state_dim, card_dim)
@@ -104,11 +110,18 @@ class RobotHead(nn.Module):
     def num_robots(self) -> int:
         return int(self.known.numel())
 
-    def set_task_memory(self, embeddings: torch.Tensor, robots: torch.Tensor | None = None) -> None:
+    def set_task_memory(self, embeddings: torch.Tensor, robots: torch.Tensor | None = None,
+                        new_robot_embeddings: torch.Tensor | None = None) -> None:
         """Remember the sentence embeddings (M, T) of the training tasks, which decide the gate, and which
-        robots (M, MLP rows) suit each, 0/1, which vote at inference (None or empty: no vote)."""
+        robots (M, MLP rows) suit each, 0/1, which vote at inference (None or empty: no vote); a head with a
+        new-robot encoder also needs the tasks' embeddings by it (M, T)."""
         if not self.text_dim:
             raise ValueError("only a head with a sentence encoder keeps a task memory")
+        if hasattr(self, "new_robot_memory"):
+            if new_robot_embeddings is None or new_robot_embeddings.shape != embeddings.shape:
+                raise ValueError(f"a head with a new-robot encoder remembers the {embeddings.shape[0]} tasks embedded "
+                                 f"by it too; got {None if new_robot_embeddings is None else list(new_robot_embeddings.shape)}")
+            self.new_robot_memory = F.normalize(new_robot_embeddings.detach().float(), dim=-1).to(self.known.device)
         if robots is None or robots.numel() == 0:
             robots = torch.zeros(0, self.num_robots)
         elif tuple(robots.shape) != (embeddings.shape[0], self.num_robots):
@@ -142,13 +155,15 @@ class RobotHead(nn.Module):
 
     def new_robot_logits(self, task_embedding: torch.Tensor | None,
                          card_classifier: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor | None:
-        """(B, N): each robot's logit as a robot without a trained MLP row (module docstring); None without a
-        sentence encoder or a task memory, where such a robot keeps its card score."""
+        """(B, N): each robot's logit as a robot without a trained MLP row (module docstring), for the task
+        embeddings and the card classifier of the new-robot encoder where the head has one (else the sentence
+        encoder's); None without a sentence encoder or a task memory, where such a robot keeps its card score."""
         if not self.text_dim or self.task_memory.numel() == 0:
             return None
+        memory = getattr(self, "new_robot_memory", self.task_memory)
         weight, bias = (part.to(task_embedding.dtype) for part in card_classifier)
         odds = _log_odds(F.normalize(task_embedding, dim=-1) @ weight.T + bias)
-        background = _log_odds(self.task_memory.to(task_embedding.dtype) @ weight.T + bias)  # (M, N)
+        background = _log_odds(memory.to(task_embedding.dtype) @ weight.T + bias)  # (M, N)
         centre = background.mean(0)
         spread = ((background - centre) ** 2).mean(0).sqrt().clamp(min=1e-6)
         return self.new_robot_scale * (odds - centre) / spread + self.new_robot_bias
@@ -165,18 +180,22 @@ class RobotHead(nn.Module):
 
     def forward(self, selection_state: torch.Tensor, card_embeddings: torch.Tensor,
                 task_embedding: torch.Tensor | None = None, card_owner: torch.Tensor | None = None,
-                card_classifier: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+                card_classifier: tuple[torch.Tensor, torch.Tensor] | None = None,
+                new_robot: tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]] | None = None,
+                ) -> dict[str, torch.Tensor]:
         """selection_state (B, H), card_embeddings (M, C), task_embedding (B, T) -> logits (B, N) and parts.
 
         `card_owner` (M,) gives the robot index of each card embedding (several phrases per robot);
         None means one embedding per robot, in fleet order. `card_classifier` is the weight (N, T) and
         bias (N,) that `ember_core.card_classifier` fitted on the card embeddings (with a sentence encoder).
+        `new_robot` is the task embedding and card classifier of the new-robot encoder, for a head with one
+        whose fleet has a robot without a trained row (`new_robot_logits`).
         """
         mlp_logits = self.mlp_logits(selection_state, task_embedding)
         card_logits, gate = self.card_logits(selection_state, card_embeddings, task_embedding, card_owner, self.num_robots,
                                              card_classifier)
         result = self.blend(mlp_logits, card_logits, gate, self.known, self.vote(task_embedding),
-                            self.new_robot_logits(task_embedding, card_classifier))
+                            self.new_robot_logits(*(new_robot or (task_embedding, card_classifier))))
         if self.text_dim:
             result["familiarity"] = gate[:, 0]  # (B,): how like a remembered training task (`familiarity`)
         return result

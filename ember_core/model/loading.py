@@ -23,6 +23,8 @@ ROBOT_ROWS = ("robot_head.mlp.6.weight", "robot_head.mlp.6.bias", "robot_head.kn
 TASK_MEMORY = "robot_head.task_memory"
 # Which robots suit each remembered task: one row per task, one column per robot.
 MEMORY_ROBOTS = "robot_head.memory_robots"
+# The training tasks embedded by the new-robot encoder (heads with one): as many rows as TASK_MEMORY.
+NEW_ROBOT_MEMORY = "robot_head.new_robot_memory"
 # Tensors a checkpoint may lack: they keep an initialisation that leaves the model as it was without them
 # (a memory saved without its robots does not vote).
 OPTIONAL_PREFIXES = ("explanation_adapter.", MEMORY_ROBOTS)
@@ -113,7 +115,7 @@ def check_stored_tensors(model: torch.nn.Module, header: dict[str, tuple[int, ..
         expected = tuple(own[name].shape)
         if name in ROBOT_ROWS:
             expected = (len(saved_ids), *expected[1:])
-        elif name == TASK_MEMORY or name in vocabulary:  # any number of training tasks / tokens
+        elif name in (TASK_MEMORY, NEW_ROBOT_MEMORY) or name in vocabulary:  # any number of training tasks / tokens
             expected = (shape[0] if shape else -1, *expected[1:])
         elif name == MEMORY_ROBOTS:  # any number of training tasks, a column per robot of the checkpoint
             expected = (shape[0] if shape else -1, len(saved_ids))

@@ -18,6 +18,7 @@ from ember_core.model.heads import ExplanationAdapter, MemoryVote, RobotHead
 from ember_core.model.language import hidden_size
 from ember_core.model.loading import (
     MEMORY_ROBOTS,
+    NEW_ROBOT_MEMORY,
     TASK_MEMORY,
     check_finite,
     check_stored_tensors,
@@ -26,6 +27,7 @@ from ember_core.model.loading import (
     remap_robot_rows,
     stored_state,
 )
+from ember_core.model.new_robot_encoder import load_new_robot_encoder
 from ember_core.model.registry import create_part
 from ember_core.model.text_tokenizer import TextTokenizer
 from ember_core.model.tokenizer import IMAGE, SELECTION, load_tokenizer, special_token_ids, validate_embeddings
@@ -71,13 +73,16 @@ class EmberVLM(nn.Module):
         if config.text_encoder:
             self.text_encoder = create_part("text", config.text_encoder, name_or_path=config.text_encoder_path,
                                             frozen=config.freeze_text_encoder)
+        self.new_robot_encoder = None
+        if config.new_robot_encoder:
+            self.new_robot_encoder = load_new_robot_encoder(self.text_encoder, config.new_robot_encoder)
         self.robot_head = RobotHead(
             width, num_robots, config.head_hidden, config.head_mid, config.head_dropout, config.card_dim,
             text_dim=self.text_encoder.dim if self.text_encoder is not None else 0, card_top_k=config.card_top_k,
             memory_threshold=config.memory_threshold, memory_sharpness=config.memory_sharpness,
             memory_vote=MemoryVote(config.memory_neighbours, config.memory_vote_temperature, config.memory_vote_gain,
                                    config.memory_vote_threshold),
-            new_robot=(config.new_robot_scale, config.new_robot_bias),
+            new_robot=(config.new_robot_scale, config.new_robot_bias), new_robot_encoder=self.new_robot_encoder is not None,
         )
         # Card token ids, set by `set_cards`: for the LM, and for the sentence encoder when there is one.
         for name in ("card_input_ids", "card_attention_mask", "card_text_input_ids", "card_text_attention_mask"):
@@ -86,6 +91,8 @@ class EmberVLM(nn.Module):
         self._card_cache: torch.Tensor | None = None
         # The card classifier and the card embeddings it was fitted on (refitted when they are other tensors).
         self._classifier_cache: tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]] | None = None
+        # The new-robot encoder's card embeddings and their classifier (`new_robot_cards`), once computed.
+        self._new_robot_cards: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def num_robots(self) -> int:
@@ -102,9 +109,10 @@ class EmberVLM(nn.Module):
     @property
     def external_prefixes(self) -> tuple[str, ...]:
         """State-dict prefixes of frozen pretrained parts that checkpoints do not store."""
+        prefixes = ("new_robot_encoder.",) if self.new_robot_encoder is not None else ()
         if self.text_encoder is not None and self.text_encoder.frozen:
-            return ("text_encoder.",)
-        return ()
+            prefixes = ("text_encoder.", *prefixes)
+        return prefixes
 
     def set_cards(self, cards: dict[str, torch.Tensor]) -> None:
         """Token ids of each robot's capability card in fleet order, (N, L) each: `input_ids` and
@@ -115,7 +123,7 @@ class EmberVLM(nn.Module):
         device = self.no_image.device
         for key, value in cards.items():
             setattr(self, f"card_{key}", value.to(device))
-        self._card_cache = None
+        self._card_cache = self._new_robot_cards = None
 
     def train(self, mode: bool = True) -> EmberVLM:
         self._card_cache = None  # the LM changes while training; cached card embeddings would go stale
@@ -155,6 +163,16 @@ class EmberVLM(nn.Module):
             self._classifier_cache = (cards, (torch.from_numpy(weight).to(cards.device),
                                               torch.from_numpy(bias).to(cards.device)))
         return self._classifier_cache[1]
+
+    def new_robot_cards(self) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """The card phrases' embeddings by the new-robot encoder (M, T) and the card classifier fitted on them."""
+        if self._new_robot_cards is None:
+            cards = self.new_robot_encoder(self.card_text_input_ids, self.card_text_attention_mask).detach()
+            weight, bias = fit_card_classifier(cards.float().cpu().numpy(), self.card_text_owner.cpu().numpy(),
+                                               self.num_robots)
+            self._new_robot_cards = (cards, (torch.from_numpy(weight).to(cards.device),
+                                             torch.from_numpy(bias).to(cards.device)))
+        return self._new_robot_cards
 
     def embed(self, input_ids: torch.Tensor, visual: torch.Tensor | None = None,
               has_image: torch.Tensor | None = None) -> torch.Tensor:
@@ -222,8 +240,13 @@ class EmberVLM(nn.Module):
             task_embedding = self.task_embedding(task_input_ids, task_attention_mask).to(selection_state.dtype)
         owner = self.card_text_owner if self.text_encoder is not None else None
         cards = self.card_embeddings()
+        new_robot = None
+        if self.new_robot_encoder is not None and not bool(self.robot_head.known.all()):
+            with torch.no_grad():
+                new_robot = (self.new_robot_encoder(task_input_ids, task_attention_mask).to(selection_state.dtype),
+                             self.new_robot_cards()[1])
         result = self.robot_head(selection_state, cards.to(selection_state.dtype), task_embedding, owner,
-                                 self.card_classifier(cards))
+                                 self.card_classifier(cards), new_robot)
         result["hidden_states"] = hidden
         if task_embedding is not None:
             result["task_embedding"] = task_embedding
@@ -270,6 +293,8 @@ class EmberVLM(nn.Module):
                  "robot_head": self.robot_head}
         if self.text_encoder is not None:
             parts["text_encoder"] = self.text_encoder
+        if self.new_robot_encoder is not None:
+            parts["new_robot_encoder"] = self.new_robot_encoder.tuned  # its other layers are the text encoder's
         if self.scene_head is not None:
             parts["scene_head"] = self.scene_head
         counts = {name: sum(p.numel() for p in module.parameters()) for name, module in parts.items()}
@@ -318,7 +343,7 @@ class EmberVLM(nn.Module):
         if config.robot_ids != saved_ids:
             state = remap_robot_rows(state, model.state_dict(), saved_ids, config.robot_ids)
         if TASK_MEMORY in state and TASK_MEMORY in model.state_dict():  # as many rows as the model had training tasks
-            model.robot_head.set_task_memory(state[TASK_MEMORY], state.get(MEMORY_ROBOTS))
+            model.robot_head.set_task_memory(state[TASK_MEMORY], state.get(MEMORY_ROBOTS), state.get(NEW_ROBOT_MEMORY))
         load_matching(model, state)
         model.name, model.sha = f"{config.preset}:{path.name}", file_sha(weights)
         return model.eval()
