@@ -2,9 +2,9 @@
 development set for choosing training settings), and snake-robot tasks."""
 from __future__ import annotations
 
-from pathlib import Path
-
+import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +12,7 @@ from ember_train.public_data import PUBLIC_DATA
 from ember_core import Fleet, TaskContext, load_fleet
 from ember_core.prompt import fleet_text
 from ember_train.data import TaskRecord, load_jsonl, load_public, task_key
+from ember_train.new_robot_encoder import read_robot_kinds
 
 DATA = Path(__file__).resolve().parent / "data"
 NOVEL_FILE = DATA / "novel_tasks.jsonl"
@@ -204,3 +205,16 @@ def test_the_snake_development_sets_say_what_they_are_and_share_no_task_with_a_r
     if PUBLIC_DATA.is_dir():
         report |= {task_key(record.task) for record in load_public(PUBLIC_DATA, snake_fleet)}
     assert not {task_key(record.task) for records in sets.values() for record in records} & report
+
+
+def test_the_robot_kinds_the_new_robot_encoder_is_tuned_on_share_no_task_with_a_task_set():
+    """The other kinds' steps and card examples (ember_train.new_robot_encoder) were written blind to every task set:
+    none shares half its content words with a task of tests/data."""
+    robots, steps = read_robot_kinds()
+    written = [_content_words(text) for text in [step["clause"] for step in steps] + [
+        example for robot in robots for example in robot.examples]]
+    for path in sorted(DATA.glob("*tasks.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip() and not line.startswith("#"):
+                words = _content_words(json.loads(line)["task"])
+                assert all(len(words & other) / len(words | other) < 0.5 for other in written), (path.name, line)
