@@ -22,11 +22,11 @@ import numpy as np
 import torch
 
 from ember_core.fleet import Fleet
-from ember_core.robot import RobotType
 from ember_core.model.new_robot_encoder import NewRobotEncoder
 from ember_core.model.text_encoder import TextEncoder
 from ember_core.part_scorer import ASSETS, PART_CLAUSES_FILE, read_clauses
 from ember_core.prompt import card_phrases
+from ember_core.robot import RobotType
 
 TEMPERATURE = 0.05
 PHRASES_PER_ROBOT = 16
