@@ -24,7 +24,7 @@ import torch
 from ember_core.fleet import Fleet
 from ember_core.model.new_robot_encoder import NewRobotEncoder
 from ember_core.model.text_encoder import TextEncoder
-from ember_core.part_scorer import ASSETS, PART_CLAUSES_FILE, read_clauses
+from ember_core.part_scorer import ASSETS, PART_SOURCES, read_clauses
 from ember_core.prompt import card_phrases
 from ember_core.robot import RobotType
 
@@ -43,7 +43,7 @@ SHIPPED_SETTINGS = {"layers": 4, "epochs": 1, "learning_rate": 5e-5, "seed": 0, 
 # tuned on.
 KIND_CARDS_FILE = ASSETS / "robot_kind_cards.jsonl"
 KIND_STEPS_FILE = ASSETS / "robot_kind_steps.jsonl"
-NEW_ROBOT_SOURCES = (PART_CLAUSES_FILE, KIND_CARDS_FILE, KIND_STEPS_FILE)
+NEW_ROBOT_SOURCES = (*PART_SOURCES, KIND_CARDS_FILE, KIND_STEPS_FILE)
 
 
 def read_robot_kinds() -> RobotGroup:
