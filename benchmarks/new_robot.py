@@ -11,13 +11,17 @@ same card without examples, and the shipped 40-example plugin. The sets are deve
   snake is acceptable in none; each column shows the hits lost against the five-robot fleet (what the sixth robot
   costs the others).
 
-`python benchmarks/new_robot.py [--scales ...] [--biases ...] [--top 10]` prints the best settings by the hits
-summed over all sets and fleets, and the shipped one (about 1 min on 2 CPU cores).
+Each setting is also scored on the clear tasks of a fleet of 50 (tools/generated_fleet.py's CLEAR_TASKS, 45 of
+its robots scored as new robots). `python benchmarks/new_robot.py [--scales ...] [--biases ...] [--top 10]` prints
+the best settings by the hits summed over all sets and fleets, the shipped one, and the rule's choice: the setting
+with the most hits that loses no novel development or public validation task with any card and gets every clear
+task of the fleet of 50 right (about 1 min on 2 CPU cores).
 """
 from __future__ import annotations
 
 import argparse
 import re
+import sys
 import tempfile
 from pathlib import Path
 
@@ -26,14 +30,18 @@ import numpy as np
 from ember_core.model.config import EmberVLMConfig
 from ember_core.pretrained import DEFAULT_MODEL_DIR, load_pretrained
 from ember_core.robots_file import load_fleet
-from ember_train.data import load_records, split_records
+from ember_train.data import TaskRecord, load_records, split_records
 from ember_train.evaluate import score_records
 from ember_train.public_data import PUBLIC_DATA
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+from generated_fleet import CLEAR_TASKS, write_fleet  # noqa: E402
+
 DATA = ROOT / "tests" / "data"
 SNAKE_SET = "snake_dev_tasks.jsonl"
 OTHER_SETS = ("near_snake_dev_tasks.jsonl", "novel_dev_tasks.jsonl", "novel_dev2_tasks.jsonl", "public val")
+KEPT_SETS = OTHER_SETS[1:]  # the sets the rule's choice may lose no task of
 # The README card without its examples: what an integrator who writes none gets.
 BARE_CARD = ("from dataclasses import replace\n\nfrom ember_core import hookimpl\nfrom snake_robot import SNAKE_ROBOT\n\n\n"
              "@hookimpl\ndef ember_robot_types():\n    return [replace(SNAKE_ROBOT, examples=[])]\n")
@@ -67,46 +75,66 @@ def score_sets(robots_file: Path, sets: tuple[str, ...]) -> dict[str, tuple[np.n
     return scored
 
 
+def score_clear_tasks(directory: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The shipped model's logits and targets for the clear tasks of a fleet of 50, and which robots are new."""
+    model, processor = load_pretrained(None, fleet=load_fleet(write_fleet(directory / "fleet_of_50", 50)))
+    records = [TaskRecord(task, (robot,)) for task, robot in CLEAR_TASKS.items()]
+    scores = score_records(model, processor, records, use_images=False)
+    return scores.logits, scores.targets, ~model.robot_head.known.cpu().numpy()
+
+
 def hits(logits: np.ndarray, targets: np.ndarray) -> int:
     return int(targets[np.arange(len(targets)), logits.argmax(1)].sum())
 
 
-def rescored(logits: np.ndarray, shipped: tuple[float, float], scale: float, bias: float) -> np.ndarray:
-    """The logits with the new robot (the last column) scored with `scale` and `bias` instead of the shipped pair."""
-    z = (logits[:, -1] - shipped[1]) / shipped[0]
+def rescored(logits: np.ndarray, shipped: tuple[float, float], scale: float, bias: float,
+             new: np.ndarray | None = None) -> np.ndarray:
+    """The logits with the new robots (the columns `new`; the last one by default) scored with `scale` and `bias`
+    instead of the shipped pair."""
+    new = np.arange(logits.shape[1]) == logits.shape[1] - 1 if new is None else new
     result = logits.copy()
-    result[:, -1] = scale * z + bias
+    result[:, new] = scale * (logits[:, new] - shipped[1]) / shipped[0] + bias
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scales", type=float, nargs="+", default=[0.4, 0.5, 0.6, 0.7, 0.8, 1.0])
-    parser.add_argument("--biases", type=float, nargs="+", default=[-2.3, -2.0, -1.85, -1.7, -1.55, -1.4, -1.1])
+    parser.add_argument("--scales", type=float, nargs="+", default=[0.8, 1.0, 1.2, 1.5, 2.0])
+    parser.add_argument("--biases", type=float, nargs="+",
+                        default=[-1.8, -2.0, -2.2, -2.4, -2.6, -3.0, -3.2, -3.4, -3.6, -4.0])
     parser.add_argument("--top", type=int, default=10, help="how many of the best settings to print")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         fleets = write_fleets(Path(directory))
         baseline = {name: hits(*scored) for name, scored in score_sets(fleets.pop("five robots"), OTHER_SETS).items()}
         scored = {card: score_sets(path, (SNAKE_SET, *OTHER_SETS)) for card, path in fleets.items()}
+        clear_logits, clear_targets, new = score_clear_tasks(Path(directory))
     config = EmberVLMConfig.load(DEFAULT_MODEL_DIR)  # the model score_sets loads
     shipped = (config.new_robot_scale, config.new_robot_bias)
     sizes = {name: len(targets) for name, (_, targets) in scored["README card"].items()}
     print("Five-robot hits: " + ", ".join(f"{name} {baseline[name]}/{sizes[name]}" for name in OTHER_SETS))
-    print(f"Per card: snake hits on {SNAKE_SET} (of {sizes[SNAKE_SET]}), then hits lost on " + ", ".join(OTHER_SETS))
+    print(f"Per card: snake hits on {SNAKE_SET} (of {sizes[SNAKE_SET]}), then hits lost on " + ", ".join(OTHER_SETS)
+          + f"; then the fleet of 50's clear tasks right (of {len(CLEAR_TASKS)})")
     rows = []
     for scale in args.scales:
         for bias in args.biases:
             cells = {card: [hits(rescored(logits, shipped, scale, bias), targets) for logits, targets in sets.values()]
                      for card, sets in scored.items()}
-            rows.append((sum(sum(row) for row in cells.values()), scale, bias, cells))
+            clear = hits(rescored(clear_logits, shipped, scale, bias, new), clear_targets)
+            kept = clear == len(CLEAR_TASKS) and all(
+                counts[1 + OTHER_SETS.index(name)] >= baseline[name] for counts in cells.values() for name in KEPT_SETS)
+            rows.append((sum(sum(row) for row in cells.values()), scale, bias, cells, clear, kept))
     rows.sort(key=lambda row: -row[0])
-    shown = rows[:args.top] + [row for row in rows[args.top:] if row[1:3] == shipped]
-    for total, scale, bias, cells in shown:
-        mark = "  (shipped)" if (scale, bias) == shipped else ""
-        described = "; ".join(f"{card} {row[0]}, -" + "/-".join(str(baseline[name] - hit) for name, hit in zip(OTHER_SETS, row[1:]))
-                              for card, row in cells.items())
-        print(f"scale {scale:.2f} bias {bias:+.2f}: {total} hits | {described}{mark}")
+    chosen = next((row for row in rows if row[5]), None)
+    shown = rows[:args.top] + [row for row in rows[args.top:] if row[1:3] == shipped or row is chosen]
+    for row in shown:
+        total, scale, bias, cells, clear, _ = row
+        mark = ("  (shipped)" if (scale, bias) == shipped else "") + ("  (the rule's choice)" if row is chosen else "")
+        described = "; ".join(f"{card} {counts[0]}, -" + "/-".join(str(baseline[name] - hit) for name, hit in zip(OTHER_SETS, counts[1:]))
+                              for card, counts in cells.items())
+        print(f"scale {scale:.2f} bias {bias:+.2f}: {total} hits | {described} | fleet of 50 {clear}/{len(CLEAR_TASKS)}{mark}")
+    if chosen is None:
+        print("No setting of the grid loses no novel development or public validation task and keeps the fleet of 50 right")
 
 
 if __name__ == "__main__":

@@ -10,17 +10,7 @@ from ember_core.request import SelectionRequest
 from ember_core.selector import Selector
 
 sys.path.insert(0, str(REPO / "tools"))
-from generated_fleet import write_fleet  # noqa: E402
-
-# Clear tasks and the robot each one is for, among 50.
-EXPECTED = {
-    "Inspect the hull of a tanker under the sea": "underwater_robot",
-    "Open the door and turn the valve wheel in the pump room": "humanoid",
-    "Carry survey equipment up a steep rocky trail to the ridge": "robot_with_legs",
-    "Wash the windows of the glass tower": "gen_0",
-    "Pick apples from the orchard trees": "gen_4",
-    "Sort the parcels in the post office by postcode": "gen_13",
-}
+from generated_fleet import CLEAR_TASKS, write_fleet  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +20,10 @@ def selector(tmp_path_factory) -> Selector:
 
 def test_a_fleet_of_50_selects_the_robot_each_clear_task_is_for(selector):
     assert len(selector.fleet) == 50 and selector.processor.card_detail != "full"
-    requests = [SelectionRequest(task, top_k=3, return_reasoning=False) for task in EXPECTED]
+    requests = [SelectionRequest(task, top_k=3, return_reasoning=False) for task in CLEAR_TASKS]
     chosen = {request.task: selection.candidates[0].robot_id for request, selection in
               zip(requests, selector.select_batch(requests))}
-    assert chosen == EXPECTED
+    assert chosen == CLEAR_TASKS
 
 
 def test_a_fleet_of_50_explains_within_the_models_context(selector):

@@ -58,6 +58,17 @@ SPECIALTIES = (
     ("graffiti removal", "city walls", "Remove the graffiti from the underpass walls"),
     ("ice resurfacing", "ice rinks", "Resurface the ice of the skating rink"),
 )
+# Clear tasks of a fleet of 50 and the robot each one is for: built-ins beside generated robots that share their
+# words (the Hull Scraping Robot, gen_34), and generated robots beside others that share a verb (tests/test_fleet_size.py;
+# benchmarks/new_robot.py keeps every new-robot setting it chooses right on them).
+CLEAR_TASKS = {
+    "Inspect the hull of a tanker under the sea": "underwater_robot",
+    "Open the door and turn the valve wheel in the pump room": "humanoid",
+    "Carry survey equipment up a steep rocky trail to the ridge": "robot_with_legs",
+    "Wash the windows of the glass tower": "gen_0",
+    "Pick apples from the orchard trees": "gen_4",
+    "Sort the parcels in the post office by postcode": "gen_13",
+}
 
 
 def generated_plugin(count: int) -> str:
