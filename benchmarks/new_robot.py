@@ -8,8 +8,8 @@ same card without examples, and the shipped 40-example plugin. The sets are deve
 
 - snake_dev_tasks.jsonl: the snake is acceptable in every task (hits count for the snake);
 - near_snake_dev_tasks.jsonl, novel_dev_tasks.jsonl, novel_dev2_tasks.jsonl and the public validation split: the
-  snake is acceptable in none; each column shows the hits lost against the five-robot fleet (what the sixth robot
-  costs the others).
+  snake is acceptable in none; each column shows the hits against the five-robot fleet's (-2: what the sixth
+  robot costs the others; +1: a task the six-robot fleet gets right and the five robots do not).
 
 Each setting is also scored on the clear tasks of a fleet of 50 (tools/generated_fleet.py's CLEAR_TASKS, 45 of
 its robots scored as new robots). `python benchmarks/new_robot.py [--scales ...] [--biases ...] [--top 10]` prints
@@ -99,9 +99,9 @@ def rescored(logits: np.ndarray, shipped: tuple[float, float], scale: float, bia
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scales", type=float, nargs="+", default=[0.8, 1.0, 1.2, 1.5, 2.0])
+    parser.add_argument("--scales", type=float, nargs="+", default=[0.6, 0.8, 1.0, 1.2, 1.5, 2.0])
     parser.add_argument("--biases", type=float, nargs="+",
-                        default=[-1.8, -2.0, -2.2, -2.4, -2.6, -3.0, -3.2, -3.4, -3.6, -4.0])
+                        default=[-0.8, -1.0, -1.2, -1.4, -1.6, -1.8, -2.0, -2.2, -2.4, -2.6, -3.0, -3.4, -4.0])
     parser.add_argument("--top", type=int, default=10, help="how many of the best settings to print")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
@@ -113,7 +113,8 @@ def main() -> None:
     shipped = (config.new_robot_scale, config.new_robot_bias)
     sizes = {name: len(targets) for name, (_, targets) in scored["README card"].items()}
     print("Five-robot hits: " + ", ".join(f"{name} {baseline[name]}/{sizes[name]}" for name in OTHER_SETS))
-    print(f"Per card: snake hits on {SNAKE_SET} (of {sizes[SNAKE_SET]}), then hits lost on " + ", ".join(OTHER_SETS)
+    print(f"Per card: snake hits on {SNAKE_SET} (of {sizes[SNAKE_SET]}), then hits against the five robots on "
+          + ", ".join(OTHER_SETS)
           + f"; then the fleet of 50's clear tasks right (of {len(CLEAR_TASKS)})")
     rows = []
     for scale in args.scales:
@@ -130,7 +131,7 @@ def main() -> None:
     for row in shown:
         total, scale, bias, cells, clear, _ = row
         mark = ("  (shipped)" if (scale, bias) == shipped else "") + ("  (the rule's choice)" if row is chosen else "")
-        described = "; ".join(f"{card} {counts[0]}, -" + "/-".join(str(baseline[name] - hit) for name, hit in zip(OTHER_SETS, counts[1:]))
+        described = "; ".join(f"{card} {counts[0]}, " + "/".join(f"{hit - baseline[name]:+d}" for name, hit in zip(OTHER_SETS, counts[1:]))
                               for card, counts in cells.items())
         print(f"scale {scale:.2f} bias {bias:+.2f}: {total} hits | {described} | fleet of 50 {clear}/{len(CLEAR_TASKS)}{mark}")
     if chosen is None:

@@ -26,6 +26,7 @@ from ember_core.fleet import Fleet
 from ember_core.model.config import EmberVLMConfig
 from ember_core.model.text_tokenizer import TextTokenizer
 from ember_core.model.tokenizer import SELECTION, load_saved_tokenizer
+from ember_core.new_robot_steps import fit_new_robot_classifier, fleet_steps
 from ember_core.onnx_layout import (
     LANGUAGE,
     NEW_ROBOT_ENCODER,
@@ -180,6 +181,10 @@ class OnnxBackend:
         # the sentence encoder's, whose new-robot logits no robot of the fleet takes.
         self.new_robots = graphs.new_robot_encoder is not None and -1 in rows
         inputs = processor.card_inputs(return_tensors="np")
+        texts, step_owner = fleet_steps(processor.fleet.ids) if self.new_robots else ([], None)
+        if texts:  # the fleet's labelled job steps join the new-robot encoder's card classifier
+            inputs.update({f"step_{name}": ids for name, ids in processor.encode_tasks(texts, "np").items()},
+                          step_owner=step_owner)
         graphs = {graph: entry["sha256"] for graph, entry in manifest.graphs.items()}
         embeddings = card_embeddings(graphs, inputs, lambda: self._card_embeddings(inputs))
         self.cards = {"robot_rows": np.array(rows, dtype=np.int64), **embeddings}
@@ -206,10 +211,11 @@ class OnnxBackend:
         return cls(OnnxGraphs(directory, manifest), processor, config, manifest)
 
     def _card_embeddings(self, cards: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The robot head's card inputs for this fleet's `cards` (`processor.card_inputs`): every card phrase's
-        sentence embedding and its robot, and the card classifier fitted on them (`ember_core.card_classifier`),
-        or without a sentence encoder each card's mean hidden state in the language graph. Kept between runs
-        (ember_core.card_cache)."""
+        """The robot head's card inputs for this fleet's `cards` (`processor.card_inputs`, and for a fleet with a new
+        robot its labelled job steps): every card phrase's sentence embedding and its robot, and the card classifier
+        fitted on them (`ember_core.card_classifier`; the new-robot encoder's also on the steps,
+        `ember_core.new_robot_steps`), or without a sentence encoder each card's mean hidden state in the language
+        graph. Kept between runs (ember_core.card_cache)."""
         if self.model.text_encoder is not None:
             embeddings = self._phrase_embeddings(cards["text_input_ids"], cards["text_attention_mask"])
             weight, bias = fit_card_classifier(embeddings, cards["text_owner"], len(self.processor.fleet))
@@ -219,7 +225,11 @@ class OnnxBackend:
                 if self.new_robots:
                     embeddings = self._phrase_embeddings(cards["text_input_ids"], cards["text_attention_mask"],
                                                          NEW_ROBOT_ENCODER)
-                    weight, bias = fit_card_classifier(embeddings, cards["text_owner"], len(self.processor.fleet))
+                    steps = (self._phrase_embeddings(cards["step_input_ids"], cards["step_attention_mask"],
+                                                     NEW_ROBOT_ENCODER)
+                             if "step_input_ids" in cards else np.zeros((0, embeddings.shape[1]), np.float32))
+                    weight, bias = fit_new_robot_classifier(embeddings, cards["text_owner"], len(self.processor.fleet),
+                                                            steps, cards.get("step_owner", np.zeros(0, np.int64)))
                 arrays.update(new_robot_classifier_weight=weight, new_robot_classifier_bias=bias)
             return arrays
         hidden, _ = self.model.language(cards["input_ids"], cards["attention_mask"])

@@ -107,11 +107,11 @@ class HeadGraph(nn.Module):
             classifier = (classifier_weight, classifier_bias)
             new_robot = (new[0], (new[1], new[2])) if new else (task_embedding, classifier)
         else:
-            (card_embeddings, robot_rows), task_embedding, card_owner = inputs, None, None
+            (card_embeddings, robot_rows), task_embedding, card_owner, new_robot = inputs, None, None, None
         row = robot_rows.clamp(min=0)
         mlp_logits = head.mlp_logits(selection_state, task_embedding)[:, row]
         card_logits, gate = head.card_logits(selection_state, card_embeddings, task_embedding, card_owner,
-                                             robot_rows.shape[0], classifier)
+                                             robot_rows.shape[0], classifier, new_robot)
         known = (robot_rows >= 0) & head.known[row]
         vote = head.vote(task_embedding)
         logits = head.blend(mlp_logits, card_logits, gate, known, None if vote is None else vote[:, row],

@@ -12,11 +12,11 @@ from safetensors.torch import save_file
 
 from conftest import REPO
 from ember_core import load_fleet
-from ember_core.card_classifier import fit_card_classifier
 from ember_core.fields import FieldError
 from ember_core.model.config import SHIPPED_NEW_ROBOT_ENCODER, preset
 from ember_core.model.new_robot_encoder import NewRobotEncoder, load_new_robot_encoder, new_robot_encoder_file
 from ember_core.model.text_encoder import minilm
+from ember_core.new_robot_steps import fit_new_robot_classifier, fleet_steps
 from ember_core.part_scorer import PART_SOURCES, read_sources, sources_digest
 from ember_core.pretrained import build_model, load_pretrained, save_pretrained
 from ember_core.prompt import card_phrases
@@ -154,20 +154,45 @@ def test_a_checkpoint_keeps_the_memory_by_the_new_robot_encoder_but_not_the_enco
         model.robot_head.set_task_memory(model.robot_head.task_memory)
 
 
-def test_a_new_robot_is_scored_in_the_new_robot_encoders_space_and_the_trained_robots_without_it(model_dir):
+def test_a_fleet_with_a_new_robot_is_scored_in_the_new_robot_encoders_space_with_the_robots_steps(model_dir, encoder):
     model, processor = load_pretrained(model_dir, fleet=load_fleet(SNAKE_FLEET))
     batch = processor.collate([processor.features(task) for task in ["Crawl through the drain pipe", *TASKS]])
     with torch.no_grad():
-        logits = model(**batch)["robot_logits"]
+        out = model(**batch)
         task = model.new_robot_encoder(batch["task_input_ids"], batch["task_attention_mask"])
         cards = model.new_robot_encoder(model.card_text_input_ids, model.card_text_attention_mask)
-    weight, bias = (torch.from_numpy(part) for part in fit_card_classifier(
-        cards.numpy(), model.card_text_owner.numpy(), model.num_robots))
-    assert torch.allclose(logits[:, 5], model.robot_head.new_robot_logits(task, (weight, bias))[:, 5], atol=1e-5)
+        texts, owner = fleet_steps(model.config.robot_ids)
+        steps = torch.cat([embed(model.new_robot_encoder, encoder, texts[start:start + 256])
+                           for start in range(0, len(texts), 256)])
+    assert len(texts) == 5304 and sorted(set(owner.tolist())) == [0, 1, 2, 3, 4]  # the snake has no labelled step
+    classifier = tuple(torch.from_numpy(part) for part in fit_new_robot_classifier(
+        cards.numpy(), model.card_text_owner.numpy(), model.num_robots, steps.numpy(), owner))
+    head = model.robot_head
+    assert torch.allclose(out["robot_logits"][:, 5], head.new_robot_logits(task, classifier)[:, 5], atol=1e-4)
+    task_embedding = model.task_embedding(batch["task_input_ids"], batch["task_attention_mask"])
+    cards_frozen = model.card_embeddings()
+    args = (None, cards_frozen, task_embedding, model.card_text_owner, model.num_robots, model.card_classifier(cards_frozen))
+    expected, _ = head.card_logits(*args, (task, classifier))
+    assert torch.allclose(out["card_logits"], expected, atol=1e-4)  # every robot's log-odds from that classifier
+    assert not torch.allclose(out["card_logits"][:, :5], head.card_logits(*args)[0][:, :5], atol=1e-3)
+
+
+def test_a_fleet_without_a_new_robot_does_not_run_the_new_robot_encoder(model_dir):
+    model, processor = load_pretrained(model_dir)
+    batch = processor.collate([processor.features(task) for task in TASKS])
     with torch.no_grad():
+        logits = model(**batch)["robot_logits"]
         for parameter in model.new_robot_encoder.tuned.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
-        model.set_cards(processor.card_inputs())  # the new-robot encoder's card embeddings are computed again
-        moved = model(**batch)["robot_logits"]
-    assert torch.equal(moved[:, :5], logits[:, :5])
-    assert not torch.allclose(moved[:, 5], logits[:, 5], atol=1e-3)
+        model.set_cards(processor.card_inputs())
+        assert torch.equal(model(**batch)["robot_logits"], logits)
+    assert model._new_robot_cards is None
+
+
+def test_the_steps_beside_the_cards_are_the_fleets_robots_single_robot_steps():
+    texts, owner = fleet_steps(["snake_robot", "drone", "robot_with_legs"])
+    single = [step for step in read_sources(PART_SOURCES) if len(step["robots"]) == 1]
+    assert texts == [step["clause"] for step in single if step["robots"][0] in ("drone", "robot_with_legs")]
+    assert owner.tolist() == [1 if step["robots"][0] == "drone" else 2 for step in single
+                              if step["robots"][0] in ("drone", "robot_with_legs")]
+    assert fleet_steps(["snake_robot"])[0] == []

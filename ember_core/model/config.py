@@ -230,7 +230,7 @@ PRESETS: dict[str, EmberVLMConfig] = {
     # trainable on a CPU.
     "embervlm-edge": EmberVLMConfig(
         preset="embervlm-edge", image_size=64, lm_layers=2, lm_hidden=128, lm_heads=4,
-        text_encoder="minilm", new_robot_encoder=SHIPPED_NEW_ROBOT_ENCODER, new_robot_scale=1.0, new_robot_bias=-2.2,
+        text_encoder="minilm", new_robot_encoder=SHIPPED_NEW_ROBOT_ENCODER, new_robot_scale=0.8, new_robot_bias=-1.2,
         max_reasoning_tokens=160, max_plan_tokens=96,
     ),
     # A model small enough for unit tests: seconds on a CPU, same code paths.

@@ -27,7 +27,9 @@ a new robot's score on the trained robots' scale: the raw card score is not, and
 rarely led. The two numbers were chosen on the development sets (README, "The model"). A head with a
 new-robot encoder (`ember_core.model.new_robot_encoder`, sentence-encoder layers tuned to tell robots apart by
 their cards) reads z_i in that encoder's space: the task's and the card phrases' embeddings by it, standardised
-over the training tasks embedded by it (`new_robot_memory`). Without a sentence
+over the training tasks embedded by it (`new_robot_memory`), with a classifier fitted on the cards and the
+default robots' labelled job steps (`ember_core.new_robot_steps`); in a fleet with a new robot every robot's
+card score reads its log-odds from that classifier too. Without a sentence
 encoder a new robot's logit is card_i. With a sentence encoder, g says how familiar the task is: the
 head keeps the embeddings of its training tasks (`task_memory`) and
 g = sigmoid(sharpness * (max cosine to a training task - threshold)), so tasks phrased like the
@@ -193,7 +195,7 @@ class RobotHead(nn.Module):
         """
         mlp_logits = self.mlp_logits(selection_state, task_embedding)
         card_logits, gate = self.card_logits(selection_state, card_embeddings, task_embedding, card_owner, self.num_robots,
-                                             card_classifier)
+                                             card_classifier, new_robot)
         result = self.blend(mlp_logits, card_logits, gate, self.known, self.vote(task_embedding),
                             self.new_robot_logits(*(new_robot or (task_embedding, card_classifier))))
         if self.text_dim:
@@ -211,8 +213,11 @@ class RobotHead(nn.Module):
     def card_logits(self, selection_state: torch.Tensor, card_embeddings: torch.Tensor,
                     task_embedding: torch.Tensor | None, card_owner: torch.Tensor | None,
                     num_robots: int, card_classifier: tuple[torch.Tensor, torch.Tensor] | None = None,
+                    new_robot: tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]] | None = None,
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The card scores (B, num_robots) and the gate g, the weight of the MLP (B, 1) or (); see `forward`."""
+        """The card scores (B, num_robots) and the gate g, the weight of the MLP (B, 1) or (); see `forward`. With
+        `new_robot` (the new-robot encoder's task embedding and card classifier) the classifier's log-odds are read
+        from it: in a fleet with a new robot every robot is told from it in the space tuned to tell robots apart."""
         if self.text_dim:
             if card_classifier is None:
                 raise ValueError("this head needs the card classifier of its cards (ember_core.card_classifier)")
@@ -226,6 +231,8 @@ class RobotHead(nn.Module):
             similarity = _top_k_mean(similarity, card_owner, num_robots, self.card_top_k)
         logits = self.card_scale * similarity + self.card_bias
         if self.text_dim:
+            if new_robot is not None:
+                task, card_classifier = F.normalize(new_robot[0], dim=-1), new_robot[1]
             weight, bias = card_classifier
             logits = logits + self.card_classifier_gain * _log_odds(task @ weight.to(task.dtype).T + bias.to(task.dtype))
         return logits, gate

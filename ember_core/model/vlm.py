@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 from safetensors.torch import save_file
@@ -32,6 +33,8 @@ from ember_core.model.registry import create_part
 from ember_core.model.text_tokenizer import TextTokenizer
 from ember_core.model.tokenizer import IMAGE, SELECTION, load_tokenizer, special_token_ids, validate_embeddings
 from ember_core.model.weights import load_state_dict_file, safetensors_header
+from ember_core.new_robot_steps import fit_new_robot_classifier, fleet_steps
+from ember_core.relevance import EMBED_BATCH
 
 WEIGHTS_FILE = "model.safetensors"
 
@@ -165,14 +168,28 @@ class EmberVLM(nn.Module):
         return self._classifier_cache[1]
 
     def new_robot_cards(self) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """The card phrases' embeddings by the new-robot encoder (M, T) and the card classifier fitted on them."""
+        """The card phrases' embeddings by the new-robot encoder (M, T) and its card classifier, fitted on them and
+        on the fleet's labelled job steps (`ember_core.new_robot_steps`)."""
         if self._new_robot_cards is None:
             cards = self.new_robot_encoder(self.card_text_input_ids, self.card_text_attention_mask).detach()
-            weight, bias = fit_card_classifier(cards.float().cpu().numpy(), self.card_text_owner.cpu().numpy(),
-                                               self.num_robots)
+            texts, step_owner = fleet_steps(self.config.robot_ids)
+            weight, bias = fit_new_robot_classifier(cards.float().cpu().numpy(), self.card_text_owner.cpu().numpy(),
+                                                    self.num_robots, self._new_robot_embeddings(texts), step_owner)
             self._new_robot_cards = (cards, (torch.from_numpy(weight).to(cards.device),
                                              torch.from_numpy(bias).to(cards.device)))
         return self._new_robot_cards
+
+    @torch.no_grad()
+    def _new_robot_embeddings(self, texts: list[str]) -> np.ndarray:
+        """The new-robot encoder's embeddings (n, T) of texts, EMBED_BATCH of similar length at a time."""
+        order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
+        embeddings = np.empty((len(texts), self.text_encoder.dim), dtype=np.float32)
+        for start in range(0, len(order), EMBED_BATCH):
+            rows = order[start:start + EMBED_BATCH]
+            inputs = self.text_encoder.tokenize([texts[index] for index in rows])
+            embeddings[rows] = self.new_robot_encoder(**{key: value.to(self.no_image.device) for key, value in
+                                                         inputs.items()}).float().cpu().numpy()
+        return embeddings
 
     def embed(self, input_ids: torch.Tensor, visual: torch.Tensor | None = None,
               has_image: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,0 +1,43 @@
+"""Labelled job steps beside a fleet's cards in the new-robot encoder's card classifier.
+
+In a fleet with a robot added after training, the card classifier in the new-robot encoder's space tells each robot
+from the others: it gives the new robot its score and every robot the log-odds of its card score
+(`ember_core.model.heads`). Fitted on the cards alone, a trained robot is its card's few dozen phrases. The part
+scorer's labelled job steps (ember_core/assets/part_clauses.jsonl; 5,304 of them name one robot) say in operators'
+words what each default robot does, so that classifier is also fitted on them, each as a phrase of its robot (a
+robot's card phrases and steps weigh one unit together, `ember_core.card_classifier`), with the L2 penalty
+STEP_CLASSIFIER_L2. Both were chosen on the development sets (README, "The model"). A fleet without the default
+robots is fitted on its cards alone.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Sequence
+
+import numpy as np
+
+from ember_core.card_classifier import fit_card_classifier
+from ember_core.part_scorer import PART_CLAUSES_FILE, read_clauses
+
+STEP_CLASSIFIER_L2 = 1e-4
+
+
+@lru_cache(maxsize=1)
+def _single_robot_steps() -> tuple[tuple[str, str], ...]:
+    return tuple((step["clause"], step["robots"][0]) for step in read_clauses(PART_CLAUSES_FILE)
+                 if len(step["robots"]) == 1)
+
+
+def fleet_steps(fleet_ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """The texts of the single-robot steps whose robot is in the fleet, and that robot's index in `fleet_ids`."""
+    fleet_ids = list(fleet_ids)
+    steps = [(text, fleet_ids.index(robot)) for text, robot in _single_robot_steps() if robot in fleet_ids]
+    return [text for text, _ in steps], np.array([index for _, index in steps], dtype=np.int64)
+
+
+def fit_new_robot_classifier(card_embeddings: np.ndarray, card_owner: np.ndarray, num_robots: int,
+                             step_embeddings: np.ndarray, step_owner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The new-robot encoder's card classifier (weight, bias) of the card phrases' and the fleet's steps' embeddings
+    (`fleet_steps`), all by that encoder."""
+    return fit_card_classifier(np.concatenate([card_embeddings, step_embeddings]), np.concatenate([card_owner, step_owner]),
+                               num_robots, l2=STEP_CLASSIFIER_L2)
