@@ -23,16 +23,18 @@ STEP_CLASSIFIER_L2 = 1e-4
 
 
 @lru_cache(maxsize=1)
-def _single_robot_steps() -> tuple[tuple[str, str], ...]:
+def labelled_steps() -> tuple[tuple[str, str], ...]:
+    """(text, robot id) of every step of the part scorer's labelled steps that names a single robot."""
     return tuple((step["clause"], step["robots"][0]) for step in read_clauses(PART_CLAUSES_FILE)
                  if len(step["robots"]) == 1)
 
 
-def fleet_steps(fleet_ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
-    """The texts of the single-robot steps whose robot is in the fleet, and that robot's index in `fleet_ids`."""
+def fleet_steps(fleet_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The `labelled_steps` whose robot is in the fleet (their indexes) and that robot's index in `fleet_ids`."""
     fleet_ids = list(fleet_ids)
-    steps = [(text, fleet_ids.index(robot)) for text, robot in _single_robot_steps() if robot in fleet_ids]
-    return [text for text, _ in steps], np.array([index for _, index in steps], dtype=np.int64)
+    rows = [row for row, (_, robot) in enumerate(labelled_steps()) if robot in fleet_ids]
+    return (np.array(rows, dtype=np.int64),
+            np.array([fleet_ids.index(labelled_steps()[row][1]) for row in rows], dtype=np.int64))
 
 
 def fit_new_robot_classifier(card_embeddings: np.ndarray, card_owner: np.ndarray, num_robots: int,

@@ -26,7 +26,7 @@ from ember_core.fleet import Fleet
 from ember_core.model.config import EmberVLMConfig
 from ember_core.model.text_tokenizer import TextTokenizer
 from ember_core.model.tokenizer import SELECTION, load_saved_tokenizer
-from ember_core.new_robot_steps import fit_new_robot_classifier, fleet_steps
+from ember_core.new_robot_steps import fit_new_robot_classifier, fleet_steps, labelled_steps
 from ember_core.onnx_layout import (
     LANGUAGE,
     NEW_ROBOT_ENCODER,
@@ -181,8 +181,9 @@ class OnnxBackend:
         # the sentence encoder's, whose new-robot logits no robot of the fleet takes.
         self.new_robots = graphs.new_robot_encoder is not None and -1 in rows
         inputs = processor.card_inputs(return_tensors="np")
-        texts, step_owner = fleet_steps(processor.fleet.ids) if self.new_robots else ([], None)
-        if texts:  # the fleet's labelled job steps join the new-robot encoder's card classifier
+        rows, step_owner = fleet_steps(processor.fleet.ids) if self.new_robots else ([], None)
+        if len(rows):  # the fleet's labelled job steps join the new-robot encoder's card classifier
+            texts = [labelled_steps()[row][0] for row in rows]
             inputs.update({f"step_{name}": ids for name, ids in processor.encode_tasks(texts, "np").items()},
                           step_owner=step_owner)
         graphs = {graph: entry["sha256"] for graph, entry in manifest.graphs.items()}

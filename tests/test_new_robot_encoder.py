@@ -16,7 +16,7 @@ from ember_core.fields import FieldError
 from ember_core.model.config import SHIPPED_NEW_ROBOT_ENCODER, preset
 from ember_core.model.new_robot_encoder import NewRobotEncoder, load_new_robot_encoder, new_robot_encoder_file
 from ember_core.model.text_encoder import minilm
-from ember_core.new_robot_steps import fit_new_robot_classifier, fleet_steps
+from ember_core.new_robot_steps import fit_new_robot_classifier, fleet_steps, labelled_steps
 from ember_core.part_scorer import PART_SOURCES, read_sources, sources_digest
 from ember_core.pretrained import build_model, load_pretrained, save_pretrained
 from ember_core.prompt import card_phrases
@@ -161,7 +161,8 @@ def test_a_fleet_with_a_new_robot_is_scored_in_the_new_robot_encoders_space_with
         out = model(**batch)
         task = model.new_robot_encoder(batch["task_input_ids"], batch["task_attention_mask"])
         cards = model.new_robot_encoder(model.card_text_input_ids, model.card_text_attention_mask)
-        texts, owner = fleet_steps(model.config.robot_ids)
+        rows, owner = fleet_steps(model.config.robot_ids)
+        texts = [labelled_steps()[row][0] for row in rows]
         steps = torch.cat([embed(model.new_robot_encoder, encoder, texts[start:start + 256])
                            for start in range(0, len(texts), 256)])
     assert len(texts) == 5304 and sorted(set(owner.tolist())) == [0, 1, 2, 3, 4]  # the snake has no labelled step
@@ -175,6 +176,11 @@ def test_a_fleet_with_a_new_robot_is_scored_in_the_new_robot_encoders_space_with
     expected, _ = head.card_logits(*args, (task, classifier))
     assert torch.allclose(out["card_logits"], expected, atol=1e-4)  # every robot's log-odds from that classifier
     assert not torch.allclose(out["card_logits"][:, :5], head.card_logits(*args)[0][:, :5], atol=1e-3)
+    embedded = model._new_robot_steps
+    model.set_cards(processor.card_inputs())  # another fleet's cards: the steps are not embedded again
+    with torch.no_grad():
+        assert torch.allclose(model(**batch)["robot_logits"], out["robot_logits"], atol=1e-5)
+    assert model._new_robot_steps is embedded
 
 
 def test_a_fleet_without_a_new_robot_does_not_run_the_new_robot_encoder(model_dir):
@@ -190,9 +196,25 @@ def test_a_fleet_without_a_new_robot_does_not_run_the_new_robot_encoder(model_di
 
 
 def test_the_steps_beside_the_cards_are_the_fleets_robots_single_robot_steps():
-    texts, owner = fleet_steps(["snake_robot", "drone", "robot_with_legs"])
     single = [step for step in read_sources(PART_SOURCES) if len(step["robots"]) == 1]
-    assert texts == [step["clause"] for step in single if step["robots"][0] in ("drone", "robot_with_legs")]
-    assert owner.tolist() == [1 if step["robots"][0] == "drone" else 2 for step in single
-                              if step["robots"][0] in ("drone", "robot_with_legs")]
-    assert fleet_steps(["snake_robot"])[0] == []
+    assert labelled_steps() == tuple((step["clause"], step["robots"][0]) for step in single)
+    rows, owner = fleet_steps(["snake_robot", "drone", "robot_with_legs"])
+    assert [labelled_steps()[row] for row in rows] == [(step["clause"], step["robots"][0]) for step in single
+                                                       if step["robots"][0] in ("drone", "robot_with_legs")]
+    assert owner.tolist() == [1 if labelled_steps()[row][1] == "drone" else 2 for row in rows]
+    assert len(fleet_steps(["snake_robot"])[0]) == 0
+
+
+def test_the_steps_embeddings_are_kept_in_the_card_cache_between_runs(model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("EMBER_CACHE_DIR", str(tmp_path))
+    first, _ = load_pretrained(model_dir, fleet=load_fleet(SNAKE_FLEET))
+    computed = first._labelled_step_embeddings()
+    assert computed.shape == (len(labelled_steps()), 384) and len(list(tmp_path.rglob("*.npz"))) == 1
+    again, _ = load_pretrained(model_dir, fleet=load_fleet(SNAKE_FLEET))
+    monkeypatch.setattr(again, "_new_robot_embeddings", lambda texts: pytest.fail("embedded again"))
+    np.testing.assert_array_equal(again._labelled_step_embeddings(), computed)
+    with torch.no_grad():
+        for parameter in again.new_robot_encoder.tuned.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    monkeypatch.setattr(again, "_new_robot_embeddings", lambda texts: np.zeros((len(texts), 384), np.float32))
+    assert not again._labelled_step_embeddings().any()  # another encoder: another cache entry

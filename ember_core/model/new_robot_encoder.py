@@ -8,8 +8,10 @@ encoder is the same all-MiniLM-L6-v2 with its top transformer layers tuned, by
 that can do it: the steps of the five default robots (ember_core/assets/part_clauses.jsonl) and those of 80
 specialised robots of other kinds (robot_kind_cards.jsonl, robot_kind_steps.jsonl). It learns which words of
 a request speak of a robot's capabilities, objects and places, which carries over to a robot it never saw
-(measured with robots left out of the tuning; README). It embeds tasks, card phrases and the training tasks (the
-head's `new_robot_memory`) for the scores of new robots only; the trained robots keep the frozen encoder's.
+(measured with robots left out of the tuning; README). It runs only for a fleet with a new robot: it embeds the
+tasks, the card phrases, the default robots' job steps (`ember_core.new_robot_steps`) and the training tasks (the
+head's `new_robot_memory`) for the new robots' scores and every robot's card log-odds; the trained robots' MLP,
+memory and card cosines keep the frozen encoder's.
 
 The token embeddings and lower layers are the frozen encoder's own modules, shared and not stored; the
 tuned layers are a safetensors file (the shipped one in ember_core/assets), outside the checkpoint like
@@ -18,6 +20,7 @@ the encoder itself, named by the config's `new_robot_encoder`.
 from __future__ import annotations
 
 import copy
+import hashlib
 from pathlib import Path
 
 import torch
@@ -75,6 +78,14 @@ class NewRobotEncoder(nn.Module):
         """The tuned layers' tensors by their name in the sentence encoder (`encoder.layer.<i>....`)."""
         return {f"{_LAYER}{self.first + index}.{name}": tensor.detach().cpu().contiguous()
                 for index, block in enumerate(self.tuned) for name, tensor in block.state_dict().items()}
+
+    def digest(self) -> str:
+        """The sha256 of the tuned layers' tensors: the embeddings it makes depend on them and the frozen encoder."""
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.tuned_state().items()):
+            digest.update(name.encode())
+            digest.update(tensor.float().numpy().tobytes())
+        return digest.hexdigest()
 
     def to_bytes(self, metadata: dict[str, str], dtype: torch.dtype = torch.float16) -> bytes:
         """The tuned layers as a safetensors file (fp16 by default, as the shipped one) with `metadata`."""

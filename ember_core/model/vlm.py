@@ -1,6 +1,7 @@
 """EmberVLM: vision encoder -> projector -> language model -> robot head, composed in one nn.Module."""
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import save_file
 
+from ember_core import card_cache
 from ember_core.card_classifier import fit_card_classifier
 from ember_core.model import language as _language  # noqa: F401  (registers the language parts)
 from ember_core.model import text_encoder as _text_encoder  # noqa: F401  (registers the text parts)
@@ -33,7 +35,7 @@ from ember_core.model.registry import create_part
 from ember_core.model.text_tokenizer import TextTokenizer
 from ember_core.model.tokenizer import IMAGE, SELECTION, load_tokenizer, special_token_ids, validate_embeddings
 from ember_core.model.weights import load_state_dict_file, safetensors_header
-from ember_core.new_robot_steps import fit_new_robot_classifier, fleet_steps
+from ember_core.new_robot_steps import fit_new_robot_classifier, fleet_steps, labelled_steps
 from ember_core.relevance import EMBED_BATCH
 
 WEIGHTS_FILE = "model.safetensors"
@@ -96,6 +98,9 @@ class EmberVLM(nn.Module):
         self._classifier_cache: tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]] | None = None
         # The new-robot encoder's card embeddings and their classifier (`new_robot_cards`), once computed.
         self._new_robot_cards: tuple[torch.Tensor, torch.Tensor] | None = None
+        # The new-robot encoder's embeddings of the labelled job steps (`ember_core.new_robot_steps`): that encoder is
+        # frozen, so they are computed once, whatever the fleet.
+        self._new_robot_steps: np.ndarray | None = None
 
     @property
     def num_robots(self) -> int:
@@ -172,12 +177,23 @@ class EmberVLM(nn.Module):
         on the fleet's labelled job steps (`ember_core.new_robot_steps`)."""
         if self._new_robot_cards is None:
             cards = self.new_robot_encoder(self.card_text_input_ids, self.card_text_attention_mask).detach()
-            texts, step_owner = fleet_steps(self.config.robot_ids)
+            if self._new_robot_steps is None:
+                self._new_robot_steps = self._labelled_step_embeddings()
+            rows, step_owner = fleet_steps(self.config.robot_ids)
             weight, bias = fit_new_robot_classifier(cards.float().cpu().numpy(), self.card_text_owner.cpu().numpy(),
-                                                    self.num_robots, self._new_robot_embeddings(texts), step_owner)
+                                                    self.num_robots, self._new_robot_steps[rows], step_owner)
             self._new_robot_cards = (cards, (torch.from_numpy(weight).to(cards.device),
                                              torch.from_numpy(bias).to(cards.device)))
         return self._new_robot_cards
+
+    def _labelled_step_embeddings(self) -> np.ndarray:
+        """The new-robot encoder's embeddings of `labelled_steps()`, kept between runs in the card cache (about 10 s
+        on 2 CPU cores to compute)."""
+        texts = [text for text, _ in labelled_steps()]
+        source = {"new_robot_encoder": self.new_robot_encoder.digest(), "text_encoder": str(self.config.text_encoder)}
+        steps = np.frombuffer(hashlib.sha256("\n".join(texts).encode()).digest(), dtype=np.uint8)
+        return card_cache.card_embeddings(source, {"steps": steps},
+                                          lambda: {"steps": self._new_robot_embeddings(texts)})["steps"]
 
     @torch.no_grad()
     def _new_robot_embeddings(self, texts: list[str]) -> np.ndarray:
