@@ -181,9 +181,9 @@ class OnnxBackend:
         # the sentence encoder's, whose new-robot logits no robot of the fleet takes.
         self.new_robots = graphs.new_robot_encoder is not None and -1 in rows
         inputs = processor.card_inputs(return_tensors="np")
-        rows, step_owner = fleet_steps(processor.fleet.ids) if self.new_robots else ([], None)
-        if len(rows):  # the fleet's labelled job steps join the new-robot encoder's card classifier
-            texts = [labelled_steps()[row][0] for row in rows]
+        steps, step_owner = fleet_steps(processor.fleet.ids) if self.new_robots else ([], None)
+        if len(steps):  # the fleet's labelled job steps join the new-robot encoder's card classifier
+            texts = [labelled_steps()[step][0] for step in steps]
             inputs.update({f"step_{name}": ids for name, ids in processor.encode_tasks(texts, "np").items()},
                           step_owner=step_owner)
         graphs = {graph: entry["sha256"] for graph, entry in manifest.graphs.items()}
