@@ -181,13 +181,10 @@ class OnnxBackend:
         # the sentence encoder's, whose new-robot logits no robot of the fleet takes.
         self.new_robots = graphs.new_robot_encoder is not None and -1 in rows
         inputs = processor.card_inputs(return_tensors="np")
-        steps, step_owner = fleet_steps(processor.fleet.ids) if self.new_robots else ([], None)
-        if len(steps):  # the fleet's labelled job steps join the new-robot encoder's card classifier
-            texts = [labelled_steps()[step][0] for step in steps]
-            inputs.update({f"step_{name}": ids for name, ids in processor.encode_tasks(texts, "np").items()},
-                          step_owner=step_owner)
-        graphs = {graph: entry["sha256"] for graph, entry in manifest.graphs.items()}
-        embeddings = card_embeddings(graphs, inputs, lambda: self._card_embeddings(inputs))
+        if self.new_robots:  # the fleet's labelled job steps join the new-robot encoder's card classifier
+            inputs["step_rows"], inputs["step_owner"] = fleet_steps(processor.fleet.ids)
+        self.graph_shas = {graph: entry["sha256"] for graph, entry in manifest.graphs.items()}
+        embeddings = card_embeddings(self.graph_shas, inputs, lambda: self._card_embeddings(inputs))
         self.cards = {"robot_rows": np.array(rows, dtype=np.int64), **embeddings}
         self.text_prefix = PromptPrefix.of(self.model, processor.prompt_before_task_ids)
         # None for a model that reads the image first: nothing before its image is the same in every request.
@@ -213,7 +210,7 @@ class OnnxBackend:
 
     def _card_embeddings(self, cards: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The robot head's card inputs for this fleet's `cards` (`processor.card_inputs`, and for a fleet with a new
-        robot its labelled job steps): every card phrase's sentence embedding and its robot, and the card classifier
+        robot its labelled job steps, `fleet_steps`): every card phrase's sentence embedding and its robot, and the card classifier
         fitted on them (`ember_core.card_classifier`; the new-robot encoder's also on the steps,
         `ember_core.new_robot_steps`), or without a sentence encoder each card's mean hidden state in the language
         graph. Kept between runs (ember_core.card_cache)."""
@@ -226,16 +223,22 @@ class OnnxBackend:
                 if self.new_robots:
                     embeddings = self._phrase_embeddings(cards["text_input_ids"], cards["text_attention_mask"],
                                                          NEW_ROBOT_ENCODER)
-                    steps = (self._phrase_embeddings(cards["step_input_ids"], cards["step_attention_mask"],
-                                                     NEW_ROBOT_ENCODER)
-                             if "step_input_ids" in cards else np.zeros((0, embeddings.shape[1]), np.float32))
                     weight, bias = fit_new_robot_classifier(embeddings, cards["text_owner"], len(self.processor.fleet),
-                                                            steps, cards.get("step_owner", np.zeros(0, np.int64)))
+                                                            self._labelled_step_embeddings()[cards["step_rows"]],
+                                                            cards["step_owner"])
                 arrays.update(new_robot_classifier_weight=weight, new_robot_classifier_bias=bias)
             return arrays
         hidden, _ = self.model.language(cards["input_ids"], cards["attention_mask"])
         mask = cards["attention_mask"][..., None].astype(np.float32)  # the mean over the card's tokens (EmberVLM.card_embeddings)
         return {"card_embeddings": (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1.0)}
+
+    def _labelled_step_embeddings(self) -> np.ndarray:
+        """The new-robot encoder graph's embeddings of `labelled_steps()`, whatever the fleet: kept between runs
+        (ember_core.card_cache) under that graph's sha256 alone."""
+        inputs = self.processor.encode_tasks([text for text, _ in labelled_steps()], return_tensors="np")
+        return card_embeddings({NEW_ROBOT_ENCODER: self.graph_shas[NEW_ROBOT_ENCODER]}, {"steps": inputs["input_ids"]},
+                               lambda: {"steps": self._phrase_embeddings(inputs["input_ids"], inputs["attention_mask"],
+                                                                         NEW_ROBOT_ENCODER)})["steps"]
 
     def _phrase_embeddings(self, input_ids: np.ndarray, attention_mask: np.ndarray,
                            graph: str = TEXT_ENCODER) -> np.ndarray:

@@ -18,6 +18,7 @@ from conftest import REPO
 from ember_core import load_fleet
 from ember_core.cli import main
 from ember_core.model.config import SHIPPED_NEW_ROBOT_ENCODER, preset
+from ember_core.new_robot_steps import labelled_steps
 from ember_core.pretrained import build_model, save_pretrained
 from ember_core.request import SelectionRequest
 from ember_core.scenes import render_scene
@@ -165,8 +166,11 @@ def test_card_embeddings_are_kept_between_runs_and_computed_again_when_their_fil
     for cards in (second, third):
         assert cards.keys() == first.keys()
         assert all(np.array_equal(cards[name], first[name]) for name in first)
-    Selector(text_onnx_dir, robots_file=SNAKE_FLEET)  # another fleet: other card phrases, another file
-    assert computed == [1, 1, 1] and len(list((tmp_path / "card_embeddings").iterdir())) == 2
+    backend = Selector(text_onnx_dir, robots_file=SNAKE_FLEET).backend  # another fleet: other card phrases, another file
+    # ... and, for its new robot, the labelled job steps, kept under the new-robot encoder graph's sha256 alone
+    assert computed == [1, 1, 1] and len(list((tmp_path / "card_embeddings").iterdir())) == 3
+    monkeypatch.setattr(OnnxBackend, "_phrase_embeddings", lambda *args: pytest.fail("embedded again"))
+    assert backend._labelled_step_embeddings().shape == (len(labelled_steps()), 384)  # whatever the fleet
 
 
 def test_an_unwritable_cache_leaves_the_card_embeddings_computed_each_time(tiny_onnx_dir, tmp_path, monkeypatch):
