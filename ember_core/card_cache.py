@@ -5,8 +5,8 @@ of 3 on 2 cores), and the result depends only on the graphs and the phrases' ids
 on the embeddings (`ember_core.card_classifier`, about 70 ms) is kept with them. A cache file is named by
 the sha256 of both (the graphs by the sha256s their manifest lists and the backend checked), so another
 export, fleet or card wording is another file; a file that does not read back as finite arrays is computed
-again and replaced. The torch model keeps the new-robot encoder's embeddings of the labelled job steps here too
-(`EmberVLM.new_robot_cards`), keyed by that encoder's digest. EMBER_CACHE_DIR moves the cache (default:
+again and replaced. Both backends keep the new-robot encoder's embeddings of the labelled job steps here too
+(`ember_core.new_robot_steps.labelled_step_embeddings`), keyed by that encoder alone. EMBER_CACHE_DIR moves the cache (default:
 $XDG_CACHE_HOME/ember, else ~/.cache/ember; set but empty: no cache); where it cannot be written the embeddings
 are computed each time.
 """

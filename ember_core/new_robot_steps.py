@@ -11,11 +11,13 @@ robots is fitted on its cards alone.
 """
 from __future__ import annotations
 
+import hashlib
 from functools import lru_cache
-from typing import Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from ember_core.card_cache import card_embeddings
 from ember_core.card_classifier import fit_card_classifier
 from ember_core.part_scorer import PART_CLAUSES_FILE, read_clauses
 
@@ -35,6 +37,15 @@ def fleet_steps(fleet_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     rows = [row for row, (_, robot) in enumerate(labelled_steps()) if robot in fleet_ids]
     return (np.array(rows, dtype=np.int64),
             np.array([fleet_ids.index(labelled_steps()[row][1]) for row in rows], dtype=np.int64))
+
+
+def labelled_step_embeddings(encoder: Mapping[str, str], embed: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+    """`embed`'s embeddings of the `labelled_steps()` texts, whatever the fleet: kept between runs in the card cache
+    (ember_core.card_cache) under `encoder`, what identifies the encoder `embed` runs (about 10 s on 2 CPU cores to
+    compute)."""
+    texts = [text for text, _ in labelled_steps()]
+    steps = np.frombuffer(hashlib.sha256("\n".join(texts).encode()).digest(), dtype=np.uint8)
+    return card_embeddings(encoder, {"steps": steps}, lambda: {"steps": embed(texts)})["steps"]
 
 
 def fit_new_robot_classifier(card_embeddings: np.ndarray, card_owner: np.ndarray, num_robots: int,

@@ -26,7 +26,7 @@ from ember_core.fleet import Fleet
 from ember_core.model.config import EmberVLMConfig
 from ember_core.model.text_tokenizer import TextTokenizer
 from ember_core.model.tokenizer import SELECTION, load_saved_tokenizer
-from ember_core.new_robot_steps import fit_new_robot_classifier, fleet_steps, labelled_steps
+from ember_core.new_robot_steps import fit_new_robot_classifier, fleet_steps, labelled_step_embeddings
 from ember_core.onnx_layout import (
     LANGUAGE,
     NEW_ROBOT_ENCODER,
@@ -233,12 +233,13 @@ class OnnxBackend:
         return {"card_embeddings": (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1.0)}
 
     def _labelled_step_embeddings(self) -> np.ndarray:
-        """The new-robot encoder graph's embeddings of `labelled_steps()`, whatever the fleet: kept between runs
-        (ember_core.card_cache) under that graph's sha256 alone."""
-        inputs = self.processor.encode_tasks([text for text, _ in labelled_steps()], return_tensors="np")
-        return card_embeddings({NEW_ROBOT_ENCODER: self.graph_shas[NEW_ROBOT_ENCODER]}, {"steps": inputs["input_ids"]},
-                               lambda: {"steps": self._phrase_embeddings(inputs["input_ids"], inputs["attention_mask"],
-                                                                         NEW_ROBOT_ENCODER)})["steps"]
+        """The new-robot encoder graph's embeddings of the labelled job steps, cached under that graph's sha256."""
+        return labelled_step_embeddings({NEW_ROBOT_ENCODER: self.graph_shas[NEW_ROBOT_ENCODER]}, self._new_robot_embeddings)
+
+    def _new_robot_embeddings(self, texts: list[str]) -> np.ndarray:
+        """The new-robot encoder graph's embeddings of texts (`ember_core.new_robot_steps.labelled_step_embeddings`)."""
+        inputs = self.processor.encode_tasks(texts, return_tensors="np")
+        return self._phrase_embeddings(inputs["input_ids"], inputs["attention_mask"], NEW_ROBOT_ENCODER)
 
     def _phrase_embeddings(self, input_ids: np.ndarray, attention_mask: np.ndarray,
                            graph: str = TEXT_ENCODER) -> np.ndarray:

@@ -1,7 +1,6 @@
 """EmberVLM: vision encoder -> projector -> language model -> robot head, composed in one nn.Module."""
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,6 @@ import torch
 import torch.nn as nn
 from safetensors.torch import save_file
 
-from ember_core import card_cache
 from ember_core.card_classifier import fit_card_classifier
 from ember_core.model import language as _language  # noqa: F401  (registers the language parts)
 from ember_core.model import text_encoder as _text_encoder  # noqa: F401  (registers the text parts)
@@ -35,7 +33,7 @@ from ember_core.model.registry import create_part
 from ember_core.model.text_tokenizer import TextTokenizer
 from ember_core.model.tokenizer import IMAGE, SELECTION, load_tokenizer, special_token_ids, validate_embeddings
 from ember_core.model.weights import load_state_dict_file, safetensors_header
-from ember_core.new_robot_steps import fit_new_robot_classifier, fleet_steps, labelled_steps
+from ember_core.new_robot_steps import fit_new_robot_classifier, fleet_steps, labelled_step_embeddings
 from ember_core.relevance import EMBED_BATCH
 
 WEIGHTS_FILE = "model.safetensors"
@@ -187,13 +185,9 @@ class EmberVLM(nn.Module):
         return self._new_robot_cards
 
     def _labelled_step_embeddings(self) -> np.ndarray:
-        """The new-robot encoder's embeddings of `labelled_steps()`, kept between runs in the card cache (about 10 s
-        on 2 CPU cores to compute)."""
-        texts = [text for text, _ in labelled_steps()]
-        source = {"new_robot_encoder": self.new_robot_encoder.digest(), "text_encoder": str(self.config.text_encoder)}
-        steps = np.frombuffer(hashlib.sha256("\n".join(texts).encode()).digest(), dtype=np.uint8)
-        return card_cache.card_embeddings(source, {"steps": steps},
-                                          lambda: {"steps": self._new_robot_embeddings(texts)})["steps"]
+        """The new-robot encoder's embeddings of the labelled job steps, cached under its digest."""
+        encoder = {"new_robot_encoder": self.new_robot_encoder.digest(), "text_encoder": str(self.config.text_encoder)}
+        return labelled_step_embeddings(encoder, self._new_robot_embeddings)
 
     @torch.no_grad()
     def _new_robot_embeddings(self, texts: list[str]) -> np.ndarray:
