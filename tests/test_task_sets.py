@@ -202,13 +202,17 @@ def test_the_holdout_report_sets_are_new_and_what_their_names_say(fleet, snake_f
             assert not _close(record.task, examples), f"{name}, task {number}, is close to {_close(record.task, examples)!r}"
 
 
-def test_the_snake_development_sets_say_what_they_are_and_share_no_task_with_a_report_set(snake_fleet):
-    """snake_dev_tasks.jsonl: the snake is acceptable in every task; near_snake_dev_tasks.jsonl: tasks that sound
+@pytest.mark.parametrize(("snake_set", "near_set", "sizes"), [
+    ("snake_dev_tasks.jsonl", "near_snake_dev_tasks.jsonl", (72, 60)),
+    ("snake_dev2_tasks.jsonl", "near_snake_dev2_tasks.jsonl", (120, 120))])
+def test_the_snake_development_sets_say_what_they_are_and_share_no_task_with_a_report_set(snake_fleet, snake_set,
+                                                                                          near_set, sizes):
+    """snake_dev*_tasks.jsonl: the snake is acceptable in every task; near_snake_dev*_tasks.jsonl: tasks that sound
     like its work but are another robot's, so it is in none; neither shares a task with a report or public set."""
-    sets = {name: _whole_set(DATA / name, snake_fleet) for name in ("snake_dev_tasks.jsonl", "near_snake_dev_tasks.jsonl")}
-    assert len(sets["snake_dev_tasks.jsonl"]) == 72 and len(sets["near_snake_dev_tasks.jsonl"]) == 60
-    assert all("snake_robot" in record.robots for record in sets["snake_dev_tasks.jsonl"])
-    assert not any("snake_robot" in record.robots for record in sets["near_snake_dev_tasks.jsonl"])
+    sets = {name: _whole_set(DATA / name, snake_fleet) for name in (snake_set, near_set)}
+    assert (len(sets[snake_set]), len(sets[near_set])) == sizes
+    assert all("snake_robot" in record.robots for record in sets[snake_set])
+    assert not any("snake_robot" in record.robots for record in sets[near_set])
     report = {task_key(record.task) for name in ("snake_tasks.jsonl", "snake_fresh_tasks.jsonl", "novel_tasks.jsonl")
               for record in load_jsonl(DATA / name, snake_fleet)}
     if PUBLIC_DATA.is_dir():
