@@ -6,9 +6,9 @@ on the embeddings (`ember_core.card_classifier`, about 70 ms) is kept with them.
 the sha256 of both (the graphs by the sha256s their manifest lists and the backend checked), so another
 export, fleet or card wording is another file; a file that does not read back as finite arrays is computed
 again and replaced. Both backends keep the new-robot encoder's embeddings of the labelled job steps here too
-(`ember_core.new_robot_steps.labelled_step_embeddings`), keyed by that encoder alone. EMBER_CACHE_DIR moves the cache (default:
-$XDG_CACHE_HOME/ember, else ~/.cache/ember; set but empty: no cache); where it cannot be written the embeddings
-are computed each time.
+(`ember_core.new_robot_steps.labelled_step_embeddings`), keyed by that encoder alone. EMBER_CACHE_DIR moves the
+cache (default: $XDG_CACHE_HOME/ember, else ~/.cache/ember; set but empty: no cache); where it cannot be written
+the embeddings are computed each time.
 """
 from __future__ import annotations
 

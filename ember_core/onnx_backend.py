@@ -210,8 +210,8 @@ class OnnxBackend:
 
     def _card_embeddings(self, cards: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The robot head's card inputs for this fleet's `cards` (`processor.card_inputs`, and for a fleet with a new
-        robot its labelled job steps, `fleet_steps`): every card phrase's sentence embedding and its robot, and the card classifier
-        fitted on them (`ember_core.card_classifier`; the new-robot encoder's also on the steps,
+        robot its labelled job steps, `fleet_steps`): every card phrase's sentence embedding and its robot, and the
+        card classifier fitted on them (`ember_core.card_classifier`; the new-robot encoder's also on the steps,
         `ember_core.new_robot_steps`), or without a sentence encoder each card's mean hidden state in the language
         graph. Kept between runs (ember_core.card_cache)."""
         if self.model.text_encoder is not None:
@@ -234,7 +234,8 @@ class OnnxBackend:
 
     def _labelled_step_embeddings(self) -> np.ndarray:
         """The new-robot encoder graph's embeddings of the labelled job steps, cached under that graph's sha256."""
-        return labelled_step_embeddings({NEW_ROBOT_ENCODER: self.graph_shas[NEW_ROBOT_ENCODER]}, self._new_robot_embeddings)
+        return labelled_step_embeddings({NEW_ROBOT_ENCODER: self.graph_shas[NEW_ROBOT_ENCODER]},
+                                        self._new_robot_embeddings)
 
     def _new_robot_embeddings(self, texts: list[str]) -> np.ndarray:
         """The new-robot encoder graph's embeddings of texts (`ember_core.new_robot_steps.labelled_step_embeddings`)."""

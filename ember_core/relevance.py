@@ -7,7 +7,7 @@ and its language model decides alone.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -21,6 +21,17 @@ MAX_CACHED_TEXTS = 4096
 # Texts embedded at once, of similar length: one batch of thousands pads every text to the longest (3.5x the time
 # for the part scorer's 6,973 steps).
 EMBED_BATCH = 128
+
+
+def embed_by_length(texts: Sequence[str], embed_batch: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+    """`embed_batch`'s embeddings (n, D) of texts (at least one), float32, EMBED_BATCH texts of similar length at a
+    time."""
+    order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
+    parts = [embed_batch([texts[index] for index in order[start:start + EMBED_BATCH]])
+             for start in range(0, len(order), EMBED_BATCH)]
+    embeddings = np.empty((len(texts), parts[0].shape[1]), dtype=np.float32)
+    embeddings[order] = np.concatenate(parts)
+    return embeddings
 
 
 class PhraseRelevance:
@@ -38,12 +49,7 @@ class PhraseRelevance:
         similar length at a time."""
         if self.model.text_encoder is None or not texts:
             return None
-        order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
-        parts = [self._embed_batch([texts[index].strip() for index in order[start:start + EMBED_BATCH]])
-                 for start in range(0, len(order), EMBED_BATCH)]
-        embeddings = np.empty((len(texts), parts[0].shape[1]), dtype=np.float32)
-        embeddings[order] = np.concatenate(parts)
-        return embeddings
+        return embed_by_length([text.strip() for text in texts], self._embed_batch)
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
         """The sentence embeddings (n, D) of one batch of stripped texts."""

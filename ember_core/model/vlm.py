@@ -34,7 +34,7 @@ from ember_core.model.text_tokenizer import TextTokenizer
 from ember_core.model.tokenizer import IMAGE, SELECTION, load_tokenizer, special_token_ids, validate_embeddings
 from ember_core.model.weights import load_state_dict_file, safetensors_header
 from ember_core.new_robot_steps import fit_new_robot_classifier, fleet_steps, labelled_step_embeddings
-from ember_core.relevance import EMBED_BATCH
+from ember_core.relevance import embed_by_length
 
 WEIGHTS_FILE = "model.safetensors"
 
@@ -191,15 +191,12 @@ class EmberVLM(nn.Module):
 
     @torch.no_grad()
     def _new_robot_embeddings(self, texts: list[str]) -> np.ndarray:
-        """The new-robot encoder's embeddings (n, T) of texts, EMBED_BATCH of similar length at a time."""
-        order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
-        embeddings = np.empty((len(texts), self.text_encoder.dim), dtype=np.float32)
-        for start in range(0, len(order), EMBED_BATCH):
-            rows = order[start:start + EMBED_BATCH]
-            inputs = self.text_encoder.tokenize([texts[index] for index in rows])
-            embeddings[rows] = self.new_robot_encoder(**{key: value.to(self.no_image.device) for key, value in
-                                                         inputs.items()}).float().cpu().numpy()
-        return embeddings
+        """The new-robot encoder's embeddings (n, T) of texts (`embed_by_length`)."""
+        def embed_batch(batch: list[str]) -> np.ndarray:
+            inputs = self.text_encoder.tokenize(batch)
+            return self.new_robot_encoder(**{key: value.to(self.no_image.device) for key, value in
+                                             inputs.items()}).float().cpu().numpy()
+        return embed_by_length(texts, embed_batch)
 
     def embed(self, input_ids: torch.Tensor, visual: torch.Tensor | None = None,
               has_image: torch.Tensor | None = None) -> torch.Tensor:
